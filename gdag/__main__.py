@@ -1,0 +1,5 @@
+"""`python -m gdag`: the same entry point as the `gdag` command."""
+
+from gdag.main import main
+
+raise SystemExit(main())

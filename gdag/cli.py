@@ -1,0 +1,178 @@
+"""The typer app: every command, thin — parse, call the core, render."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from gdag import __version__, commands
+from gdag.errors import EXIT_INTERRUPTED, EXIT_USAGE
+from gdag.workspace import Workspace
+
+app = typer.Typer(
+    name="gdag",
+    help="A git-native reactive dataflow engine: publish values, run nodes, keep every result.",
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+PathOpt = Annotated[
+    str | None,
+    typer.Option("-C", metavar="PATH", help="Run as if started in PATH (like git -C)."),
+]
+LogOpt = Annotated[
+    str | None,
+    typer.Option("--log", metavar="NAME", envvar="GDAG_LOG",
+                 help="The log to use (default: main, or $GDAG_LOG)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"gdag {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """A git-native reactive dataflow engine."""
+
+
+@app.command()
+def init(path: PathOpt = None, log: LogOpt = None, json_out: JsonOpt = False) -> int:
+    """Make the repository ready: a starter gdag.toml and the log's init event."""
+    _, res = Workspace.init(path, log)
+    if json_out:
+        commands.print_json(res.__dict__)
+        return 0
+    lines = []
+    if res.created_repository:
+        lines.append(f"created git repository {res.root}")
+    if res.wrote_definition:
+        lines.append("wrote starter gdag.toml")
+    if res.created_log:
+        lines.append(f"created log {res.log} (refs/gdag/logs/{res.log}) at offset 0")
+    if not lines:
+        lines.append(f"already initialised: log {res.log} is at offset {res.offset}; nothing changed")
+    commands.out("".join(f"{line}\n" for line in lines).encode())
+    return 0
+
+
+@app.command()
+def publish(
+    output: Annotated[str, typer.Argument(help="The output to publish to, e.g. photos/new.")],
+    value: Annotated[
+        str | None, typer.Argument(help="The value; '-' reads standard input.")
+    ] = None,
+    file: Annotated[
+        str | None, typer.Option("--file", "-f", metavar="PATH", help="Read the value from a file.")
+    ] = None,
+    directory: Annotated[
+        str | None,
+        typer.Option("--dir", metavar="PATH", help="Publish a directory (stored as a git tree)."),
+    ] = None,
+    type_: Annotated[
+        str | None,
+        typer.Option("--type", "-t", metavar="TYPE", help="The output's type (it sticks once set)."),
+    ] = None,
+    if_changed: Annotated[
+        bool, typer.Option("--if-changed", help="Append nothing if the value is unchanged.")
+    ] = False,
+    json_out: JsonOpt = False,
+    path: PathOpt = None,
+    log: LogOpt = None,
+) -> int:
+    """Append a new value of OUTPUT to the log."""
+    return commands.publish(output, value, file=file, directory=directory, type_=type_,
+                            if_changed=if_changed, json_out=json_out, path=path, log=log)
+
+
+@app.command()
+def lookup(
+    output: Annotated[str, typer.Argument(help="An output, or a pattern such as 'thumbs/*'.")],
+    at: Annotated[
+        str | None,
+        typer.Option("--at", metavar="OFFSET", help="Read at an offset (N, -N or a commit id)."),
+    ] = None,
+    meta: Annotated[bool, typer.Option("--meta", help="Show the value's metadata.")] = False,
+    json_out: JsonOpt = False,
+    out_path: Annotated[
+        str | None, typer.Option("-o", "--out", metavar="PATH", help="Write the value to PATH.")
+    ] = None,
+    path: PathOpt = None,
+    log: LogOpt = None,
+) -> int:
+    """Print the value of OUTPUT (byte-exact), or list the outputs a pattern matches."""
+    return commands.lookup(output, at=at, meta=meta, json_out=json_out, out_path=out_path,
+                           path=path, log=log)
+
+
+@app.command("log")
+def log_cmd(
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=1, metavar="N", help="Show at most N events.")
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option("--output", metavar="NAME", help="Only events that changed this output."),
+    ] = None,
+    json_out: JsonOpt = False,
+    path: PathOpt = None,
+    log: LogOpt = None,
+) -> int:
+    """List the log's events, newest first."""
+    from gdag.names import check_output_name
+
+    if output is not None:
+        check_output_name(output, allow_pattern=True)
+    ws = Workspace.open(path, log)
+    shown = []
+    for event in ws.log.events():
+        if output is None or any(_output_matches(output, o) for o in event.outputs):
+            shown.append(event)
+            if limit is not None and len(shown) >= limit:
+                break
+    if json_out:
+        commands.print_json([e.to_json() for e in shown])
+        return 0
+    from gdag.workspace import now_iso
+
+    for e in shown:
+        what = " ".join(e.outputs) or e.summary
+        commands.out(f"{e.offset:>6}  {e.kind:<8} {now_iso(e.time)}  {what}\n".encode())
+    return 0
+
+
+def _output_matches(wanted: str, name: str) -> bool:
+    from gdag.names import is_pattern, matches
+
+    return matches(wanted, name) if is_pattern(wanted) else wanted == name
+
+
+def run_app(argv: list[str]) -> int:
+    """Run the typer app on `argv`, mapping its outcomes to gdag's exit statuses."""
+    cmd = typer.main.get_command(app)
+    try:
+        result = cmd.main(args=argv or ["--help"], prog_name="gdag", standalone_mode=False)
+    except typer.TyperException as exc:
+        sys.stderr.write(f"gdag: error: {exc.format_message()}\n")
+        ctx = getattr(exc, "ctx", None)
+        if exc.exit_code == EXIT_USAGE:
+            sys.stderr.write(f"hint: see `{ctx.command_path if ctx else 'gdag'} --help`\n")
+        return exc.exit_code
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        sys.stderr.write("gdag: interrupted\n")
+        return EXIT_INTERRUPTED
+    return int(result or 0)

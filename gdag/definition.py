@@ -1,0 +1,259 @@
+"""Loading and compiling the definition (`gdag.toml` or `[tool.gdag]`) into `dag.json`.
+
+The compiled form is plain JSON-able data: it is stored in the log, and a
+command that finds the definition unchanged (same source hash as the log's
+`dag.json`) uses the stored form without compiling again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gdag.errors import DefinitionError, GdagError
+from gdag.names import check_output_name, check_simple_name, is_pattern, matches
+from gdag.types import BYTES, Type, parse_type
+
+FORMAT = 1
+DEFINITION_FILE = "gdag.toml"
+
+STARTER = """\
+# gdag.toml: the dataflow definition of this repository.
+# Every key is optional; see `man gdag` or docs/ for the whole format.
+#
+# Outputs are named streams of values.  Declaring one fixes its type:
+#
+# [outputs."photos/new"]
+# type = "str"              # bytes (default), str, int, float, bool, json, dir,
+#                           # list[T], dict[str, T], T | None, module:Name
+#
+# [outputs."thumbs/*"]      # a family of dynamic outputs
+# type = "bytes"
+#
+# Nodes subscribe to outputs and publish further outputs:
+#
+# [nodes.thumbnail]
+# run = 'convert "$GDAG_IN_PHOTO" -resize 64x64 "$GDAG_OUT/thumbs/$(basename "$GDAG_IN_PHOTO")"'
+# inputs = { photo = "photos/new" }
+# publishes = ["thumbs/*"]
+# mode = "each"             # run once per event; "latest" (default) coalesces
+"""
+
+NODE_KEYS = {
+    "run", "python", "inputs", "publishes", "mode", "when", "timeout", "env", "cwd",
+    "speculative", "description",
+}
+OUTPUT_KEYS = {"type", "description"}
+DAG_KEYS = {"modules"}
+TOP_KEYS = {"outputs", "nodes", "dag", "log"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the definition came from and its raw bytes."""
+
+    path: Path | None
+    data: bytes
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def label(self) -> str:
+        return self.path.name if self.path else DEFINITION_FILE
+
+
+def read_source(root: Path | None) -> Source:
+    """The definition's bytes: gdag.toml, else [tool.gdag] in pyproject.toml, else empty."""
+    if root is None:
+        return Source(None, b"")
+    path = root / DEFINITION_FILE
+    try:
+        return Source(path, path.read_bytes())
+    except FileNotFoundError:
+        pass
+    py = root / "pyproject.toml"
+    try:
+        data = py.read_bytes()
+    except FileNotFoundError:
+        return Source(None, b"")
+    if b"[tool.gdag" in data:
+        return Source(py, data)
+    return Source(None, b"")
+
+
+def parse_source(src: Source) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        text = src.data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DefinitionError(f"{src.label}: not UTF-8 (byte {exc.start})") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DefinitionError(f"{src.label}: {exc}", hint="fix the TOML syntax there") from None
+    if src.path is not None and src.path.name == "pyproject.toml":
+        doc = doc.get("tool", {}).get("gdag", {})
+    return doc
+
+
+def compile_definition(src: Source) -> dict[str, Any]:
+    """Check the definition and return its compiled, JSON-able form (dag.json)."""
+    doc = parse_source(src)
+    where = src.label
+    _no_unknown(doc, TOP_KEYS, where, "top level")
+    outputs = _compile_outputs(doc.get("outputs", {}), where)
+    nodes = _compile_nodes(doc.get("nodes", {}), where)
+    dag_section = doc.get("dag", {})
+    _no_unknown(dag_section, DAG_KEYS, where, "[dag]")
+    dag = {
+        "format": FORMAT,
+        "source": src.digest,
+        "modules": list(dag_section.get("modules", [])),
+        "outputs": outputs,
+        "nodes": nodes,
+    }
+    if nodes:
+        from gdag.graph import check_graph
+
+        check_graph(dag, where)
+    return dag
+
+
+def _no_unknown(table: Any, allowed: set[str], where: str, what: str) -> None:
+    if not isinstance(table, dict):
+        raise DefinitionError(f"{where}: {what} must be a table")
+    for key in table:
+        if key not in allowed:
+            raise DefinitionError(
+                f"{where}: {what}: unknown key {key!r}",
+                hint=f"allowed keys: {', '.join(sorted(allowed))}",
+            )
+
+
+def _compile_outputs(table: Any, where: str) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise DefinitionError(f"{where}: [outputs] must be a table")
+    out: dict[str, Any] = {}
+    for name, spec in sorted(table.items()):
+        what = f'[outputs."{name}"]'
+        _named(check_output_name, name, where, what, allow_pattern=True)
+        if not isinstance(spec, dict):
+            raise DefinitionError(f"{where}: {what} must be a table, e.g. {{ type = \"str\" }}")
+        _no_unknown(spec, OUTPUT_KEYS, where, what)
+        try:
+            typ = parse_type(str(spec.get("type", "bytes")))
+        except GdagError as exc:
+            raise DefinitionError(f"{where}: {what}: {exc.message}", exc.hint) from None
+        out[name] = {"type": str(typ)}
+    return out
+
+
+def _named(check: Any, name: str, where: str, what: str, **kw: Any) -> None:
+    try:
+        check(name, **kw)
+    except GdagError as exc:
+        raise DefinitionError(f"{where}: {what}: {exc.message}", exc.hint) from None
+
+
+def _compile_nodes(table: Any, where: str) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise DefinitionError(f"{where}: [nodes] must be a table")
+    nodes: dict[str, Any] = {}
+    for name, spec in sorted(table.items()):
+        what = f"[nodes.{name}]"
+        _named(check_simple_name, name, where, what, what="node")
+        if not isinstance(spec, dict):
+            raise DefinitionError(f"{where}: {what} must be a table")
+        _no_unknown(spec, NODE_KEYS, where, what)
+        nodes[name] = _compile_node(spec, where, what)
+    return nodes
+
+
+def _compile_node(spec: dict[str, Any], where: str, what: str) -> dict[str, Any]:
+    if ("run" in spec) == ("python" in spec):
+        raise DefinitionError(f"{where}: {what}: needs exactly one of 'run' or 'python'")
+    inputs = spec.get("inputs", {})
+    if not isinstance(inputs, dict):
+        raise DefinitionError(f"{where}: {what}: 'inputs' must be a table of name = output")
+    for arg, output in inputs.items():
+        _named(check_simple_name, arg, where, f"{what} inputs", what="input")
+        if not isinstance(output, str):
+            raise DefinitionError(f"{where}: {what}: input {arg!r} must name an output")
+        _named(check_output_name, output, where, f"{what} inputs.{arg}", allow_pattern=True)
+    publishes = spec.get("publishes", [])
+    if isinstance(publishes, str):
+        publishes = [publishes]
+    if not isinstance(publishes, list) or not all(isinstance(p, str) for p in publishes):
+        raise DefinitionError(f"{where}: {what}: 'publishes' must be a list of output names")
+    for p in publishes:
+        _named(check_output_name, p, where, f"{what} publishes", allow_pattern=True)
+    node = {
+        "kind": "shell" if "run" in spec else "python",
+        "command": spec.get("run") or spec.get("python"),
+        "inputs": dict(sorted(inputs.items())),
+        "publishes": sorted(publishes),
+        "mode": _choice(spec, "mode", ("latest", "each"), where, what),
+        "when": _choice(spec, "when", ("any", "all"), where, what),
+        "timeout": _timeout(spec, where, what),
+        "env": _env(spec, where, what),
+        "cwd": str(spec.get("cwd", ".")),
+        "speculative": bool(spec.get("speculative", False)),
+    }
+    if not isinstance(node["command"], str) or not node["command"].strip():
+        raise DefinitionError(f"{where}: {what}: the command must be a non-empty string")
+    node["code"] = code_hash(node)
+    return node
+
+
+def _choice(spec: dict[str, Any], key: str, allowed: tuple[str, ...], where: str, what: str) -> str:
+    value = spec.get(key, allowed[0])
+    if value not in allowed:
+        raise DefinitionError(
+            f"{where}: {what}: {key} = {value!r} is not one of {', '.join(allowed)}"
+        )
+    return str(value)
+
+
+def _timeout(spec: dict[str, Any], where: str, what: str) -> float | None:
+    value = spec.get("timeout")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise DefinitionError(f"{where}: {what}: timeout must be a positive number of seconds")
+    return float(value)
+
+
+def _env(spec: dict[str, Any], where: str, what: str) -> dict[str, str]:
+    env = spec.get("env", {})
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        raise DefinitionError(f"{where}: {what}: env must be a table of strings")
+    return dict(sorted(env.items()))
+
+
+def code_hash(node: dict[str, Any]) -> str:
+    """What makes a node's results valid: its command and its declared interface."""
+    keys = ("kind", "command", "inputs", "publishes", "mode", "when", "env", "cwd")
+    blob = json.dumps({k: node[k] for k in keys}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def output_type(dag: dict[str, Any] | None, name: str) -> Type | None:
+    """The declared type of output `name`, exact declaration first, then patterns."""
+    if not dag:
+        return None
+    outputs = dag.get("outputs", {})
+    spec = outputs.get(name)
+    if spec is None:
+        for pattern, pspec in outputs.items():
+            if is_pattern(pattern) and matches(pattern, name):
+                spec = pspec
+                break
+    if spec is None:
+        return None
+    return parse_type(spec.get("type", "bytes")) if spec.get("type") else BYTES

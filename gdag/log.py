@@ -1,0 +1,243 @@
+"""The event log: a first-parent chain of commits under refs/gdag/logs/, offsets, events.
+
+Every log commit's tree carries `@offsets/<bucket>/<n>` checkpoints (the id of
+the commit at every 64th offset of its own chain), so finding the commit at any
+offset costs one tree lookup and at most 63 parent steps, whatever the length
+of the history, and stays right when `replay` replaces the chain.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from gdag.errors import NoLogError, StoreError, UnknownError
+from gdag.names import check_simple_name
+from gdag.repo import MODE_BLOB, MODE_TREE, Entry, Store, retry_delay
+
+LOG_PREFIX = "refs/gdag/logs/"
+CHECKPOINT = 64
+BUCKET = 4096
+OFFSETS_DIR = b"@offsets"
+
+
+def log_ref(name: str) -> str:
+    return LOG_PREFIX + check_simple_name(name, "log")
+
+
+def parse_trailers(message: bytes) -> dict[str, list[str]]:
+    """Trailers of the last paragraph of a commit message, `Key: value` per line."""
+    text = message.decode("utf-8", "replace").rstrip("\n")
+    last = text.rsplit("\n\n", 1)[-1]
+    out: dict[str, list[str]] = {}
+    for line in last.splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and key and " " not in key:
+            out.setdefault(key, []).append(value)
+    return out
+
+
+def format_message(summary: str, trailers: list[tuple[str, str]]) -> str:
+    lines = "\n".join(f"{k}: {v}" for k, v in trailers)
+    return f"{summary}\n\n{lines}\n"
+
+
+@dataclass
+class Event:
+    """One commit of the log, as read back."""
+
+    offset: int
+    kind: str
+    sha: bytes
+    time: int
+    summary: str
+    outputs: list[str] = field(default_factory=list)
+    trailers: dict[str, list[str]] = field(default_factory=dict)
+
+    def first(self, key: str) -> str | None:
+        values = self.trailers.get(key)
+        return values[0] if values else None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "offset": self.offset,
+            "event": self.kind,
+            "commit": self.sha.decode(),
+            "time": self.time,
+            "summary": self.summary,
+            "outputs": self.outputs,
+            "node": self.first("Gdag-Node"),
+            "session": self.first("Gdag-Session"),
+        }
+
+
+class Log:
+    """One named log in a store."""
+
+    def __init__(self, store: Store, name: str = "main") -> None:
+        self.store = store
+        self.name = name
+        self.ref = log_ref(name)
+
+    def tip(self) -> bytes | None:
+        return self.store.read_ref(self.ref)
+
+    def require_tip(self) -> bytes:
+        tip = self.tip()
+        if tip is None:
+            raise NoLogError(
+                f"no log {self.name!r} in this repository yet",
+                hint="run `gdag init`" + ("" if self.name == "main" else f" --log {self.name}"),
+            )
+        return tip
+
+    def event(self, sha: bytes) -> Event:
+        commit = self.store.read_commit(sha)
+        trailers = parse_trailers(commit.message)
+        try:
+            offset = int(trailers["Gdag-Offset"][0])
+        except (KeyError, ValueError):
+            raise StoreError(
+                f"commit {sha.decode()[:12]} on log {self.name!r} has no Gdag-Offset trailer",
+                hint="the log ref points at a commit gdag did not write; see `git log "
+                + self.ref + "`",
+            ) from None
+        return Event(
+            offset=offset,
+            kind=(trailers.get("Gdag-Event") or ["?"])[0],
+            sha=sha,
+            time=commit.commit_time,
+            summary=commit.message.decode("utf-8", "replace").split("\n", 1)[0],
+            outputs=trailers.get("Gdag-Output", []),
+            trailers=trailers,
+        )
+
+    def first_parent(self, sha: bytes) -> bytes | None:
+        parents = self.store.read_commit(sha).parents
+        return parents[0] if parents else None
+
+    # -- appending -------------------------------------------------------
+
+    def append(
+        self,
+        build: Callable[[bytes | None, int], tuple[bytes, str, list[bytes]]],
+        *,
+        create: bool = False,
+    ) -> tuple[bytes, int]:
+        """Append one event by compare-and-swap, rebuilding it whenever the tip moved.
+
+        `build(parent_tree, offset)` returns (tree, message, extra parents).
+        Returns (commit id, offset).
+        """
+        attempt = 0
+        while True:
+            tip = self.tip() if not create else None
+            if tip is None and not create:
+                self.require_tip()
+            if tip is None:
+                parent_tree, offset = None, 0
+            else:
+                parent_tree = self.store.read_commit(tip).tree
+                offset = self.event(tip).offset + 1
+            tree, message, extra = build(parent_tree, offset)
+            if tip is not None and offset % CHECKPOINT == 1:
+                tree = self._add_checkpoint(tree, offset - 1, tip)
+            parents = ([tip] if tip else []) + extra
+            commit = self.store.make_commit(tree, parents, message)
+            if self.store.cas_ref(self.ref, tip, commit):
+                return commit, offset
+            if create:
+                raise UnknownError(f"log {self.name!r} already exists")
+            attempt += 1
+            time.sleep(retry_delay(attempt))
+
+    def _add_checkpoint(self, tree: bytes, offset: int, sha: bytes) -> bytes:
+        blob = self.store.write_blob(sha + b"\n")
+        bucket = str(offset // BUCKET * BUCKET).encode()
+        return self.store.tree_update(
+            tree, [OFFSETS_DIR, bucket], {str(offset).encode(): Entry(MODE_BLOB, blob)}
+        )
+
+    # -- offsets ---------------------------------------------------------
+
+    def commit_at(self, offset: int) -> bytes:
+        """The commit at `offset` on this log's first-parent chain."""
+        tip = self.require_tip()
+        top = self.event(tip).offset
+        if not 0 <= offset <= top:
+            raise UnknownError(
+                f"offset {offset} is out of range for log {self.name!r}",
+                hint=f"valid offsets: 0..{top}, or -1..-{top} counting back from the tip",
+            )
+        cur, at = tip, top
+        if top - offset >= CHECKPOINT:
+            cur, at = self._nearest_checkpoint(tip, offset)
+        while at > offset:
+            parent = self.first_parent(cur)
+            if parent is None:
+                raise StoreError(f"log {self.name!r} ends before offset {offset}")
+            cur, at = parent, at - 1
+        return cur
+
+    def _nearest_checkpoint(self, tip: bytes, offset: int) -> tuple[bytes, int]:
+        target = -(-offset // CHECKPOINT) * CHECKPOINT
+        bucket = str(target // BUCKET * BUCKET).encode()
+        root = self.store.read_commit(tip).tree
+        entry = self.store.tree_get(root, [OFFSETS_DIR, bucket, str(target).encode()])
+        if entry is None:
+            return tip, self.event(tip).offset
+        sha = self.store.read_blob(entry.sha).strip()
+        if self.event(sha).offset != target:
+            raise StoreError(f"offset checkpoint {target} of log {self.name!r} is wrong")
+        return sha, target
+
+    def resolve_offset(self, text: str) -> bytes:
+        """An offset argument: `N`, `-N` (back from the tip), or a commit id prefix."""
+        tip = self.require_tip()
+        text = text.strip()
+        if text.lstrip("-").isdigit():
+            n = int(text)
+            if n < 0:
+                n = self.event(tip).offset + n
+                if n < 0:
+                    top = self.event(tip).offset
+                    raise UnknownError(
+                        f"offset {text} reaches back past the start of log {self.name!r}",
+                        hint=f"valid offsets: 0..{top}, or -1..-{top} counting back from the tip",
+                    )
+            return self.commit_at(n)
+        return self._resolve_commit(text)
+
+    def _resolve_commit(self, text: str) -> bytes:
+        hint = "an offset is a number, -N for N events back, or a commit id of this log"
+        if not (4 <= len(text) <= 40) or any(c not in "0123456789abcdefABCDEF" for c in text):
+            raise UnknownError(f"not an offset: {text!r}", hint=hint)
+        found = [s for s in self.store.expand_prefix(text)
+                 if self.store.read(s).type_name == b"commit"]
+        if len(found) != 1:
+            what = "no commit" if not found else f"{len(found)} commits"
+            raise UnknownError(f"{what} matching {text!r}", hint=hint)
+        sha = found[0]
+        try:
+            event = self.event(sha)
+            on_log = self.commit_at(event.offset) == sha
+        except (StoreError, UnknownError):
+            on_log = False
+        if not on_log:
+            raise UnknownError(f"commit {text} is not an event of log {self.name!r}", hint=hint)
+        return sha
+
+    # -- reading ---------------------------------------------------------
+
+    def events(self, start: bytes | None = None) -> Iterator[Event]:
+        """Events newest first, from `start` (default: the tip) back to offset 0."""
+        cur: bytes | None = start or self.require_tip()
+        while cur is not None:
+            yield self.event(cur)
+            cur = self.first_parent(cur)
+
+
+def tree_dir(store: Store, root: bytes | None, path: list[bytes]) -> bytes | None:
+    entry = store.tree_get(root, path) if root else None
+    return entry.sha if entry is not None and entry.mode == MODE_TREE else None

@@ -1,0 +1,487 @@
+"""All access to the git store: objects, trees, commits, refs and compare-and-swap.
+
+Objects are read through dulwich (loose, packed, alternates). They are written
+as loose objects through a random temporary name and a rename, as git does, so
+a killed writer never leaves a `<sha>.lock` that blocks the same object later.
+Refs are read and updated with git's own lock-file protocol, so every update is
+atomic with respect to `git update-ref`, `git pack-refs` and `git gc`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import time
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from gdag.errors import NotARepositoryError, StoreError
+
+if TYPE_CHECKING:
+    from dulwich.objects import Commit, ShaFile, Tree
+
+ZERO = b"0" * 40
+MODE_BLOB = 0o100644
+MODE_EXEC = 0o100755
+MODE_LINK = 0o120000
+MODE_TREE = 0o040000
+
+# A ref lock older than this was left by a killed process (git holds them for
+# milliseconds): it is broken rather than waited on forever.
+STALE_LOCK_SECONDS = 5.0
+CHUNK = 1 << 20
+
+DEFAULT_IDENTITY = (b"gdag", b"gdag@localhost")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of a tree: its mode and object id."""
+
+    mode: int
+    sha: bytes
+
+    @property
+    def is_tree(self) -> bool:
+        return self.mode == MODE_TREE
+
+
+def _find_gitdir(start: Path) -> tuple[Path, Path | None]:
+    """Walk up from `start` to the repository: (git dir, work tree or None if bare)."""
+    env = os.environ.get("GIT_DIR")
+    if env:
+        gitdir = Path(env).resolve()
+        return gitdir, Path(os.environ.get("GIT_WORK_TREE", gitdir.parent)).resolve()
+    here = start.resolve()
+    for d in (here, *here.parents):
+        dotgit = d / ".git"
+        if dotgit.is_dir():
+            return dotgit, d
+        if dotgit.is_file():
+            text = dotgit.read_text(errors="replace").strip()
+            if text.startswith("gitdir:"):
+                return (d / text[7:].strip()).resolve(), d
+        if (d / "HEAD").is_file() and (d / "objects").is_dir() and (d / "refs").is_dir():
+            return d, None
+    raise NotARepositoryError(
+        f"not a git repository (or any parent up to /): {start}",
+        hint="run `gdag init` here, or pass -C PATH",
+    )
+
+
+class Store:
+    """A git repository seen as an object store plus a set of refs."""
+
+    def __init__(self, gitdir: Path, workdir: Path | None) -> None:
+        self.gitdir = gitdir
+        self.workdir = workdir
+        self.objects_dir = gitdir / "objects"
+        if (gitdir / "commondir").is_file():
+            common = (gitdir / (gitdir / "commondir").read_text().strip()).resolve()
+        else:
+            common = gitdir
+        self.commondir = common
+        self.objects_dir = common / "objects"
+        self._db: Any = None
+        self._cache: dict[bytes, Any] = {}
+
+    @classmethod
+    def find(cls, start: Path | str = ".") -> Store:
+        gitdir, workdir = _find_gitdir(Path(start))
+        return cls(gitdir, workdir)
+
+    @classmethod
+    def init(cls, path: Path) -> Store:
+        """Make `path` a new git repository (like `git init`)."""
+        from dulwich.repo import Repo
+
+        path.mkdir(parents=True, exist_ok=True)
+        Repo.init(str(path)).close()
+        return cls(path / ".git", path)
+
+    @property
+    def gdag_dir(self) -> Path:
+        """Private scratch space of gdag inside the git dir (caches, logs, temp files)."""
+        return self.commondir / "gdag"
+
+    # -- objects ---------------------------------------------------------
+
+    def _objdb(self) -> Any:
+        if self._db is None:
+            from dulwich.object_store import DiskObjectStore
+
+            self._db = DiskObjectStore(str(self.objects_dir))
+        return self._db
+
+    def read(self, sha: bytes) -> ShaFile:
+        """Read one object; its absence is a damaged store."""
+        obj = self._cache.get(sha)
+        if obj is not None:
+            return obj
+        try:
+            obj = self._objdb()[sha]
+        except KeyError:
+            self._db = None  # packs may have changed under us (git gc): look again
+            try:
+                obj = self._objdb()[sha]
+            except KeyError:
+                raise StoreError(
+                    f"object {sha.decode()} is missing from the store",
+                    hint="run `git fsck` to see what is damaged",
+                ) from None
+        except (ValueError, zlib.error, OSError) as exc:
+            raise StoreError(f"object {sha.decode()} is unreadable: {exc}") from None
+        if obj.type_name != b"blob":
+            self._cache[sha] = obj
+        return obj
+
+    def has(self, sha: bytes) -> bool:
+        return self._loose_path(sha).exists() or sha in self._objdb()
+
+    def read_tree(self, sha: bytes) -> Tree:
+        obj = self.read(sha)
+        if obj.type_name != b"tree":
+            raise StoreError(f"object {sha.decode()} is a {obj.type_name.decode()}, not a tree")
+        return obj  # type: ignore[return-value]
+
+    def read_commit(self, sha: bytes) -> Commit:
+        obj = self.read(sha)
+        if obj.type_name != b"commit":
+            raise StoreError(f"object {sha.decode()} is a {obj.type_name.decode()}, not a commit")
+        return obj  # type: ignore[return-value]
+
+    def read_blob(self, sha: bytes) -> bytes:
+        obj = self.read(sha)
+        if obj.type_name != b"blob":
+            raise StoreError(f"object {sha.decode()} is a {obj.type_name.decode()}, not a blob")
+        return obj.as_raw_string()
+
+    def _loose_path(self, sha: bytes) -> Path:
+        hexs = sha.decode()
+        return self.objects_dir / hexs[:2] / hexs[2:]
+
+    def _install_loose(self, tmp: str, sha: bytes) -> None:
+        final = self._loose_path(sha)
+        if final.exists():
+            os.unlink(tmp)
+            return
+        os.chmod(tmp, 0o444)
+        for _ in range(5):
+            try:
+                final.parent.mkdir(exist_ok=True)
+                os.replace(tmp, final)
+                return
+            except FileNotFoundError:  # a concurrent prune removed the fan-out dir
+                continue
+        raise StoreError(f"cannot write object {sha.decode()} under {self.objects_dir}")
+
+    def _tmpfile(self) -> tuple[int, str]:
+        import tempfile
+
+        return tempfile.mkstemp(prefix="tmp_obj_", dir=self.objects_dir)
+
+    def write_raw(self, type_name: bytes, data: bytes) -> bytes:
+        """Write one object given its type and content; return its id."""
+        header = b"%s %d\0" % (type_name, len(data))
+        sha = hashlib.sha1(header + data).hexdigest().encode()
+        if self._loose_path(sha).exists():
+            return sha
+        fd, tmp = self._tmpfile()
+        with os.fdopen(fd, "wb") as f:
+            f.write(zlib.compress(header + data, 1 if len(data) > CHUNK else -1))
+        self._install_loose(tmp, sha)
+        return sha
+
+    def write(self, obj: ShaFile) -> bytes:
+        sha = self.write_raw(obj.type_name, obj.as_raw_string())
+        if obj.type_name != b"blob":
+            self._cache[sha] = obj
+        return sha
+
+    def write_blob_stream(self, stream: IO[bytes], size: int) -> bytes:
+        """Write `size` bytes read from `stream` as a blob, holding one chunk at a time."""
+        header = b"blob %d\0" % size
+        hasher = hashlib.sha1(header)
+        comp = zlib.compressobj(1 if size > CHUNK else -1)
+        fd, tmp = self._tmpfile()
+        remaining = size
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(comp.compress(header))
+                while remaining:
+                    chunk = stream.read(min(CHUNK, remaining))
+                    if not chunk:
+                        raise StoreError("the value ended before its announced size")
+                    remaining -= len(chunk)
+                    hasher.update(chunk)
+                    out.write(comp.compress(chunk))
+                if stream.read(1):
+                    raise StoreError("the value changed size while it was being read")
+                out.write(comp.flush())
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        sha = hasher.hexdigest().encode()
+        self._install_loose(tmp, sha)
+        return sha
+
+    def write_blob(self, data: bytes) -> bytes:
+        return self.write_raw(b"blob", data)
+
+    def write_tree(self, entries: dict[bytes, Entry]) -> bytes:
+        from dulwich.objects import Tree
+
+        tree = Tree()
+        for name, entry in entries.items():
+            tree.add(name, entry.mode, entry.sha)
+        return self.write(tree)
+
+    def tree_entries(self, sha: bytes | None) -> dict[bytes, Entry]:
+        if sha is None:
+            return {}
+        return {
+            item.path: Entry(item.mode, item.sha) for item in self.read_tree(sha).iteritems()
+        }
+
+    def tree_get(self, root: bytes | None, path: Iterable[bytes]) -> Entry | None:
+        """The entry at `path` below tree `root`, or None."""
+        entry: Entry | None = Entry(MODE_TREE, root) if root else None
+        for name in path:
+            if entry is None or not entry.is_tree:
+                return None
+            entry = self.tree_entries(entry.sha).get(name)
+        return entry
+
+    def tree_update(
+        self, root: bytes | None, path: list[bytes], changes: dict[bytes, Entry | None]
+    ) -> bytes:
+        """Return a new root tree with `changes` applied in the directory at `path`.
+
+        A change of None removes the entry; directories left empty disappear.
+        """
+        entries = self.tree_entries(root)
+        if path:
+            child = entries.get(path[0])
+            child_sha = child.sha if child is not None and child.is_tree else None
+            new_child = self.tree_update(child_sha, path[1:], changes)
+            if new_child == EMPTY_TREE:
+                entries.pop(path[0], None)
+            else:
+                entries[path[0]] = Entry(MODE_TREE, new_child)
+        else:
+            for name, entry in changes.items():
+                if entry is None:
+                    entries.pop(name, None)
+                else:
+                    entries[name] = entry
+        return self.write_tree(entries)
+
+    def walk_tree(self, sha: bytes, prefix: bytes = b"") -> Iterator[tuple[bytes, Entry]]:
+        """Every non-tree entry below `sha` as (path, entry), depth first, sorted."""
+        for name, entry in sorted(self.tree_entries(sha).items()):
+            path = prefix + name
+            if entry.is_tree:
+                yield from self.walk_tree(entry.sha, path + b"/")
+            else:
+                yield path, entry
+
+    def make_commit(
+        self, tree: bytes, parents: list[bytes], message: str, when: float | None = None
+    ) -> bytes:
+        from dulwich.objects import Commit
+
+        commit = Commit()
+        commit.tree = tree
+        commit.parents = parents
+        name, email = identity()
+        commit.author = commit.committer = b"%s <%s>" % (name, email)
+        now = int(when if when is not None else time.time())
+        commit.author_time = commit.commit_time = now
+        offset = -time.timezone if not time.localtime(now).tm_isdst else -time.altzone
+        commit.author_timezone = commit.commit_timezone = offset
+        commit.encoding = None
+        commit.message = message.encode("utf-8")
+        return self.write(commit)
+
+    def expand_prefix(self, prefix: str) -> list[bytes]:
+        """Object ids starting with a hex `prefix` (at least 4 digits)."""
+        pre = prefix.lower().encode()
+        found = set()
+        fan = self.objects_dir / prefix[:2]
+        if fan.is_dir():
+            found.update(
+                (prefix[:2] + n).encode() for n in os.listdir(fan) if n.startswith(prefix[2:])
+            )
+        found.update(s for s in self._objdb().iter_prefix(pre) if s.startswith(pre))
+        return sorted(found)
+
+    # -- refs ------------------------------------------------------------
+
+    def _ref_path(self, ref: str) -> Path:
+        return self.commondir / ref
+
+    def _packed_refs(self) -> dict[str, bytes]:
+        refs: dict[str, bytes] = {}
+        try:
+            text = (self.commondir / "packed-refs").read_bytes()
+        except FileNotFoundError:
+            return refs
+        for line in text.splitlines():
+            if not line or line[:1] in (b"#", b"^"):
+                continue
+            sha, _, name = line.partition(b" ")
+            refs[name.decode()] = sha
+        return refs
+
+    def read_ref(self, ref: str) -> bytes | None:
+        """The object id a ref points to, loose or packed; None if it does not exist."""
+        for _ in range(5):
+            try:
+                data = self._ref_path(ref).read_bytes().strip()
+            except (FileNotFoundError, NotADirectoryError):
+                return self._packed_refs().get(ref)
+            except IsADirectoryError:
+                return None
+            if len(data) == 40:
+                return data
+            if not data:  # caught between create and write by a non-atomic writer
+                time.sleep(0.001)
+                continue
+            raise StoreError(f"ref {ref} is not a plain object id: {data[:60]!r}")
+        raise StoreError(f"ref {ref} stays empty")
+
+    def list_refs(self, prefix: str) -> dict[str, bytes]:
+        """Every ref under `prefix` (e.g. `refs/gdag/logs/`), loose over packed."""
+        refs = {k: v for k, v in self._packed_refs().items() if k.startswith(prefix)}
+        base = self._ref_path(prefix)
+        if base.is_dir():
+            for dirpath, _dirs, files in os.walk(base):
+                for fname in files:
+                    if fname.endswith(".lock"):
+                        continue
+                    full = Path(dirpath) / fname
+                    name = full.relative_to(self.commondir).as_posix()
+                    sha = self.read_ref(name)
+                    if sha is not None:
+                        refs[name] = sha
+        return refs
+
+    def _take_lock(self, ref: str, deadline: float) -> int:
+        lock = self._ref_path(ref + ".lock")
+        delay = 0.0005
+        while True:
+            try:
+                lock.parent.mkdir(parents=True, exist_ok=True)
+                return os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileNotFoundError:  # a concurrent prune removed the directory
+                continue
+            except FileExistsError:
+                if self._break_stale_lock(lock):
+                    continue
+            if time.monotonic() > deadline:
+                raise StoreError(
+                    f"ref {ref} stays locked by another process",
+                    hint=f"if no git or gdag process is running, remove {lock}",
+                )
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 0.05)
+
+    @staticmethod
+    def _break_stale_lock(lock: Path) -> bool:
+        """Remove `lock` if it is older than STALE_LOCK_SECONDS; True if gone."""
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            return True
+        if age < STALE_LOCK_SECONDS:
+            return False
+        # Rename first so two breakers cannot both remove a fresh lock.
+        private = lock.with_name(f"{lock.name}.stale-{os.getpid()}-{random.getrandbits(32):x}")
+        try:
+            os.rename(lock, private)
+        except FileNotFoundError:
+            return True
+        try:
+            if time.time() - private.stat().st_mtime < STALE_LOCK_SECONDS:
+                # Someone replaced it between our stat and rename: give it back.
+                try:
+                    os.link(private, lock)
+                except FileExistsError:
+                    pass
+                return False
+        finally:
+            private.unlink(missing_ok=True)
+        return True
+
+    def cas_ref(self, ref: str, old: bytes | None, new: bytes, timeout: float = 30.0) -> bool:
+        """Point `ref` at `new` if it still points at `old` (None: must not exist)."""
+        fd = self._take_lock(ref, time.monotonic() + timeout)
+        lock = self._ref_path(ref + ".lock")
+        try:
+            if self.read_ref(ref) != old:
+                os.close(fd)
+                lock.unlink()
+                return False
+            os.write(fd, new + b"\n")
+            os.close(fd)
+            os.replace(lock, self._ref_path(ref))
+            return True
+        except BaseException:
+            lock.unlink(missing_ok=True)
+            raise
+
+    def delete_ref(self, ref: str, old: bytes) -> bool:
+        """Delete `ref` if it still points at `old`, from loose and packed storage alike."""
+        fd = self._take_lock(ref, time.monotonic() + 30.0)
+        os.close(fd)
+        lock = self._ref_path(ref + ".lock")
+        try:
+            if self.read_ref(ref) != old:
+                return False
+            if ref in self._packed_refs():
+                self._rewrite_packed_refs_without(ref)
+            self._ref_path(ref).unlink(missing_ok=True)
+            return True
+        finally:
+            lock.unlink(missing_ok=True)
+
+    def _rewrite_packed_refs_without(self, ref: str) -> None:
+        packed = self.commondir / "packed-refs"
+        fd = self._take_lock("packed-refs", time.monotonic() + 30.0)
+        try:
+            lines = packed.read_bytes().splitlines(keepends=True)
+            out, skip = [], False
+            target = b" " + ref.encode() + b"\n"
+            for line in lines:
+                if skip and line.startswith(b"^"):
+                    continue
+                skip = line.endswith(target)
+                if not skip:
+                    out.append(line)
+            os.write(fd, b"".join(out))
+            os.close(fd)
+            os.replace(str(packed) + ".lock", packed)
+        except BaseException:
+            Path(str(packed) + ".lock").unlink(missing_ok=True)
+            raise
+
+
+EMPTY_TREE = b"4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+def identity() -> tuple[bytes, bytes]:
+    """The committer of gdag's commits: GIT_COMMITTER_* if set, else gdag's own."""
+    name = os.environ.get("GIT_COMMITTER_NAME") or os.environ.get("GIT_AUTHOR_NAME")
+    email = os.environ.get("GIT_COMMITTER_EMAIL") or os.environ.get("GIT_AUTHOR_EMAIL")
+    if name and email:
+        return name.encode(), email.encode()
+    return DEFAULT_IDENTITY
+
+
+def retry_delay(attempt: int) -> float:
+    """Jittered backoff for a lost compare-and-swap race."""
+    return random.random() * min(0.05, 0.001 * (2**attempt))

@@ -1,0 +1,275 @@
+"""A repository and the log in force: init, publish, lookup and the definition in the log."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from gdag import definition, state
+from gdag.errors import GdagError, NotARepositoryError, UnknownError, ValueRefusedError
+from gdag.log import Log, format_message
+from gdag.names import check_output_name, check_simple_name
+from gdag.repo import Entry, Store
+from gdag.types import BYTES, Type, decode_text_value, encode_value, parse_type
+
+
+@dataclass
+class ValueSource:
+    """Where a published value comes from: exactly one of the fields is set."""
+
+    data: bytes | None = None
+    file: Path | None = None
+    directory: Path | None = None
+    stream: IO[bytes] | None = None
+
+
+@dataclass
+class Published:
+    output: str
+    version: int
+    offset: int
+    commit: str
+    changed: bool
+    type: str
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+@dataclass
+class Initialised:
+    root: str
+    log: str
+    created_repository: bool = False
+    wrote_definition: bool = False
+    created_log: bool = False
+    offset: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class _Unchanged(Exception):
+    def __init__(self, prev: state.OutputState) -> None:
+        self.prev = prev
+
+
+def now_iso(ts: float | None = None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts if ts is not None else time.time()))
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}{int(time.time() * 1000):x}-{os.urandom(3).hex()}"
+
+
+class Workspace:
+    """A store, the log in force, and the definition of the repository."""
+
+    def __init__(self, store: Store, log_name: str) -> None:
+        self.store = store
+        self.log = Log(store, log_name)
+
+    @classmethod
+    def open(cls, path: str | Path | None = None, log: str | None = None) -> Workspace:
+        store = Store.find(path or ".")
+        return cls(store, log_name(log))
+
+    # -- definition ----------------------------------------------------------
+
+    def definition_source(self) -> definition.Source:
+        return definition.read_source(self.store.workdir)
+
+    def current_dag(self, tip: bytes) -> dict[str, Any]:
+        """The compiled definition in force, appending a `dag` event if it changed."""
+        root = self.store.read_commit(tip).tree
+        stored = state.read_dag(self.store, root) or {}
+        src = self.definition_source()
+        if stored.get("source") == src.digest:
+            return stored
+        dag = definition.compile_definition(src)
+        self._append_dag(dag)
+        return dag
+
+    def _append_dag(self, dag: dict[str, Any]) -> None:
+        def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
+            tree = state.write_dag(self.store, parent, dag)
+            trailers = [("Gdag-Offset", str(offset)), ("Gdag-Event", "dag")]
+            return tree, format_message("dag: definition changed", trailers), []
+
+        self.log.append(build)
+
+    # -- init ------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, path: str | Path | None, log: str | None) -> tuple[Workspace, Initialised]:
+        target = Path(path or ".")
+        created = False
+        try:
+            store = Store.find(target)
+        except NotARepositoryError:
+            if target.exists() and not target.is_dir():
+                raise GdagError(f"{target}: not a directory") from None
+            store = Store.init(target)
+            created = True
+        ws = cls(store, log_name(log))
+        result = Initialised(str(store.workdir or store.gitdir), ws.log.name, created)
+        if store.workdir is not None and ws.definition_source().path is None:
+            (store.workdir / definition.DEFINITION_FILE).write_text(definition.STARTER)
+            result.wrote_definition = True
+        dag = definition.compile_definition(ws.definition_source())
+        if ws.log.tip() is None:
+            _, result.offset = ws.log.append(ws._init_builder(dag), create=True)
+            result.created_log = True
+        else:
+            result.offset = ws.log.event(ws.log.require_tip()).offset
+        return ws, result
+
+    def _init_builder(self, dag: dict[str, Any]) -> Any:
+        def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
+            tree = state.write_dag(self.store, None, dag)
+            trailers = [("Gdag-Offset", "0"), ("Gdag-Event", "init"), ("Gdag-Log", self.log.name)]
+            return tree, format_message(f"init log {self.log.name}", trailers), []
+
+        return build
+
+    # -- publish ---------------------------------------------------------------
+
+    def publish(
+        self,
+        output: str,
+        source: ValueSource,
+        type_text: str | None = None,
+        if_changed: bool = False,
+    ) -> Published:
+        check_output_name(output)
+        tip = self.log.require_tip()
+        dag = self.current_dag(tip)
+        prev = state.read_output(self.store, self.store.read_commit(tip).tree, output)
+        typ = self.resolve_type(output, dag, type_text, prev)
+        entry, size = self.store_value(output, typ, source)
+        publish_id = new_id("p")
+
+        def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
+            prev = state.read_output(self.store, parent, output)
+            if prev is not None and prev.type != str(typ):
+                self._refuse_retype(output, prev.type, str(typ))
+            if if_changed and prev is not None and prev.value == entry:
+                raise _Unchanged(prev)
+            version = prev.version + 1 if prev else 1
+            meta = {
+                "version": version, "type": str(typ), "offset": offset, "event": "publish",
+                "id": publish_id, "node": None, "session": None, "time": now_iso(),
+                "size": size, "kind": "tree" if entry.is_tree else "blob",
+            }
+            tree = state.write_output(self.store, parent, output, entry, meta, f"publish {publish_id}")
+            trailers = [
+                ("Gdag-Offset", str(offset)), ("Gdag-Event", "publish"),
+                ("Gdag-Output", output), ("Gdag-Version", str(version)),
+                ("Gdag-Publish", publish_id),
+            ]
+            self._version = version
+            return tree, format_message(f"publish {output} v{version}", trailers), []
+
+        try:
+            commit, offset = self.log.append(build)
+        except _Unchanged as exc:
+            return Published(output, exc.prev.version, int(exc.prev.meta.get("offset", 0)),
+                             "", False, exc.prev.type)
+        return Published(output, self._version, offset, commit.decode(), True, str(typ))
+
+    def resolve_type(
+        self, output: str, dag: dict[str, Any], type_text: str | None,
+        prev: state.OutputState | None,
+    ) -> Type:
+        """The output's type: declared, else the one it already has, else --type or bytes."""
+        declared = definition.output_type(dag, output)
+        requested = parse_type(type_text) if type_text else None
+        if declared is not None and requested is not None and str(declared) != str(requested):
+            raise ValueRefusedError(
+                f"output {output!r} is declared as {declared} in the definition, not {requested}",
+                hint="drop --type, or change the declaration in gdag.toml",
+            )
+        if declared is not None:
+            return declared
+        if prev is not None and requested is not None and prev.type != str(requested):
+            self._refuse_retype(output, prev.type, str(requested))
+        if prev is not None:
+            return parse_type(prev.type)
+        return requested or BYTES
+
+    @staticmethod
+    def _refuse_retype(output: str, old: str, new: str) -> None:
+        raise ValueRefusedError(
+            f"output {output!r} has type {old}; its type cannot change to {new}",
+            hint=f"publish a {old} value, or use a new output name",
+        )
+
+    def store_value(self, output: str, typ: Type, source: ValueSource) -> tuple[Entry, int]:
+        from gdag import values
+
+        if typ.kind == "dir" or source.directory is not None:
+            if source.directory is None:
+                raise ValueRefusedError(
+                    f"output {output!r} has type dir", hint="publish it with --dir PATH"
+                )
+            if typ.kind != "dir" and typ.kind != "bytes":
+                raise ValueRefusedError(f"output {output!r} has type {typ}, not dir")
+            return values.tree_from_dir(self.store, source.directory)
+        if typ.kind == "bytes":
+            if source.data is not None:
+                return Entry(0o100644, self.store.write_blob(source.data)), len(source.data)
+            if source.file is not None:
+                return values.blob_from_file(self.store, source.file)
+            assert source.stream is not None
+            return values.blob_from_stream(self.store, source.stream)
+        data = self._read_all(source)
+        encoded = encode_value(decode_text_value(data, typ, output))
+        return Entry(0o100644, self.store.write_blob(encoded)), len(encoded)
+
+    @staticmethod
+    def _read_all(source: ValueSource) -> bytes:
+        if source.data is not None:
+            return source.data
+        if source.file is not None:
+            try:
+                return source.file.read_bytes()
+            except OSError as exc:
+                raise GdagError(f"{source.file}: {exc.strerror}") from None
+        assert source.stream is not None
+        return source.stream.read()
+
+    # -- lookup ----------------------------------------------------------------
+
+    def root_at(self, at: str | None) -> tuple[bytes, bytes]:
+        """(commit, tree) at an offset argument, or at the tip."""
+        commit = self.log.resolve_offset(at) if at is not None else self.log.require_tip()
+        return commit, self.store.read_commit(commit).tree
+
+    def lookup(self, output: str, at: str | None = None) -> state.OutputState:
+        check_output_name(output)
+        _, root = self.root_at(at)
+        found = state.read_output(self.store, root, output)
+        if found is None:
+            where = f" at offset {at}" if at is not None else ""
+            raise UnknownError(
+                f"output {output!r} has no value{where}",
+                hint="`gdag lookup '**'` lists the outputs that have one",
+            )
+        return found
+
+    def list_matching(self, pattern: str, at: str | None = None) -> list[state.OutputState]:
+        check_output_name(pattern, allow_pattern=True, what="pattern")
+        _, root = self.root_at(at)
+        found = []
+        for name in state.list_outputs(self.store, root, pattern):
+            out = state.read_output(self.store, root, name)
+            if out is not None:
+                found.append(out)
+        return found
+
+
+def log_name(explicit: str | None) -> str:
+    name = explicit or os.environ.get("GDAG_LOG") or "main"
+    return check_simple_name(name, "log")
+
