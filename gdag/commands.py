@@ -92,7 +92,7 @@ def lookup(
         return 0
     st = ws.lookup(output, at)
     if meta and not json_out:
-        out(b"".join(f"{k}: {v}\n".encode() for k, v in sorted(st.meta.items())))
+        out(b"".join(f"{k}: {_plain(v)}\n".encode() for k, v in sorted(st.meta.items())))
         return 0
     store = ws.store
     if st.value.is_tree:
@@ -126,3 +126,7 @@ def json_value(data: bytes, type_text: str) -> dict[str, Any]:
         import base64
 
         return {"value_base64": base64.b64encode(data).decode()}
+
+
+def _plain(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)

@@ -105,11 +105,13 @@ class Workspace:
     def init(cls, path: str | Path | None, log: str | None) -> tuple[Workspace, Initialised]:
         target = Path(path or ".")
         created = False
+        if target.exists() and not target.is_dir():
+            raise GdagError(f"{target}: not a directory")
         try:
+            if not target.exists():
+                raise NotARepositoryError(str(target))
             store = Store.find(target)
         except NotARepositoryError:
-            if target.exists() and not target.is_dir():
-                raise GdagError(f"{target}: not a directory") from None
             store = Store.init(target)
             created = True
         ws = cls(store, log_name(log))
