@@ -112,13 +112,16 @@ def _refuse(output: str, typ: Type, why: str) -> ValueRefusedError:
     return ValueRefusedError(f"value for {output!r} is not a valid {typ}: {why}")
 
 
-def check_value(value: Any, typ: Type, output: str, where: str = "value") -> Any:
+def check_value(
+    value: Any, typ: Type, output: str, where: str = "value", top: Type | None = None
+) -> Any:
     """Validate a decoded JSON value against `typ`, returning it in canonical form."""
+    top = top or typ
     k = typ.kind
     if k == "optional":
-        return None if value is None else check_value(value, typ.arg, output, where)  # type: ignore[arg-type]
+        return None if value is None else check_value(value, typ.arg, output, where, top)  # type: ignore[arg-type]
     if k == "json":
-        _check_finite(value, typ, output)
+        _check_finite(value, top, output)
         return value
     if k == "str" and isinstance(value, str):
         return value
@@ -126,17 +129,17 @@ def check_value(value: Any, typ: Type, output: str, where: str = "value") -> Any
         return value
     if k == "float" and isinstance(value, int | float) and not isinstance(value, bool):
         if not math.isfinite(value):
-            raise _refuse(output, typ, f"{where} is not finite")
+            raise _refuse(output, top, f"{where} is not finite")
         return float(value)
     if k == "bool" and isinstance(value, bool):
         return value
     if k == "list" and isinstance(value, list):
-        return [check_value(v, typ.arg, output, f"{where}[{i}]") for i, v in enumerate(value)]  # type: ignore[arg-type]
+        return [check_value(v, typ.arg, output, f"{where}[{i}]", top) for i, v in enumerate(value)]  # type: ignore[arg-type]
     if k == "dict" and isinstance(value, dict):
-        return {key: check_value(v, typ.arg, output, f"{where}[{key!r}]") for key, v in value.items()}  # type: ignore[arg-type]
+        return {key: check_value(v, typ.arg, output, f"{where}[{key!r}]", top) for key, v in value.items()}  # type: ignore[arg-type]
     if k == "model":
         return _check_model(value, typ, output)
-    raise _refuse(output, typ, f"{where} is {_describe(value)}")
+    raise _refuse(output, top, f"{where} is {_describe(value)}")
 
 
 def _describe(value: Any) -> str:
