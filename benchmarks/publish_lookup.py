@@ -53,8 +53,7 @@ def clean_env(home: Path) -> dict[str, str]:
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str], stdin: bytes | None = None) -> bytes:
-    p = subprocess.run(cmd, cwd=cwd, env=env, input=stdin,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.run(cmd, cwd=cwd, env=env, input=stdin, capture_output=True)
     if p.returncode != 0:
         sys.exit(f"benchmark: {' '.join(cmd)} (in {cwd}) exited {p.returncode}:\n"
                  f"{p.stderr.decode(errors='replace')}")
@@ -110,7 +109,7 @@ def main() -> int:
         ap.error("--runs must be at least 1")
 
     try:
-        import gdag  # noqa: F401  (the in-process history builder needs it)
+        import gdag.workspace as _needed  # noqa: F401  (the in-process history builder)
     except ImportError:
         sys.exit(f"benchmark: gdag is not importable from {sys.executable}; run this script "
                  "with the Python of the environment where gdag is installed")
@@ -126,11 +125,10 @@ def main() -> int:
         small, large = tmp / "small", tmp / "large"
 
         t0 = time.perf_counter()
-        small_values = make_repo(gdag, small, env, SMALL)
+        make_repo(gdag, small, env, SMALL)
         large_values = make_repo(gdag, large, env, LARGE)
         build_s = time.perf_counter() - t0
         large_tip = max(large_values)
-        small_last = small_values[max(small_values)]
         large_last = large_values[large_tip]
         at_old = value_at(large_values, 5)
         at_prev = value_at(large_values, large_tip - 1)
@@ -169,14 +167,14 @@ def main() -> int:
                    "lookup --at -1")
 
         small_h = f"{SMALL}"
+        growing = f"{SMALL}→{SMALL + args.runs + 1}"  # the publish cases append to this log
         large_h = f"{LARGE:,}"
         cases = [
             Case("`python -c pass` (interpreter floor)", "–", py_pass),
-            Case("`gdag publish out/x <value>`", f"{small_h}→{SMALL + args.runs + 1}",
-                 gdag_publish),
+            Case("`gdag publish out/x <value>`", growing, gdag_publish),
             Case("`git hash-object -w --stdin` + `git update-ref` (baseline)", small_h,
                  git_publish),
-            Case("`gdag lookup out/x`", small_h + "+", lookup_small),
+            Case("`gdag lookup out/x`", growing, lookup_small),
             Case("`gdag lookup out/x`", large_h, lookup_large),
             Case("`git cat-file -p <ref>:path` (baseline)", large_h, git_cat_file),
             Case("`gdag lookup out/x --at 5`", large_h, lookup_at_old),

@@ -200,7 +200,8 @@ def decode_text_value(data: bytes, typ: Type, output: str) -> Any:
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise _refuse(output, typ, f"not JSON: {exc}") from None
+        shown = text.strip()[:40]
+        raise _refuse(output, typ, f"{shown!r} is not a JSON value ({exc.msg})") from None
     return check_value(value, typ, output)
 
 
