@@ -263,7 +263,7 @@ def test_sigkill_publisher_never_breaks_log(repo: Path, tmp_path: Path) -> None:
         + [("file", "in-loop")] * LARGE_TRIALS
     )
     rng.shuffle(trials)
-    locks_left = tmp_files_left = killed_in_loop = 0
+    locks_left = killed_in_loop = 0
     previous_top = 0
     for n, (mode, timing) in enumerate(trials):
         name = f"k{n}"
@@ -293,8 +293,6 @@ def test_sigkill_publisher_never_breaks_log(repo: Path, tmp_path: Path) -> None:
             assert by_offset[offset].outputs == [output], (n, offset)
             assert by_offset[offset].versions == [str(version)], (n, offset)
         fsck(repo)
-        if mode == "file":
-            tmp_files_left += len(list((repo / ".git" / "objects").glob("tmp_obj_*")))
 
         # A normal publish then works without manual cleanup; a lock the kill left
         # behind is aged past gdag's stale threshold so the test does not wait 5 s.
@@ -310,9 +308,13 @@ def test_sigkill_publisher_never_breaks_log(repo: Path, tmp_path: Path) -> None:
         assert gdag("lookup", "after/kill", cwd=repo).stdout == value.encode()
         previous_top = top + 1
 
+    # Temporary object files of killed writers stay behind (git gc removes them once
+    # they are two weeks old, or at once with --prune=now): counted, not judged.
+    tmp_files = list((repo / ".git" / "objects").glob("tmp_obj_*"))
     print(f"{len(trials)} SIGKILLs ({killed_in_loop} inside the publish loop): "
-          f"{locks_left} left {LOCK} behind, {tmp_files_left} left tmp_obj_* files "
-          f"in large-value trials; the log ended at offset {previous_top}")
+          f"{locks_left} left {LOCK} behind, {len(tmp_files)} tmp_obj_* files left "
+          f"({sum(f.stat().st_size for f in tmp_files) >> 20} MiB); "
+          f"the log ended at offset {previous_top}")
     assert killed_in_loop >= LARGE_TRIALS
     check_log_shape(repo)
     fsck(repo)
