@@ -89,12 +89,19 @@ def publish(
         bool, typer.Option("--if-changed", help="Append nothing if the value is unchanged.")
     ] = False,
     json_out: JsonOpt = False,
+    no_run: Annotated[
+        bool, typer.Option("--no-run", help="Do not run the subscribers of OUTPUT.")
+    ] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Run the subscribers in a background process.")
+    ] = False,
     path: PathOpt = None,
     log: LogOpt = None,
 ) -> int:
-    """Append a new value of OUTPUT to the log."""
+    """Append a new value of OUTPUT to the log, then run its subscribers."""
     return commands.publish(output, value, file=file, directory=directory, type_=type_,
-                            if_changed=if_changed, json_out=json_out, path=path, log=log)
+                            if_changed=if_changed, json_out=json_out, no_run=no_run,
+                            detach=detach, path=path, log=log)
 
 
 @app.command()
@@ -115,6 +122,57 @@ def lookup(
     """Print the value of OUTPUT (byte-exact), or list the outputs a pattern matches."""
     return commands.lookup(output, at=at, meta=meta, json_out=json_out, out_path=out_path,
                            path=path, log=log)
+
+
+@app.command()
+def run(
+    targets: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[NODE|OUTPUT]...", help="Only what these nodes/outputs reach."),
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", min=1, metavar="N", help="Parallel nodes (default: CPUs)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Show what would run; run nothing.")
+    ] = False,
+    keep_going: Annotated[
+        bool,
+        typer.Option("--keep-going/--fail-fast", "-k",
+                     help="After a failure, go on with independent nodes (default) or stop."),
+    ] = True,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Run failed nodes again on the same inputs.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    json_out: JsonOpt = False,
+    path: PathOpt = None,
+    log: LogOpt = None,
+) -> int:
+    """Run every stale node, in dependency order, until nothing is stale."""
+    import os
+
+    ws = Workspace.open(path, log)
+    return commands.run_nodes(ws, targets or None, jobs=jobs or os.cpu_count() or 1,
+                              quiet=quiet, dry_run=dry_run, keep_going=keep_going,
+                              retry_failed=retry_failed, json_out=json_out)
+
+
+@app.command()
+def status(json_out: JsonOpt = False, path: PathOpt = None, log: LogOpt = None) -> int:
+    """Show every node: up to date, stale (and why), running, failed."""
+    from gdag.runner import Engine
+
+    ws = Workspace.open(path, log)
+    states = Engine(ws).status()
+    if json_out:
+        commands.print_json([s.to_json() for s in states])
+        return 0
+    from gdag.render import print_status
+
+    print_status(states)
+    return 0
 
 
 @app.command("log")

@@ -55,6 +55,8 @@ def publish(
     type_: str | None = None,
     if_changed: bool = False,
     json_out: bool = False,
+    no_run: bool = False,
+    detach: bool = False,
     path: str | None = None,
     log: str | None = None,
 ) -> int:
@@ -63,10 +65,71 @@ def publish(
     result = ws.publish(output, source, type_, if_changed)
     if json_out:
         print_json(result.to_json())
+    elif result.session:
+        out(f"{result.output} (in session {result.session})\n".encode())
     else:
         state = "" if result.changed else " (unchanged)"
         out(f"{result.output} v{result.version} @ {result.offset}{state}\n".encode())
-    return 0
+    if no_run or result.session or not result.changed or not has_subscribers(ws, output):
+        return 0
+    if detach:
+        run_detached(ws, [output])
+        return 0
+    return run_nodes(ws, [output], jobs=1, quiet=json_out)
+
+
+def has_subscribers(ws: Workspace, output: str) -> bool:
+    """Whether any node subscribes to `output` (checked without the graph library)."""
+    from gdag import state
+    from gdag.names import matches
+
+    dag = state.read_dag(ws.store, ws.store.read_commit(ws.log.require_tip()).tree) or {}
+    return any(
+        target == output or (is_pattern(target) and matches(target, output))
+        for node in dag.get("nodes", {}).values()
+        for target in node["inputs"].values()
+    )
+
+
+def run_nodes(ws: Workspace, targets: list[str] | None, *, jobs: int, quiet: bool = False,
+              dry_run: bool = False, keep_going: bool = True, retry_failed: bool = False,
+              json_out: bool = False) -> int:
+    """Run stale nodes until quiescent, with progress on stderr; 1 if a node failed."""
+    from gdag.render import RunView
+    from gdag.runner import Engine
+
+    view = RunView(quiet=quiet or json_out)
+    try:
+        summary = Engine(ws, jobs, view).run(targets, dry_run=dry_run, keep_going=keep_going,
+                                             retry_failed=retry_failed)
+    finally:
+        if view.live is not None:
+            view.live.stop()
+    if not dry_run:
+        view.close(summary)
+    if json_out:
+        print_json({"ran": summary.ran, "failed": summary.failed,
+                    "superseded": summary.superseded, "recovered": summary.recovered,
+                    "planned": summary.planned})
+    return 0 if summary.ok else 1
+
+
+def run_detached(ws: Workspace, targets: list[str]) -> None:
+    """Leave the run to a background process whose output goes under .git/gdag/logs/."""
+    import os
+    import subprocess
+    import time
+
+    logs = ws.store.gdag_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    root = str(ws.store.workdir or ws.store.gitdir)
+    with open(log_path, "ab") as log_file:
+        subprocess.Popen(
+            [sys.executable, "-m", "gdag", "run", *targets, "-C", root, "--log", ws.log.name],
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+            start_new_session=True, close_fds=True,
+        )
 
 
 def lookup(

@@ -108,21 +108,81 @@ def compile_definition(src: Source) -> dict[str, Any]:
     where = src.label
     _no_unknown(doc, TOP_KEYS, where, "top level")
     outputs = _compile_outputs(doc.get("outputs", {}), where)
-    nodes = _compile_nodes(doc.get("nodes", {}), where)
     dag_section = doc.get("dag", {})
     _no_unknown(dag_section, DAG_KEYS, where, "[dag]")
+    modules = dag_section.get("modules", [])
+    if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+        raise DefinitionError(f"{where}: [dag] modules must be a list of module names")
+    root = src.path.parent if src.path else None
+    table = dict(doc.get("nodes", {})) if isinstance(doc.get("nodes", {}), dict) else {}
+    for name, spec in _decorated_nodes(modules, root, where):
+        if name in table:
+            raise DefinitionError(f"{where}: node {name!r} is defined twice (table and @node)")
+        table[name] = spec
+    nodes = _compile_nodes(table, where)
+    watch = _hash_python_nodes(nodes, root, where)
     dag = {
         "format": FORMAT,
         "source": src.digest,
-        "modules": list(dag_section.get("modules", [])),
+        "modules": list(modules),
         "outputs": outputs,
         "nodes": nodes,
+        "watch": watch,
     }
     if nodes:
         from gdag.graph import check_graph
 
         check_graph(dag, where)
     return dag
+
+
+def _decorated_nodes(modules: list[str], root: Path | None, where: str) -> list[tuple[str, Any]]:
+    """Nodes declared with the @gdag.node decorator in the listed modules."""
+    from gdag.pynode import load_module
+
+    found = []
+    for module_name in modules:
+        module = load_module(module_name, root, where)
+        for attr in sorted(vars(module)):
+            spec = getattr(getattr(module, attr), "__gdag_node__", None)
+            if isinstance(spec, dict):
+                found.append((spec.get("name") or attr, {
+                    "python": f"{module_name}:{attr}",
+                    **{k: v for k, v in spec.items() if k != "name" and v is not None},
+                }))
+    return found
+
+
+def _hash_python_nodes(nodes: dict[str, Any], root: Path | None, where: str) -> dict[str, str]:
+    """Fold each Python node's function source into its code hash; files to watch."""
+    from gdag.pynode import function_identity
+
+    watch: dict[str, str] = {}
+    for name, node in nodes.items():
+        if node["kind"] != "python":
+            continue
+        try:
+            source_hash, path = function_identity(node["command"], root)
+        except GdagError as exc:
+            raise DefinitionError(f"{where}: [nodes.{name}]: {exc.message}", exc.hint) from None
+        node["code"] = code_hash(node, source_hash)
+        if path is not None:
+            watch[str(path)] = file_digest(path)
+    return watch
+
+
+def file_digest(path: Path | str) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def is_current(dag: dict[str, Any], src: Source) -> bool:
+    """Whether a compiled definition still matches its sources (toml and Python files)."""
+    if dag.get("source") != src.digest:
+        return False
+    return all(file_digest(p) == h for p, h in dag.get("watch", {}).items())
 
 
 def _no_unknown(table: Any, allowed: set[str], where: str, what: str) -> None:
@@ -154,11 +214,11 @@ def _compile_outputs(table: Any, where: str) -> dict[str, Any]:
     return out
 
 
-def _named(check: Any, name: str, where: str, what: str, **kw: Any) -> None:
+def _named(check: Any, name: str, where: str, label: str, **kw: Any) -> None:
     try:
         check(name, **kw)
     except GdagError as exc:
-        raise DefinitionError(f"{where}: {what}: {exc.message}", exc.hint) from None
+        raise DefinitionError(f"{where}: {label}: {exc.message}", exc.hint) from None
 
 
 def _compile_nodes(table: Any, where: str) -> dict[str, Any]:
@@ -236,10 +296,10 @@ def _env(spec: dict[str, Any], where: str, what: str) -> dict[str, str]:
     return dict(sorted(env.items()))
 
 
-def code_hash(node: dict[str, Any]) -> str:
-    """What makes a node's results valid: its command and its declared interface."""
+def code_hash(node: dict[str, Any], extra: str = "") -> str:
+    """What makes a node's results valid: its command, its interface, its function's source."""
     keys = ("kind", "command", "inputs", "publishes", "mode", "when", "env", "cwd")
-    blob = json.dumps({k: node[k] for k in keys}, sort_keys=True).encode()
+    blob = json.dumps({k: node[k] for k in keys}, sort_keys=True).encode() + extra.encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -42,3 +42,45 @@ def check_graph(dag: dict[str, Any], where: str) -> None:
         f"{where}: the graph has a cycle: {path}",
         hint="a node may not (even indirectly) subscribe to what it publishes",
     )
+
+
+def node_order(dag: dict[str, Any]) -> list[str]:
+    """Node names in a dependency order (upstream first), ties broken by name."""
+    g = build_graph(dag)
+    order = nx.lexicographical_topological_sort(g, key=lambda v: (v[0], v[1]))
+    return [name for kind, name in order if kind == "node"]
+
+
+def upstream_nodes(dag: dict[str, Any]) -> dict[str, set[str]]:
+    """For every node, the nodes it (transitively) depends on."""
+    g = build_graph(dag)
+    return {
+        name: {n for kind, n in nx.ancestors(g, ("node", name)) if kind == "node"}
+        for name in dag.get("nodes", {})
+    }
+
+
+def traversal(dag: dict[str, Any], targets: list[str]) -> set[str]:
+    """The nodes a run from `targets` (nodes, outputs or patterns) may reach; known up front."""
+    from gdag.names import is_pattern, matches
+
+    g = build_graph(dag)
+    nodes = dag.get("nodes", {})
+    start: set[tuple[str, str]] = set()
+    for target in targets:
+        if target in nodes:
+            start.add(("node", target))
+            continue
+        for kind, name in g.nodes:
+            if kind != "output":
+                continue
+            if name == target or (is_pattern(name) and matches(name, target)) or (
+                is_pattern(target) and overlaps(target, name)
+            ):
+                start.add((kind, name))
+    reach: set[str] = set()
+    for vertex in start:
+        if vertex[0] == "node":
+            reach.add(vertex[1])
+        reach.update(n for kind, n in nx.descendants(g, vertex) if kind == "node")
+    return reach

@@ -26,6 +26,8 @@ FAST_COMMANDS: dict[str, tuple[list[str], dict[str, tuple[str, bool]]]] = {
             "--type": ("type_", True), "-t": ("type_", True),
             "--if-changed": ("if_changed", False),
             "--json": ("json_out", False),
+            "--no-run": ("no_run", False),
+            "--detach": ("detach", False),
             **COMMON,
         },
     ),

@@ -34,6 +34,7 @@ class Published:
     commit: str
     changed: bool
     type: str
+    session: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -85,7 +86,7 @@ class Workspace:
         root = self.store.read_commit(tip).tree
         stored = state.read_dag(self.store, root) or {}
         src = self.definition_source()
-        if stored.get("source") == src.digest:
+        if definition.is_current(stored, src):
             return stored
         dag = definition.compile_definition(src)
         self._append_dag(dag)
@@ -145,6 +146,9 @@ class Workspace:
         if_changed: bool = False,
     ) -> Published:
         check_output_name(output)
+        session_id = os.environ.get("GDAG_SESSION")
+        if session_id:
+            return self._publish_in_session(session_id, output, source, type_text)
         tip = self.log.require_tip()
         dag = self.current_dag(tip)
         prev = state.read_output(self.store, self.store.read_commit(tip).tree, output)
@@ -163,6 +167,7 @@ class Workspace:
                 "version": version, "type": str(typ), "offset": offset, "event": "publish",
                 "id": publish_id, "node": None, "session": None, "time": now_iso(),
                 "size": size, "kind": "tree" if entry.is_tree else "blob",
+                "prev": prev.meta.get("offset") if prev else None,
             }
             tree = state.write_output(self.store, parent, output, entry, meta, f"publish {publish_id}")
             trailers = [
@@ -179,6 +184,23 @@ class Workspace:
             return Published(output, exc.prev.version, int(exc.prev.meta.get("offset", 0)),
                              "", False, exc.prev.type)
         return Published(output, self._version, offset, commit.decode(), True, str(typ))
+
+    def _publish_in_session(
+        self, session_id: str, output: str, source: ValueSource, type_text: str | None
+    ) -> Published:
+        """Inside a running node (`$GDAG_SESSION`): the value goes on the session branch."""
+        from gdag.execute import check_publishable
+        from gdag.session import Session
+
+        session = Session.open(self.log, session_id)
+        base_tree = self.store.read_commit(session.spec.base).tree
+        dag = state.read_dag(self.store, base_tree) or {}
+        check_publishable(session.spec.node, dag["nodes"][session.spec.node], output)
+        prev = state.read_output(self.store, base_tree, output)
+        typ = self.resolve_type(output, dag, type_text, prev)
+        entry, size = self.store_value(output, typ, source)
+        session.publish(output, entry, str(typ), size)
+        return Published(output, 0, -1, "", True, str(typ), session_id)
 
     def resolve_type(
         self, output: str, dag: dict[str, Any], type_text: str | None,

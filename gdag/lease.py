@@ -1,0 +1,147 @@
+"""Leases: who runs a node, until when. A ref moved by compare-and-swap between tokens.
+
+A lease ref is never deleted and never set back to an earlier value (both race
+with `git pack-refs`): every take, renewal and release points it at a fresh,
+unique token commit whose message holds the owner and the expiry. Leases only
+avoid duplicate work; correctness rests on the merge-back, which refuses
+superseded sessions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass
+
+from gdag.errors import StoreError
+from gdag.repo import Store
+
+LEASE_PREFIX = "refs/gdag/leases/"
+DEFAULT_TTL = 30.0
+
+
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start time of `pid` (clock ticks since boot); None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: split after the last ')'.
+    fields = data[data.rfind(b")") + 2 :].split()
+    return fields[19].decode() if len(fields) > 19 else None
+
+
+HOST = socket.gethostname()
+
+
+@dataclass(frozen=True)
+class Holder:
+    """The owner and terms of a lease, as stored in its token commit."""
+
+    host: str
+    pid: int
+    start: str | None
+    session: str | None
+    expires: float
+    released: bool = False
+
+    @classmethod
+    def me(cls, session: str | None, ttl: float) -> Holder:
+        pid = os.getpid()
+        return cls(HOST, pid, process_start_time(pid), session, time.time() + ttl)
+
+    def is_alive(self) -> bool:
+        """Whether the lease still binds others: held, unexpired, and its owner not dead."""
+        if self.released or time.time() > self.expires:
+            return False
+        if self.host == HOST:
+            return process_start_time(self.pid) == self.start
+        return True
+
+
+def lease_ref(log: str, node: str) -> str:
+    return f"{LEASE_PREFIX}{log}/{node}"
+
+
+class Leases:
+    """Taking, renewing and releasing node leases on one log."""
+
+    def __init__(self, store: Store, log: str, ttl: float = DEFAULT_TTL) -> None:
+        self.store = store
+        self.log = log
+        self.ttl = ttl
+
+    def _token(self, holder: Holder) -> bytes:
+        body = json.dumps(asdict(holder), sort_keys=True)
+        nonce = os.urandom(8).hex()
+        empty = self.store.write_tree({})
+        return self.store.make_commit(empty, [], f"gdag lease\n\n{body}\n{nonce}\n")
+
+    def read(self, node: str) -> tuple[bytes | None, Holder | None]:
+        ref = lease_ref(self.log, node)
+        sha = self.store.read_ref(ref)
+        if sha is None:
+            return None, None
+        message = self.store.read_commit(sha).message.decode()
+        try:
+            body = message.split("\n\n", 1)[1].split("\n", 1)[0]
+            return sha, Holder(**json.loads(body))
+        except (IndexError, ValueError, TypeError):
+            raise StoreError(f"lease {ref} holds no readable token") from None
+
+    def take(self, node: str, session: str | None) -> Held | None:
+        """Take the lease if it is free, expired or its owner is dead; None if held."""
+        sha, holder = self.read(node)
+        if holder is not None and holder.is_alive():
+            return None
+        token = self._token(Holder.me(session, self.ttl))
+        if self.store.cas_ref(lease_ref(self.log, node), sha, token):
+            return Held(self, node, session, token)
+        return None
+
+    def renew(self, node: str, token: bytes, session: str | None) -> bytes | None:
+        """Extend a lease we hold; None if it was lost (taken over after expiry)."""
+        new = self._token(Holder.me(session, self.ttl))
+        return new if self.store.cas_ref(lease_ref(self.log, node), token, new) else None
+
+    def release(self, node: str, token: bytes) -> None:
+        holder = Holder(HOST, os.getpid(), None, None, 0.0, released=True)
+        self.store.cas_ref(lease_ref(self.log, node), token, self._token(holder))
+
+    def holder(self, node: str) -> Holder | None:
+        """The live holder of a node's lease, if any."""
+        _, holder = self.read(node)
+        return holder if holder is not None and holder.is_alive() else None
+
+
+
+class Held:
+    """A lease this process holds, renewed in the background until released."""
+
+    def __init__(self, leases: Leases, node: str, session: str | None, token: bytes) -> None:
+        self.leases = leases
+        self.node = node
+        self.session = session
+        self.token = token
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.leases.ttl / 3):
+            new = self.leases.renew(self.node, self.token, self.session)
+            if new is None:
+                self.lost = True  # taken over after expiry: the merge-back still decides
+                return
+            self.token = new
+
+    def release(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        if not self.lost:
+            self.leases.release(self.node, self.token)

@@ -1,0 +1,284 @@
+"""Staleness, scheduling and threads: run stale nodes until quiescent. Reports, never prints.
+
+Staleness is derived from the log tip alone: a node is stale when the versions
+of its inputs differ from those its last completed session consumed (as
+recorded in `nodes/<node>/@done.json`), or its code hash changed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from gdag import state
+from gdag.errors import UnknownError
+from gdag.lease import Leases
+from gdag.names import is_pattern
+from gdag.session import Merged, Outcome, Session, Spec, list_sessions, read_done
+from gdag.workspace import Workspace
+
+Report = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class Pending:
+    """Why a node should run now, and on what."""
+
+    node: str
+    reason: str
+    inputs: dict[str, int]
+    state_at: bytes
+    attempt: int = 1
+
+
+@dataclass
+class NodeState:
+    node: str
+    state: str  # up-to-date | stale | running | failed | never-run | waiting
+    reason: str = ""
+    last: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node": self.node, "state": self.state, "reason": self.reason,
+                "last_session": (self.last or {}).get("session"),
+                "last_status": (self.last or {}).get("status")}
+
+
+@dataclass
+class Summary:
+    ran: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    superseded: list[str] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
+    planned: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def current_versions(ws: Workspace, root: bytes, node: dict[str, Any]) -> tuple[dict[str, int], bool, bool]:
+    """(output -> version of every input present, any present, all present)."""
+    versions: dict[str, int] = {}
+    present = []
+    for target in node["inputs"].values():
+        names = list(state.list_outputs(ws.store, root, target)) if is_pattern(target) else [target]
+        seen = False
+        for name in names:
+            out = state.read_output(ws.store, root, name)
+            if out is not None:
+                versions[name] = out.version
+                seen = True
+        present.append(seen)
+    return versions, any(present) or not present, all(present)
+
+
+class Engine:
+    """Runs the nodes of one workspace's log."""
+
+    def __init__(self, ws: Workspace, jobs: int = 1, report: Report | None = None) -> None:
+        self.ws = ws
+        self.jobs = max(1, jobs)
+        self.report: Report = report or (lambda kind, data: None)
+        self.leases = Leases(ws.store, ws.log.name)
+
+    # -- staleness ---------------------------------------------------------------
+
+    def pending(self, name: str, node: dict[str, Any], tip: bytes, retry_failed: bool) -> Pending | str:
+        """The work a node has now, or the reason it has none."""
+        root = self.ws.store.read_commit(tip).tree
+        versions, any_present, all_present = current_versions(self.ws, root, node)
+        if not (all_present if node["when"] == "all" else any_present):
+            return "waiting for inputs"
+        done = read_done(self.ws.store, root, name)
+        if done is None:
+            return self._job(name, node, tip, versions, done, "never ran")
+        if done.get("code") != node["code"]:
+            return self._job(name, node, tip, versions, done, "code changed")
+        recorded = done.get("inputs", {})
+        if recorded == versions:
+            if done.get("status") == "failed" and retry_failed:
+                return Pending(name, "retry", versions, tip, int(done.get("attempt", 1)) + 1)
+            return "failed" if done.get("status") == "failed" else "up to date"
+        changed = sorted(n for n in set(versions) | set(recorded) if versions.get(n) != recorded.get(n))
+        why = ", ".join(f"{n} v{recorded.get(n, '-')}->v{versions.get(n, '-')}" for n in changed[:3])
+        return self._job(name, node, tip, versions, done, f"inputs changed: {why}")
+
+    def _job(self, name: str, node: dict[str, Any], tip: bytes, versions: dict[str, int],
+             done: dict[str, Any] | None, reason: str) -> Pending:
+        if node["mode"] != "each" or reason == "code changed" and done is not None:
+            return Pending(name, reason, versions, tip)
+        recorded = (done or {}).get("inputs", {})
+        offset = self._earliest_new_event(tip, versions, recorded)
+        if offset is None:
+            return Pending(name, reason, versions, tip)
+        at = self.ws.log.commit_at(offset)
+        at_versions, _, _ = current_versions(self.ws, self.ws.store.read_commit(at).tree, node)
+        return Pending(name, f"{reason} (event at offset {offset})", at_versions, at)
+
+    def _earliest_new_event(self, tip: bytes, versions: dict[str, int],
+                            recorded: dict[str, int]) -> int | None:
+        """The offset of the oldest input version not yet consumed, walking `prev` links."""
+        root = self.ws.store.read_commit(tip).tree
+        earliest: int | None = None
+        for name, version in versions.items():
+            seen = recorded.get(name, 0)
+            if version <= seen:
+                continue
+            out = state.read_output(self.ws.store, root, name)
+            while out is not None and out.version > seen + 1 and out.meta.get("prev") is not None:
+                prev_root = self.ws.store.read_commit(self.ws.log.commit_at(out.meta["prev"])).tree
+                out = state.read_output(self.ws.store, prev_root, name)
+            if out is not None:
+                off = int(out.meta["offset"])
+                earliest = off if earliest is None else min(earliest, off)
+        return earliest
+
+    def status(self) -> list[NodeState]:
+        tip = self.ws.log.require_tip()
+        dag = self.ws.current_dag(tip)
+        from gdag.graph import node_order
+
+        root = self.ws.store.read_commit(tip).tree
+        states = []
+        for name in node_order(dag):
+            node = dag["nodes"][name]
+            done = read_done(self.ws.store, root, name)
+            if self.leases.holder(name) is not None:
+                states.append(NodeState(name, "running", "lease held", done))
+                continue
+            p = self.pending(name, node, tip, retry_failed=False)
+            if isinstance(p, Pending):
+                kind = "never-run" if done is None else "stale"
+                states.append(NodeState(name, kind, p.reason, done))
+            else:
+                kind = {"up to date": "up-to-date", "failed": "failed"}.get(p, "waiting")
+                reason = (done or {}).get("error") or "" if kind == "failed" else p
+                states.append(NodeState(name, kind, reason or "", done))
+        return states
+
+    # -- recovery ----------------------------------------------------------------
+
+    def recover(self, summary: Summary) -> None:
+        """Merge back finished sessions of dead runs; drop unfinished ones."""
+        for sid in list_sessions(self.ws.log):
+            try:
+                session = Session.open(self.ws.log, sid)
+            except UnknownError:
+                continue  # merged or dropped meanwhile
+            holder = self.leases.holder(session.spec.node)
+            if holder is not None and holder.session == sid:
+                continue  # still running
+            if session.is_done:
+                merged = session.merge_back()
+                self.report("recovered", {"node": session.spec.node, "session": sid,
+                                          "result": merged.status})
+                summary.recovered.append(session.spec.node)
+            else:
+                session.drop()
+                self.report("dropped", {"node": session.spec.node, "session": sid})
+
+    # -- running -----------------------------------------------------------------
+
+    def run(self, targets: list[str] | None = None, *, dry_run: bool = False,
+            keep_going: bool = True, retry_failed: bool = False) -> Summary:
+        from gdag.graph import node_order, traversal, upstream_nodes
+
+        summary = Summary()
+        tip = self.ws.log.require_tip()
+        dag = self.ws.current_dag(tip)
+        plan = set(dag["nodes"]) if not targets else traversal(dag, targets)
+        if targets:
+            self._check_targets(dag, targets)
+        order = [n for n in node_order(dag) if n in plan]
+        summary.planned = order
+        if dry_run:
+            for name in order:
+                p = self.pending(name, dag["nodes"][name], tip, retry_failed)
+                if isinstance(p, Pending):
+                    self.report("would-run", {"node": name, "reason": p.reason})
+            return summary
+        self.recover(summary)
+        upstream = upstream_nodes(dag)
+        running: dict[Future[Any], str] = {}
+        stop = False
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            while True:
+                tip = self.ws.log.require_tip()
+                busy = set(running.values())
+                work = {}
+                elsewhere = False
+                if not stop:
+                    for name in order:
+                        if name in busy:
+                            continue
+                        p = self.pending(name, dag["nodes"][name], tip, retry_failed)
+                        if isinstance(p, Pending):
+                            work[name] = p
+                blocked = set(work) | busy
+                for name, p in work.items():
+                    if len(running) >= self.jobs or upstream[name] & blocked:
+                        continue
+                    if self.leases.holder(name) is not None:
+                        elsewhere = True
+                        continue
+                    fut = pool.submit(self._run_one, dag, p, tip)
+                    running[fut] = name
+                    blocked.add(name)
+                if not running:
+                    if elsewhere and not stop:
+                        time.sleep(0.05)  # another process holds a lease: wait for its result
+                        continue
+                    break
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    name = running.pop(fut)
+                    result = fut.result()
+                    if result is None:
+                        continue
+                    outcome, merged = result
+                    if merged.status == "superseded":
+                        summary.superseded.append(name)
+                    elif outcome.status == "ok":
+                        summary.ran.append(name)
+                    else:
+                        summary.failed.append(name)
+                        stop = stop or not keep_going
+        return summary
+
+    def _check_targets(self, dag: dict[str, Any], targets: list[str]) -> None:
+        from gdag.graph import traversal
+
+        for target in targets:
+            if not traversal(dag, [target]) and target not in dag["nodes"]:
+                from gdag.names import check_output_name
+
+                check_output_name(target, allow_pattern=True, what="node or output")
+
+    def _run_one(self, dag: dict[str, Any], p: Pending, tip: bytes) -> tuple[Outcome, Merged] | None:
+        from gdag.execute import Runner
+        from gdag.session import new_session_id
+
+        node = dag["nodes"][p.node]
+        sid = new_session_id(p.node)
+        held = self.leases.take(p.node, sid)
+        if held is None:
+            return None
+        try:
+            spec = Spec(p.node, node["code"], p.inputs, tip, p.state_at, p.attempt)
+            session = Session.start(self.ws.log, spec, sid)
+            self.report("start", {"node": p.node, "session": sid, "reason": p.reason})
+            outcome = Runner(self.ws.store, session, node, dag, self.ws.log.name).run()
+            session.finish(outcome)
+            merged = session.merge_back()
+            self.report("finish", {"node": p.node, "session": sid, "status": outcome.status,
+                                   "duration": outcome.duration, "error": outcome.error,
+                                   "merged": merged.status, "offset": merged.offset,
+                                   "outputs": merged.outputs, "unchanged": merged.unchanged,
+                                   "log": outcome.log[-4096:]})
+            return outcome, merged
+        finally:
+            held.release()

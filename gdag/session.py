@@ -1,0 +1,286 @@
+"""One node run: its branch, its commits, its @done marker and its merge back into the log.
+
+A session branch forks from the log tip with a start commit (node, inputs,
+code hash), gains one commit per output published, and ends with a `done`
+commit holding `nodes/<node>/@done.json`. The merge-back is one compare-and-
+swap of the log ref: a merge commit whose second parent is the session head.
+It refuses superseded work, so a session is applied at most once even when
+two processes ran the same node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from gdag import state
+from gdag.errors import GdagError, UnknownError
+from gdag.log import Log, format_message, parse_trailers
+from gdag.repo import MODE_BLOB, Entry, Store
+
+SESSION_PREFIX = "refs/gdag/sessions/"
+LOG_TAIL = 64 * 1024
+
+
+def session_ref(log: str, session_id: str) -> str:
+    return f"{SESSION_PREFIX}{log}/{session_id}"
+
+
+def new_session_id(node: str) -> str:
+    return f"{node}.{int(time.time() * 1000):x}.{os.urandom(3).hex()}"
+
+
+@dataclass
+class Spec:
+    """What a session runs on: the node, its code hash and the input versions it consumes."""
+
+    node: str
+    code: str
+    inputs: dict[str, int]
+    base: bytes  # the log commit the branch forks from
+    state_at: bytes  # the log commit whose state the node sees (differs in "each" mode)
+    attempt: int = 1
+
+
+@dataclass
+class Outcome:
+    status: str  # "ok" | "failed"
+    exit_code: int | None = None
+    log: bytes = b""
+    duration: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class Merged:
+    """What a merge-back did."""
+
+    status: str  # "merged" | "superseded"
+    offset: int | None = None
+    outputs: dict[str, int] = field(default_factory=dict)  # changed outputs -> new version
+    unchanged: list[str] = field(default_factory=list)
+
+
+class _Superseded(Exception):
+    pass
+
+
+def covers(done: dict[str, Any] | None, spec: Spec, status: str) -> bool:
+    """Whether a node's recorded @done already covers what this session computed."""
+    if not done or done.get("code") != spec.code:
+        return False
+    recorded: dict[str, int] = done.get("inputs", {})
+    if any(recorded.get(name, 0) < version for name, version in spec.inputs.items()):
+        return False
+    if any(name not in spec.inputs for name in recorded) and recorded != spec.inputs:
+        # The recorded run saw outputs this one did not: it is newer.
+        return True
+    if done.get("status") == "ok":
+        return True
+    return int(done.get("attempt", 1)) >= spec.attempt or status == "failed" and (
+        recorded != spec.inputs
+    )
+
+
+def read_done(store: Store, root: bytes | None, node: str) -> dict[str, Any] | None:
+    entry = store.tree_get(root, [state.NODES, node.encode(), b"@done.json"]) if root else None
+    return state.read_json_blob(store, entry.sha) if entry is not None else None
+
+
+class Session:
+    """A session branch of one log."""
+
+    def __init__(self, log: Log, session_id: str, spec: Spec, head: bytes) -> None:
+        self.log = log
+        self.store: Store = log.store
+        self.id = session_id
+        self.ref = session_ref(log.name, session_id)
+        self.spec = spec
+        self.head = head
+
+    # -- creating and reopening -----------------------------------------------
+
+    @classmethod
+    def start(cls, log: Log, spec: Spec, session_id: str | None = None) -> Session:
+        sid = session_id or new_session_id(spec.node)
+        store = log.store
+        trailers = [
+            ("Gdag-Event", "session-start"), ("Gdag-Node", spec.node), ("Gdag-Session", sid),
+            ("Gdag-Code", spec.code), ("Gdag-Attempt", str(spec.attempt)),
+            ("Gdag-State", spec.state_at.decode()),
+            *(("Gdag-Input", f"{name}={v}") for name, v in sorted(spec.inputs.items())),
+        ]
+        tree = store.read_commit(spec.base).tree
+        commit = store.make_commit(tree, [spec.base], format_message(f"start {spec.node}", trailers))
+        if not store.cas_ref(session_ref(log.name, sid), None, commit):
+            raise GdagError(f"session {sid} exists already")
+        return cls(log, sid, spec, commit)
+
+    @classmethod
+    def open(cls, log: Log, session_id: str) -> Session:
+        head = log.store.read_ref(session_ref(log.name, session_id))
+        if head is None:
+            raise UnknownError(
+                f"no session {session_id!r} on log {log.name!r}",
+                hint="is GDAG_SESSION left over from a finished run?",
+            )
+        start = cls._find_start(log.store, head)
+        t = parse_trailers(log.store.read_commit(start).message)
+        spec = Spec(
+            node=t["Gdag-Node"][0], code=t["Gdag-Code"][0],
+            inputs={k: int(v) for k, _, v in (i.partition("=") for i in t.get("Gdag-Input", []))},
+            base=log.store.read_commit(start).parents[0],
+            state_at=t["Gdag-State"][0].encode(), attempt=int(t["Gdag-Attempt"][0]),
+        )
+        return cls(log, session_id, spec, head)
+
+    @staticmethod
+    def _find_start(store: Store, head: bytes) -> bytes:
+        cur = head
+        while True:
+            commit = store.read_commit(cur)
+            if parse_trailers(commit.message).get("Gdag-Event") == ["session-start"]:
+                return cur
+            cur = commit.parents[0]
+
+    def commits(self) -> Iterator[tuple[bytes, dict[str, list[str]]]]:
+        """The session's own commits, newest first, with their trailers."""
+        cur = self.head
+        while True:
+            commit = self.store.read_commit(cur)
+            trailers = parse_trailers(commit.message)
+            yield cur, trailers
+            if trailers.get("Gdag-Event") == ["session-start"]:
+                return
+            cur = commit.parents[0]
+
+    @property
+    def is_done(self) -> bool:
+        return parse_trailers(self.store.read_commit(self.head).message).get("Gdag-Event") == [
+            "done"]
+
+    # -- writing -----------------------------------------------------------------
+
+    def _advance(self, build: Any, summary: str, trailers: list[tuple[str, str]]) -> None:
+        while True:
+            head = self.store.read_ref(self.ref)
+            if head is None:
+                raise GdagError(f"session {self.id} was dropped while it ran")
+            tree = build(self.store.read_commit(head).tree)
+            trailers = [*trailers, ("Gdag-Session", self.id)]
+            commit = self.store.make_commit(tree, [head], format_message(summary, trailers))
+            if self.store.cas_ref(self.ref, head, commit):
+                self.head = commit
+                return
+
+    def publish(self, name: str, entry: Entry, type_text: str, size: int) -> None:
+        """Record a new value of `name` on the session branch (visible after merge-back)."""
+        meta = {"type": type_text, "size": size, "kind": "tree" if entry.is_tree else "blob",
+                "session": self.id, "node": self.spec.node}
+
+        def build(root: bytes) -> bytes:
+            return state.write_output(self.store, root, name, entry, meta, f"session {self.id}")
+
+        self._advance(build, f"output {name}", [("Gdag-Event", "output"), ("Gdag-Output", name)])
+
+    def finish(self, outcome: Outcome) -> None:
+        """The @done commit: after it, the session is complete and will be merged back."""
+        done = self._done_record(outcome)
+        log_blob = self.store.write_blob(outcome.log[-LOG_TAIL:])
+        done_blob = self.store.write_blob(json.dumps(done, sort_keys=True, indent=1).encode())
+
+        def build(root: bytes) -> bytes:
+            return self.store.tree_update(root, [state.NODES, self.spec.node.encode()], {
+                b"@done.json": Entry(MODE_BLOB, done_blob), b"@log": Entry(MODE_BLOB, log_blob)})
+
+        self._advance(build, f"done {self.spec.node} {outcome.status}",
+                      [("Gdag-Event", "done"), ("Gdag-Status", outcome.status)])
+
+    def _done_record(self, outcome: Outcome) -> dict[str, Any]:
+        return {
+            "session": self.id, "node": self.spec.node, "code": self.spec.code,
+            "inputs": self.spec.inputs, "attempt": self.spec.attempt, "status": outcome.status,
+            "exit_code": outcome.exit_code, "error": outcome.error,
+            "duration": round(outcome.duration, 3), "finished": time.time(),
+        }
+
+    # -- merging back ------------------------------------------------------------
+
+    def written_outputs(self) -> list[str]:
+        names: list[str] = []
+        for _, trailers in self.commits():
+            for name in trailers.get("Gdag-Output", []):
+                if name not in names:
+                    names.append(name)
+        return names[::-1]
+
+    def merge_back(self) -> Merged:
+        """Apply the finished session to the log tip by compare-and-swap, then delete it."""
+        head_tree = self.store.read_commit(self.head).tree
+        done = read_done(self.store, head_tree, self.spec.node) or {}
+        outputs = self.written_outputs()
+        result = Merged("merged")
+
+        def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
+            if covers(read_done(self.store, parent, self.spec.node), self.spec, done["status"]):
+                raise _Superseded
+            result.outputs, result.unchanged = {}, []
+            tree = parent
+            for name in outputs:
+                tree = self._merge_output(tree, head_tree, name, offset, result)
+            record = {**done, "offset": offset, "outputs": result.outputs}
+            tree = self._copy_node_files(tree, head_tree, record)
+            trailers = [("Gdag-Offset", str(offset)), ("Gdag-Event", "session"),
+                        ("Gdag-Node", self.spec.node), ("Gdag-Session", self.id),
+                        ("Gdag-Status", done["status"]),
+                        *(("Gdag-Output", n) for n in result.outputs)]
+            summary = f"session {self.spec.node} {done['status']}"
+            assert tree is not None
+            return tree, format_message(summary, trailers), [self.head]
+
+        try:
+            _, result.offset = self.log.append(build)
+        except _Superseded:
+            result = Merged("superseded")
+        self.drop()
+        return result
+
+    def _merge_output(
+        self, tree: bytes | None, head_tree: bytes, name: str, offset: int, result: Merged
+    ) -> bytes | None:
+        new = state.read_output(self.store, head_tree, name)
+        if new is None:
+            return tree
+        prev = state.read_output(self.store, tree, name)
+        if prev is not None and prev.value == new.value:
+            result.unchanged.append(name)  # early cutoff: no new version
+            return tree
+        version = prev.version + 1 if prev else 1
+        meta = {**new.meta, "version": version, "offset": offset, "event": "session",
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "prev": prev.meta.get("offset") if prev else None}
+        result.outputs[name] = version
+        return state.write_output(self.store, tree, name, new.value, meta, f"session {self.id}")
+
+    def _copy_node_files(self, tree: bytes | None, head_tree: bytes, record: dict) -> bytes:
+        node = self.spec.node.encode()
+        log_entry = self.store.tree_get(head_tree, [state.NODES, node, b"@log"])
+        blob = self.store.write_blob(json.dumps(record, sort_keys=True, indent=1).encode())
+        changes: dict[bytes, Entry | None] = {b"@done.json": Entry(MODE_BLOB, blob)}
+        if log_entry is not None:
+            changes[b"@log"] = log_entry
+        return self.store.tree_update(tree, [state.NODES, node], changes)
+
+    def drop(self) -> None:
+        head = self.store.read_ref(self.ref)
+        if head is not None:
+            self.store.delete_ref(self.ref, head)
+
+
+def list_sessions(log: Log) -> list[str]:
+    prefix = f"{SESSION_PREFIX}{log.name}/"
+    return sorted(ref[len(prefix):] for ref in log.store.list_refs(prefix))
