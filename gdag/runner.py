@@ -204,6 +204,7 @@ class Engine:
         self.recover(summary)
         upstream = upstream_nodes(dag)
         running: dict[Future[Any], str] = {}
+        retried: set[str] = set()  # --retry-failed re-runs a failed node once per run
         stop = False
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
             while True:
@@ -215,7 +216,8 @@ class Engine:
                     for name in order:
                         if name in busy:
                             continue
-                        p = self.pending(name, dag["nodes"][name], tip, retry_failed)
+                        p = self.pending(name, dag["nodes"][name], tip,
+                                         retry_failed and name not in retried)
                         if isinstance(p, Pending):
                             work[name] = p
                 blocked = set(work) | busy
@@ -225,6 +227,8 @@ class Engine:
                     if self.leases.holder(name) is not None:
                         elsewhere = True
                         continue
+                    if p.reason == "retry":
+                        retried.add(name)
                     fut = pool.submit(self._run_one, dag, p, tip)
                     running[fut] = name
                     blocked.add(name)

@@ -1,0 +1,390 @@
+"""Node semantics through real runs: chains, diamonds, modes, failures, cutoff, staleness."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import fsck, gdag, git
+
+
+def define(repo: Path, toml: str) -> None:
+    (repo / "gdag.toml").write_text(textwrap.dedent(toml))
+
+
+def run(repo: Path, *args: str, code: int = 0) -> str:
+    r = gdag("run", *args, cwd=repo)
+    assert r.returncode == code, r.stderr
+    return r.stderr
+
+
+def pub(repo: Path, output: str, value: str, *args: str) -> None:
+    r = gdag("publish", output, value, "--no-run", *args, cwd=repo)
+    assert r.returncode == 0, r.stderr
+
+
+def value(repo: Path, output: str) -> str:
+    r = gdag("lookup", output, cwd=repo)
+    assert r.returncode == 0, r.stderr
+    return r.text
+
+
+def meta(repo: Path, output: str) -> dict:
+    return json.loads(git("show", f"refs/gdag/logs/main:outputs/{output}/@meta.json", cwd=repo))
+
+
+def done(repo: Path, node: str, rev: str = "refs/gdag/logs/main") -> dict:
+    return json.loads(git("show", f"{rev}:nodes/{node}/@done.json", cwd=repo))
+
+
+def sessions(repo: Path, node: str) -> list[str]:
+    """Statuses of the merged sessions of `node`, oldest first."""
+    out = git("log", "--first-parent", "--reverse",
+              "--format=%(trailers:key=Gdag-Node,valueonly,separator=)|"
+              "%(trailers:key=Gdag-Status,valueonly,separator=)", "refs/gdag/logs/main", cwd=repo)
+    return [line.split("|")[1] for line in out.splitlines() if line.split("|")[0] == node]
+
+
+COPY = 'cp "$GDAG_IN_X" "$GDAG_OUT/{out}"'
+
+
+def test_chain_propagates_and_merges_as_session_commits(repo: Path) -> None:
+    define(repo, f"""
+        [nodes.a]
+        run = 'cp "$GDAG_IN_X" "$GDAG_OUT/b"; printf "+a" >> "$GDAG_OUT/b"'
+        inputs = {{ x = "src" }}
+        publishes = ["b"]
+        [nodes.b]
+        run = 'cp "$GDAG_IN_X" "$GDAG_OUT/c"; printf "+b" >> "$GDAG_OUT/c"'
+        inputs = {{ x = "b" }}
+        publishes = ["c"]
+    """)
+    r = gdag("publish", "src", "v", cwd=repo)  # publish runs the subscribers itself
+    assert r.returncode == 0, r.stderr
+    assert value(repo, "c") == "v+a+b"
+    assert done(repo, "b")["inputs"] == {"b": 1}
+    # One merge commit per session, second parent the session branch.
+    merges = git("log", "--first-parent", "--merges", "--format=%s|%P", "refs/gdag/logs/main",
+                 cwd=repo).splitlines()
+    assert [m.split("|")[0] for m in merges] == ["session b ok", "session a ok"]
+    for m in merges:
+        second = m.split("|")[1].split()[1]
+        assert "done" in git("log", "-1", "--format=%s", second, cwd=repo)
+    assert git("for-each-ref", "refs/gdag/sessions", cwd=repo) == ""
+    assert "nothing to do" in run(repo)
+    fsck(repo)
+
+
+def test_diamond_runs_join_once_with_both_inputs(repo: Path) -> None:
+    define(repo, """
+        [nodes.left]
+        run = 'printf L > "$GDAG_OUT/l"'
+        inputs = { x = "src" }
+        publishes = ["l"]
+        [nodes.right]
+        run = 'printf R > "$GDAG_OUT/r"'
+        inputs = { x = "src" }
+        publishes = ["r"]
+        [nodes.join]
+        run = 'cat "$GDAG_IN_L" "$GDAG_IN_R" > "$GDAG_OUT/j"'
+        inputs = { l = "l", r = "r" }
+        publishes = ["j"]
+    """)
+    pub(repo, "src", "1")
+    run(repo, "-j", "2")
+    assert value(repo, "j") == "LR"
+    assert sessions(repo, "join") == ["ok"]
+    assert done(repo, "join")["inputs"] == {"l": 1, "r": 1}
+
+
+def test_fan_out_fan_in_with_patterns(repo: Path) -> None:
+    define(repo, """
+        [nodes.split]
+        run = 'for w in $(cat "$GDAG_IN_X"); do printf "$w" > "$GDAG_OUT/words/$w"; done'
+        inputs = { x = "text" }
+        publishes = ["words/*"]
+        [nodes.gather]
+        run = 'ls "$GDAG_IN_W" | sort | tr "\\n" , > "$GDAG_OUT/all"'
+        inputs = { w = "words/*" }
+        publishes = ["all"]
+    """)
+    pub(repo, "text", "b a c")
+    run(repo)
+    assert value(repo, "words/a") == "a"
+    assert value(repo, "all") == "a,b,c,"
+    assert gdag("lookup", "words/*", cwd=repo).text.split() == ["words/a", "words/b", "words/c"]
+
+
+@pytest.mark.parametrize(("mode", "runs"), [("each", 3), ("latest", 1)])
+def test_each_runs_per_event_latest_coalesces(repo: Path, mode: str, runs: int) -> None:
+    define(repo, f"""
+        [nodes.acc]
+        run = 'cat "$GDAG_IN_X" >> seen.txt; cp "$GDAG_IN_X" "$GDAG_OUT/last"'
+        inputs = {{ x = "ev" }}
+        publishes = ["last"]
+        mode = "{mode}"
+    """)
+    for v in ("1", "2", "3"):
+        pub(repo, "ev", v)
+    run(repo)
+    assert sessions(repo, "acc") == ["ok"] * runs
+    assert (repo / "seen.txt").read_text() == ("123" if mode == "each" else "3")
+    assert value(repo, "last") == "3"
+    assert done(repo, "acc")["inputs"] == {"ev": 3}
+
+
+def test_when_all_waits_and_absent_inputs_are_unset(repo: Path) -> None:
+    define(repo, """
+        [nodes.any]
+        run = 'echo "a=${GDAG_IN_A-unset} b=${GDAG_IN_B-unset}" | sed "s#/[^ ]*/in/#in/#g" > "$GDAG_OUT/any"; cp "$GDAG_INPUTS" "$GDAG_OUT/manifest"'
+        inputs = { a = "a", b = "b" }
+        publishes = ["any", "manifest"]
+        [nodes.all]
+        run = 'cat "$GDAG_IN_A" "$GDAG_IN_B" > "$GDAG_OUT/both"'
+        inputs = { a = "a", b = "b" }
+        publishes = ["both"]
+        when = "all"
+    """)
+    pub(repo, "a", "A")
+    run(repo)
+    assert value(repo, "any") == "a=in/a b=unset\n"
+    manifest = json.loads(value(repo, "manifest"))
+    assert manifest["b"] is None and manifest["a"]["version"] == 1
+    assert gdag("lookup", "both", cwd=repo).returncode == 3
+    status = {s["node"]: s["state"] for s in json.loads(gdag("status", "--json", cwd=repo).stdout)}
+    assert status == {"any": "up-to-date", "all": "waiting"}
+    pub(repo, "b", "B")
+    run(repo)
+    assert value(repo, "both") == "AB"
+
+
+def test_early_cutoff_stops_downstream(repo: Path) -> None:
+    define(repo, """
+        [nodes.parity]
+        run = 'if [ $(( $(cat "$GDAG_IN_X") % 2 )) = 0 ]; then printf even; else printf odd; fi > "$GDAG_OUT/p"'
+        inputs = { x = "n" }
+        publishes = ["p"]
+        [nodes.shout]
+        run = 'tr a-z A-Z < "$GDAG_IN_P" > "$GDAG_OUT/loud"'
+        inputs = { p = "p" }
+        publishes = ["loud"]
+    """)
+    pub(repo, "n", "1")
+    run(repo)
+    pub(repo, "n", "3")
+    run(repo)
+    assert meta(repo, "p")["version"] == 1
+    assert sessions(repo, "parity") == ["ok", "ok"]
+    assert sessions(repo, "shout") == ["ok"]
+    pub(repo, "n", "4")
+    run(repo)
+    assert value(repo, "loud") == "EVEN" and meta(repo, "p")["version"] == 2
+
+
+def test_failing_node_and_its_independent_sibling(repo: Path) -> None:
+    define(repo, """
+        [nodes.bad]
+        run = 'echo boom >&2; exit 7'
+        inputs = { x = "src" }
+        publishes = ["bad_out"]
+        [nodes.after_bad]
+        run = 'cp "$GDAG_IN_X" "$GDAG_OUT/z"'
+        inputs = { x = "bad_out" }
+        publishes = ["z"]
+        [nodes.good]
+        run = 'cp "$GDAG_IN_X" "$GDAG_OUT/g"'
+        inputs = { x = "src" }
+        publishes = ["g"]
+    """)
+    pub(repo, "src", "s")
+    err = run(repo, code=1)
+    assert "FAILED bad" in err and "boom" in err
+    assert value(repo, "g") == "s"
+    record = done(repo, "bad")
+    assert record["status"] == "failed" and record["exit_code"] == 7
+    assert "boom" in git("show", "refs/gdag/logs/main:nodes/bad/@log", cwd=repo)
+    assert gdag("lookup", "z", cwd=repo).returncode == 3
+    states = {s["node"]: s["state"] for s in json.loads(gdag("status", "--json", cwd=repo).stdout)}
+    assert states == {"bad": "failed", "good": "up-to-date", "after_bad": "waiting"}
+    assert "nothing to do" in run(repo)  # a failure is not retried on the same inputs...
+    run(repo, "--retry-failed", code=1)  # ...unless asked
+    assert sessions(repo, "bad") == ["failed", "failed"]
+
+
+def test_fail_fast_stops_starting_new_nodes(repo: Path) -> None:
+    define(repo, """
+        [nodes.a_bad]
+        run = 'exit 1'
+        inputs = { x = "src" }
+        [nodes.b_good]
+        run = 'true'
+        inputs = { x = "src" }
+    """)
+    pub(repo, "src", "s")
+    run(repo, "-j", "1", "--fail-fast", code=1)
+    assert sessions(repo, "b_good") == []
+
+
+def test_code_change_makes_node_stale(repo: Path) -> None:
+    toml = """
+        [nodes.greet]
+        run = 'printf "{word} " > "$GDAG_OUT/g"; cat "$GDAG_IN_X" >> "$GDAG_OUT/g"'
+        inputs = {{ x = "name" }}
+        publishes = ["g"]
+    """
+    define(repo, toml.format(word="hello"))
+    pub(repo, "name", "ann")
+    run(repo)
+    define(repo, toml.format(word="bye"))
+    states = json.loads(gdag("status", "--json", cwd=repo).stdout)
+    assert states[0]["state"] == "stale" and "code changed" in states[0]["reason"]
+    run(repo)
+    assert value(repo, "g") == "bye ann"
+    kinds = git("log", "--first-parent", "--format=%(trailers:key=Gdag-Event,valueonly)",
+                "refs/gdag/logs/main", cwd=repo).split()
+    assert kinds.count("dag") == 2
+
+
+def test_publishing_outside_publishes_is_refused(repo: Path) -> None:
+    define(repo, """
+        [nodes.sneaky]
+        run = 'printf x > "$GDAG_OUT/elsewhere"'
+        inputs = { x = "src" }
+        publishes = ["mine"]
+        [nodes.sneaky_cli]
+        run = 'gdag publish other/place 1'
+        inputs = { x = "src" }
+        publishes = ["mine2"]
+    """)
+    pub(repo, "src", "s")
+    err = run(repo, code=1)
+    assert "may not publish 'elsewhere'" in err
+    assert "may not publish 'other/place'" in err
+    for name in ("elsewhere", "other/place"):
+        assert gdag("lookup", name, cwd=repo).returncode == 3
+
+
+def test_gdag_publish_inside_a_session_writes_into_it(repo: Path) -> None:
+    define(repo, """
+        [nodes.multi]
+        run = 'gdag publish parts/one "$(cat "$GDAG_IN_X")-1" && printf 2 | gdag publish parts/two -'
+        inputs = { x = "src" }
+        publishes = ["parts/*"]
+    """)
+    pub(repo, "src", "s")
+    run(repo)
+    assert value(repo, "parts/one") == "s-1" and value(repo, "parts/two") == "2"
+    assert meta(repo, "parts/one")["session"] == done(repo, "multi")["session"]
+    # Both outputs land in the one session merge, not as separate events.
+    events = git("log", "--first-parent", "--format=%(trailers:key=Gdag-Event,valueonly)",
+                 "refs/gdag/logs/main", cwd=repo).split()
+    assert events.count("session") == 1 and events.count("publish") == 1
+
+
+def test_values_are_never_spliced_into_the_command(repo: Path) -> None:
+    define(repo, """
+        [nodes.safe]
+        run = 'cp "$GDAG_IN_X" "$GDAG_OUT/copy"'
+        inputs = { x = "src" }
+        publishes = ["copy"]
+    """)
+    evil = '$(touch pwned); `touch pwned2`; "; touch pwned3'
+    pub(repo, "src", evil)
+    run(repo)
+    assert value(repo, "copy") == evil
+    assert not any((repo / p).exists() for p in ("pwned", "pwned2", "pwned3"))
+
+
+def test_python_nodes_typed_and_with_context(repo: Path) -> None:
+    (repo / "pipeline.py").write_text(textwrap.dedent("""
+        import gdag
+
+        def count(words: str | None, extra: int | None) -> int:
+            return len(words.split()) + (extra or 0)
+
+        @gdag.node(inputs={"n": "stats/count"}, publishes=["stats/by/*"])
+        def fan(n, ctx):
+            for i in range(n):
+                ctx.publish(f"stats/by/{i}", i * i)
+
+        def broken(words):
+            raise ValueError("no good")
+    """))
+    define(repo, """
+        [dag]
+        modules = ["pipeline"]
+        [outputs."stats/count"]
+        type = "int"
+        [outputs."stats/by/*"]
+        type = "int"
+        [outputs.words]
+        type = "str"
+        [nodes.count]
+        python = "pipeline:count"
+        inputs = { words = "words", extra = "extra" }
+        publishes = ["stats/count"]
+        [nodes.broken]
+        python = "pipeline:broken"
+        inputs = { words = "words" }
+    """)
+    pub(repo, "words", "a b c")
+    err = run(repo, code=1)
+    assert value(repo, "stats/count") == "3\n"
+    assert gdag("lookup", "stats/by/*", cwd=repo).text.split() == [
+        "stats/by/0", "stats/by/1", "stats/by/2"]
+    assert value(repo, "stats/by/2") == "4\n"
+    assert "FAILED broken" in err and "ValueError: no good" in err
+    assert "Traceback" in git("show", "refs/gdag/logs/main:nodes/broken/@log", cwd=repo)
+    # Editing the function's source makes the node stale.
+    src = (repo / "pipeline.py").read_text().replace("(extra or 0)", "(extra or 0) + 100")
+    (repo / "pipeline.py").write_text(src)
+    states = {s["node"]: s for s in json.loads(gdag("status", "--json", cwd=repo).stdout)}
+    assert states["count"]["state"] == "stale"
+    run(repo, "count")
+    assert value(repo, "stats/count") == "103\n"
+
+
+def test_targets_limit_the_run_to_their_traversal(repo: Path) -> None:
+    define(repo, """
+        [nodes.a]
+        run = 'cp "$GDAG_IN_X" "$GDAG_OUT/a"'
+        inputs = { x = "s1" }
+        publishes = ["a"]
+        [nodes.b]
+        run = 'cp "$GDAG_IN_X" "$GDAG_OUT/b"'
+        inputs = { x = "s2" }
+        publishes = ["b"]
+    """)
+    pub(repo, "s1", "1")
+    pub(repo, "s2", "2")
+    out = gdag("run", "--dry-run", cwd=repo).stderr
+    assert "would run a" in out and "would run b" in out
+    run(repo, "s1")
+    assert sessions(repo, "a") == ["ok"] and sessions(repo, "b") == []
+    run(repo, "b")
+    assert sessions(repo, "b") == ["ok"]
+
+
+@pytest.mark.parametrize(
+    ("toml", "needle"),
+    [
+        ('[nodes.x]\nrun = "true"\nbogus = 1\n', "[nodes.x]: unknown key 'bogus'"),
+        ('[nodes."a/b"]\nrun = "true"\n', "bad node name"),
+        ('[nodes.x]\nrun = "true"\ninputs = { i = "../up" }\n', "inputs.i"),
+        ('[nodes.x]\nrun = "true"\npython = "m:f"\n', "exactly one of 'run' or 'python'"),
+        ('[nodes.x]\nrun = "true"\nmode = "sometimes"\n', "mode = 'sometimes'"),
+        ('[nodes.x]\nrun = "true"\ninputs = { i = "o" }\npublishes = ["o"]\n', "cycle"),
+        ('[nodes.x]\nrun = "t"\ninputs = { i = "a/*" }\npublishes = ["b"]\n'
+         '[nodes.y]\nrun = "t"\ninputs = { i = "b" }\npublishes = ["a/x"]\n', "cycle"),
+        ('[nodes.x]\npython = "nosuchmodule:f"\n', "cannot import 'nosuchmodule'"),
+    ],
+)
+def test_bad_definitions_refused_naming_file_node_and_key(repo: Path, toml: str, needle: str) -> None:
+    (repo / "gdag.toml").write_text(toml)
+    tip = git("rev-parse", "refs/gdag/logs/main", cwd=repo)
+    r = gdag("run", cwd=repo)
+    assert r.returncode == 3, r.stderr
+    assert r.stderr.startswith("gdag: error: gdag.toml") and needle in r.stderr
+    assert git("rev-parse", "refs/gdag/logs/main", cwd=repo) == tip
