@@ -388,3 +388,58 @@ def test_bad_definitions_refused_naming_file_node_and_key(repo: Path, toml: str,
     assert r.returncode == 3, r.stderr
     assert r.stderr.startswith("gdag: error: gdag.toml") and needle in r.stderr
     assert git("rev-parse", "refs/gdag/logs/main", cwd=repo) == tip
+
+
+def test_timeout_env_cwd_and_gdag_on_path(repo: Path) -> None:
+    (repo / "sub").mkdir()
+    define(repo, """
+        [nodes.slow]
+        run = 'sleep 30'
+        inputs = { x = "src" }
+        timeout = 0.5
+        [nodes.where]
+        run = 'printf "%s %s" "$(basename "$PWD")" "$GREETING" > "$GDAG_OUT/w"; gdag publish via/cli 1'
+        inputs = { x = "src" }
+        publishes = ["w", "via/cli"]
+        env = { GREETING = "hi" }
+        cwd = "sub"
+    """)
+    pub(repo, "src", "s")
+    r = gdag("run", cwd=repo, env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 1
+    assert "timed out" in git("show", "refs/gdag/logs/main:nodes/slow/@log", cwd=repo)
+    assert done(repo, "slow")["error"] == "timeout"
+    assert value(repo, "w") == "sub hi" and value(repo, "via/cli") == "1"
+
+
+def test_publish_detach_runs_in_background(repo: Path) -> None:
+    import time
+
+    define(repo, """
+        [nodes.copy]
+        run = 'cp "$GDAG_IN_X" "$GDAG_OUT/c"'
+        inputs = { x = "src" }
+        publishes = ["c"]
+    """)
+    r = gdag("publish", "src", "bg", "--detach", cwd=repo)
+    assert r.returncode == 0, r.stderr
+    for _ in range(200):
+        if gdag("lookup", "c", cwd=repo).stdout == b"bg":
+            break
+        time.sleep(0.05)
+    assert value(repo, "c") == "bg"
+    logs = list((repo / ".git" / "gdag" / "logs").glob("run-*.log"))
+    assert len(logs) == 1
+
+
+def test_run_json_summary(repo: Path) -> None:
+    define(repo, """
+        [nodes.copy]
+        run = 'cp "$GDAG_IN_X" "$GDAG_OUT/c"'
+        inputs = { x = "src" }
+        publishes = ["c"]
+    """)
+    pub(repo, "src", "1")
+    r = gdag("run", "--json", cwd=repo)
+    assert r.returncode == 0 and r.stderr == ""
+    assert json.loads(r.stdout)["ran"] == ["copy"]
