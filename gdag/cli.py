@@ -26,8 +26,12 @@ PathOpt = Annotated[
 ]
 LogOpt = Annotated[
     str | None,
-    typer.Option("--log", metavar="NAME", envvar="GDAG_LOG",
-                 help="The log to use (default: main, or $GDAG_LOG)."),
+    typer.Option(
+        "--log",
+        metavar="NAME",
+        envvar="GDAG_LOG",
+        help="The log to use (default: main, or $GDAG_LOG).",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 
@@ -63,7 +67,9 @@ def init(path: PathOpt = None, log: LogOpt = None, json_out: JsonOpt = False) ->
     if res.created_log:
         lines.append(f"created log {res.log} (refs/gdag/logs/{res.log}) at offset 0")
     if not lines:
-        lines.append(f"already initialised: log {res.log} is at offset {res.offset}; nothing changed")
+        lines.append(
+            f"already initialised: log {res.log} is at offset {res.offset}; nothing changed"
+        )
     commands.out("".join(f"{line}\n" for line in lines).encode())
     return 0
 
@@ -83,7 +89,9 @@ def publish(
     ] = None,
     type_: Annotated[
         str | None,
-        typer.Option("--type", "-t", metavar="TYPE", help="The output's type (it sticks once set)."),
+        typer.Option(
+            "--type", "-t", metavar="TYPE", help="The output's type (it sticks once set)."
+        ),
     ] = None,
     if_changed: Annotated[
         bool, typer.Option("--if-changed", help="Append nothing if the value is unchanged.")
@@ -99,9 +107,19 @@ def publish(
     log: LogOpt = None,
 ) -> int:
     """Append a new value of OUTPUT to the log, then run its subscribers."""
-    return commands.publish(output, value, file=file, directory=directory, type_=type_,
-                            if_changed=if_changed, json_out=json_out, no_run=no_run,
-                            detach=detach, path=path, log=log)
+    return commands.publish(
+        output,
+        value,
+        file=file,
+        directory=directory,
+        type_=type_,
+        if_changed=if_changed,
+        json_out=json_out,
+        no_run=no_run,
+        detach=detach,
+        path=path,
+        log=log,
+    )
 
 
 @app.command()
@@ -120,8 +138,9 @@ def lookup(
     log: LogOpt = None,
 ) -> int:
     """Print the value of OUTPUT (byte-exact), or list the outputs a pattern matches."""
-    return commands.lookup(output, at=at, meta=meta, json_out=json_out, out_path=out_path,
-                           path=path, log=log)
+    return commands.lookup(
+        output, at=at, meta=meta, json_out=json_out, out_path=out_path, path=path, log=log
+    )
 
 
 @app.command()
@@ -139,8 +158,11 @@ def run(
     ] = False,
     keep_going: Annotated[
         bool,
-        typer.Option("--keep-going/--fail-fast", "-k",
-                     help="After a failure, go on with independent nodes (default) or stop."),
+        typer.Option(
+            "--keep-going/--fail-fast",
+            "-k",
+            help="After a failure, go on with independent nodes (default) or stop.",
+        ),
     ] = True,
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Run failed nodes again on the same inputs.")
@@ -154,9 +176,16 @@ def run(
     import os
 
     ws = Workspace.open(path, log)
-    return commands.run_nodes(ws, targets or None, jobs=jobs or os.cpu_count() or 1,
-                              quiet=quiet, dry_run=dry_run, keep_going=keep_going,
-                              retry_failed=retry_failed, json_out=json_out)
+    return commands.run_nodes(
+        ws,
+        targets or None,
+        jobs=jobs or os.cpu_count() or 1,
+        quiet=quiet,
+        dry_run=dry_run,
+        keep_going=keep_going,
+        retry_failed=retry_failed,
+        json_out=json_out,
+    )
 
 
 @app.command()

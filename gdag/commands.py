@@ -30,7 +30,9 @@ def value_source(value: str | None, file: str | None, directory: str | None) -> 
     given = [x for x in (value, file, directory) if x is not None]
     if len(given) != 1:
         raise UsageError(
-            "give exactly one value" + (": " if given else "") + ", ".join(
+            "give exactly one value"
+            + (": " if given else "")
+            + ", ".join(
                 n for n, x in (("VALUE", value), ("--file", file), ("--dir", directory)) if x
             ),
             hint="gdag publish OUTPUT VALUE | --file PATH | --dir PATH | - (stdin)",
@@ -91,26 +93,41 @@ def has_subscribers(ws: Workspace, output: str) -> bool:
     )
 
 
-def run_nodes(ws: Workspace, targets: list[str] | None, *, jobs: int, quiet: bool = False,
-              dry_run: bool = False, keep_going: bool = True, retry_failed: bool = False,
-              json_out: bool = False) -> int:
+def run_nodes(
+    ws: Workspace,
+    targets: list[str] | None,
+    *,
+    jobs: int,
+    quiet: bool = False,
+    dry_run: bool = False,
+    keep_going: bool = True,
+    retry_failed: bool = False,
+    json_out: bool = False,
+) -> int:
     """Run stale nodes until quiescent, with progress on stderr; 1 if a node failed."""
     from gdag.render import RunView
     from gdag.runner import Engine
 
     view = RunView(quiet=quiet or json_out)
     try:
-        summary = Engine(ws, jobs, view).run(targets, dry_run=dry_run, keep_going=keep_going,
-                                             retry_failed=retry_failed)
+        summary = Engine(ws, jobs, view).run(
+            targets, dry_run=dry_run, keep_going=keep_going, retry_failed=retry_failed
+        )
     finally:
         if view.live is not None:
             view.live.stop()
     if not dry_run:
         view.close(summary)
     if json_out:
-        print_json({"ran": summary.ran, "failed": summary.failed,
-                    "superseded": summary.superseded, "recovered": summary.recovered,
-                    "planned": summary.planned})
+        print_json(
+            {
+                "ran": summary.ran,
+                "failed": summary.failed,
+                "superseded": summary.superseded,
+                "recovered": summary.recovered,
+                "planned": summary.planned,
+            }
+        )
     return 0 if summary.ok else 1
 
 
@@ -127,8 +144,11 @@ def run_detached(ws: Workspace, targets: list[str]) -> None:
     with open(log_path, "ab") as log_file:
         subprocess.Popen(
             [sys.executable, "-m", "gdag", "run", *targets, "-C", root, "--log", ws.log.name],
-            stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
-            start_new_session=True, close_fds=True,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,
+            close_fds=True,
         )
 
 
@@ -162,10 +182,17 @@ def lookup(
         if out_path is not None:
             values.materialise(store, st.value.sha, Path(out_path))
         elif json_out:
-            print_json({"output": st.name, "meta": st.meta,
-                        "files": list(values.describe_tree(store, st.value.sha))})
+            print_json(
+                {
+                    "output": st.name,
+                    "meta": st.meta,
+                    "files": list(values.describe_tree(store, st.value.sha)),
+                }
+            )
         else:
-            out(b"".join(f"{line}\n".encode() for line in values.describe_tree(store, st.value.sha)))
+            out(
+                b"".join(f"{line}\n".encode() for line in values.describe_tree(store, st.value.sha))
+            )
         return 0
     data = store.read_blob(st.value.sha)
     if json_out:

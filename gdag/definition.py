@@ -43,8 +43,17 @@ STARTER = """\
 """
 
 NODE_KEYS = {
-    "run", "python", "inputs", "publishes", "mode", "when", "timeout", "env", "cwd",
-    "speculative", "description",
+    "run",
+    "python",
+    "inputs",
+    "publishes",
+    "mode",
+    "when",
+    "timeout",
+    "env",
+    "cwd",
+    "speculative",
+    "description",
 }
 OUTPUT_KEYS = {"type", "description"}
 DAG_KEYS = {"modules"}
@@ -146,10 +155,15 @@ def _decorated_nodes(modules: list[str], root: Path | None, where: str) -> list[
         for attr in sorted(vars(module)):
             spec = getattr(getattr(module, attr), "__gdag_node__", None)
             if isinstance(spec, dict):
-                found.append((spec.get("name") or attr, {
-                    "python": f"{module_name}:{attr}",
-                    **{k: v for k, v in spec.items() if k != "name" and v is not None},
-                }))
+                found.append(
+                    (
+                        spec.get("name") or attr,
+                        {
+                            "python": f"{module_name}:{attr}",
+                            **{k: v for k, v in spec.items() if k != "name" and v is not None},
+                        },
+                    )
+                )
     return found
 
 
@@ -204,7 +218,7 @@ def _compile_outputs(table: Any, where: str) -> dict[str, Any]:
         what = f'[outputs."{name}"]'
         _named(check_output_name, name, where, what, allow_pattern=True)
         if not isinstance(spec, dict):
-            raise DefinitionError(f"{where}: {what} must be a table, e.g. {{ type = \"str\" }}")
+            raise DefinitionError(f'{where}: {what} must be a table, e.g. {{ type = "str" }}')
         _no_unknown(spec, OUTPUT_KEYS, where, what)
         try:
             typ = parse_type(str(spec.get("type", "bytes")))

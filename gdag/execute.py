@@ -97,8 +97,14 @@ def check_publishable(node_name: str, node: dict[str, Any], name: str) -> None:
 class Runner:
     """Executes one session's node code and records its outputs on the session branch."""
 
-    def __init__(self, store: Store, session: Session, node: dict[str, Any],
-                 dag: dict[str, Any], log_name: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        session: Session,
+        node: dict[str, Any],
+        dag: dict[str, Any],
+        log_name: str,
+    ) -> None:
         self.store = store
         self.session = session
         self.node = node
@@ -132,14 +138,21 @@ class Runner:
         cwd = self._cwd()
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                ["/bin/sh", "-c", self.node["command"]], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                ["/bin/sh", "-c", self.node["command"]],
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
             try:
                 code = proc.wait(timeout=self.node.get("timeout"))
             except subprocess.TimeoutExpired:
                 _kill_group(proc)
-                text = _tail(log_path) + f"\ngdag: timed out after {self.node['timeout']} s\n".encode()
+                text = (
+                    _tail(log_path) + f"\ngdag: timed out after {self.node['timeout']} s\n".encode()
+                )
                 return Outcome("failed", None, text, error="timeout")
             except BaseException:
                 _kill_group(proc)
@@ -150,7 +163,9 @@ class Runner:
         try:
             self._collect_out_dir(out_dir)
         except GdagError as exc:
-            return Outcome("failed", code, text + f"gdag: {exc.message}\n".encode(), error=exc.message)
+            return Outcome(
+                "failed", code, text + f"gdag: {exc.message}\n".encode(), error=exc.message
+            )
         return Outcome("ok", 0, text)
 
     def _cwd(self) -> Path:
@@ -174,14 +189,21 @@ class Runner:
                 path.mkdir(parents=True)
                 manifest[arg] = {}
                 for name, iv in value.items():
-                    rel = name[len(_literal_head(self.node["inputs"][arg])):].lstrip("/")
+                    rel = name[len(_literal_head(self.node["inputs"][arg])) :].lstrip("/")
                     self._write_input(iv, path / rel)
-                    manifest[arg][name] = {"path": str(path / rel), "version": iv.version,
-                                           "type": str(iv.type)}
+                    manifest[arg][name] = {
+                        "path": str(path / rel),
+                        "version": iv.version,
+                        "type": str(iv.type),
+                    }
             else:
                 self._write_input(value, path)
-                manifest[arg] = {"output": value.name, "path": str(path),
-                                 "version": value.version, "type": str(value.type)}
+                manifest[arg] = {
+                    "output": value.name,
+                    "path": str(path),
+                    "version": value.version,
+                    "type": str(value.type),
+                }
             env[env_name(arg)] = str(path)
         (tmp / "inputs.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
         (tmp / "out").mkdir()
@@ -193,14 +215,19 @@ class Runner:
         bin_dir = tmp / "bin"
         bin_dir.mkdir()
         shim = bin_dir / "gdag"
-        shim.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m gdag \"$@\"\n")
+        shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m gdag "$@"\n')
         shim.chmod(0o755)
-        env.update({
-            "GDAG_INPUTS": str(tmp / "inputs.json"), "GDAG_OUT": str(tmp / "out"),
-            "GDAG_SESSION": self.session.id, "GDAG_LOG": self.log_name, "GDAG_NODE": self.name,
-            "GDAG_REPO": str(self.store.workdir or self.store.gitdir),
-            "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}",
-        })
+        env.update(
+            {
+                "GDAG_INPUTS": str(tmp / "inputs.json"),
+                "GDAG_OUT": str(tmp / "out"),
+                "GDAG_SESSION": self.session.id,
+                "GDAG_LOG": self.log_name,
+                "GDAG_NODE": self.name,
+                "GDAG_REPO": str(self.store.workdir or self.store.gitdir),
+                "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}",
+            }
+        )
         return env
 
     def _write_input(self, iv: InputValue, path: Path) -> None:

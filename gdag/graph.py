@@ -20,13 +20,13 @@ def build_graph(dag: dict[str, Any]) -> nx.DiGraph:
             g.add_edge(("node", name), ("output", out))
         for out in node["inputs"].values():
             g.add_edge(("output", out), ("node", name))
-    outs = [v for kind, v in g.nodes if kind == "output"]
-    # A published pattern feeds every input name or pattern it overlaps.
-    for name, node in nodes.items():
-        for pub in node["publishes"]:
-            for other in outs:
-                if other != pub and overlaps(pub, other):
-                    g.add_edge(("output", pub), ("output", other))
+    subscribed = {out for node in nodes.values() for out in node["inputs"].values()}
+    published = {out for node in nodes.values() for out in node["publishes"]}
+    # A published name or pattern feeds every subscribed name or pattern it overlaps.
+    for pub in published:
+        for sub in subscribed:
+            if sub != pub and overlaps(pub, sub):
+                g.add_edge(("output", pub), ("output", sub))
     return g
 
 
@@ -74,8 +74,10 @@ def traversal(dag: dict[str, Any], targets: list[str]) -> set[str]:
         for kind, name in g.nodes:
             if kind != "output":
                 continue
-            if name == target or (is_pattern(name) and matches(name, target)) or (
-                is_pattern(target) and overlaps(target, name)
+            if (
+                name == target
+                or (is_pattern(name) and matches(name, target))
+                or (is_pattern(target) and overlaps(target, name))
             ):
                 start.add((kind, name))
     reach: set[str] = set()

@@ -118,7 +118,6 @@ class Leases:
         return holder if holder is not None and holder.is_alive() else None
 
 
-
 class Held:
     """A lease this process holds, renewed in the background until released."""
 

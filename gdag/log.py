@@ -101,7 +101,8 @@ class Log:
             raise StoreError(
                 f"commit {sha.decode()[:12]} on log {self.name!r} has no Gdag-Offset trailer",
                 hint="the log ref points at a commit gdag did not write; see `git log "
-                + self.ref + "`",
+                + self.ref
+                + "`",
             ) from None
         return Event(
             offset=offset,
@@ -213,8 +214,9 @@ class Log:
         hint = "an offset is a number, -N for N events back, or a commit id of this log"
         if not (4 <= len(text) <= 40) or any(c not in "0123456789abcdefABCDEF" for c in text):
             raise UnknownError(f"not an offset: {text!r}", hint=hint)
-        found = [s for s in self.store.expand_prefix(text)
-                 if self.store.read(s).type_name == b"commit"]
+        found = [
+            s for s in self.store.expand_prefix(text) if self.store.read(s).type_name == b"commit"
+        ]
         if len(found) != 1:
             what = "no commit" if not found else f"{len(found)} commits"
             raise UnknownError(f"{what} matching {text!r}", hint=hint)

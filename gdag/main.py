@@ -21,9 +21,11 @@ FAST_COMMANDS: dict[str, tuple[list[str], dict[str, tuple[str, bool]]]] = {
     "publish": (
         ["output", "value"],
         {
-            "--file": ("file", True), "-f": ("file", True),
+            "--file": ("file", True),
+            "-f": ("file", True),
             "--dir": ("directory", True),
-            "--type": ("type_", True), "-t": ("type_", True),
+            "--type": ("type_", True),
+            "-t": ("type_", True),
             "--if-changed": ("if_changed", False),
             "--json": ("json_out", False),
             "--no-run": ("no_run", False),
@@ -37,7 +39,8 @@ FAST_COMMANDS: dict[str, tuple[list[str], dict[str, tuple[str, bool]]]] = {
             "--at": ("at", True),
             "--meta": ("meta", False),
             "--json": ("json_out", False),
-            "-o": ("out_path", True), "--out": ("out_path", True),
+            "-o": ("out_path", True),
+            "--out": ("out_path", True),
             **COMMON,
         },
     ),

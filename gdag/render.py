@@ -12,8 +12,12 @@ from rich.table import Table
 from rich.text import Text
 
 STATE_STYLE = {
-    "up-to-date": "green", "stale": "yellow", "never-run": "yellow", "running": "cyan",
-    "failed": "bold red", "waiting": "dim",
+    "up-to-date": "green",
+    "stale": "yellow",
+    "never-run": "yellow",
+    "running": "cyan",
+    "failed": "bold red",
+    "waiting": "dim",
 }
 
 
@@ -33,8 +37,13 @@ class RunView:
         if not quiet and self.console.is_terminal:
             from rich.live import Live
 
-            self.live = Live(self._table(), console=self.console, transient=True,
-                             refresh_per_second=8, get_renderable=self._table)
+            self.live = Live(
+                self._table(),
+                console=self.console,
+                transient=True,
+                refresh_per_second=8,
+                get_renderable=self._table,
+            )
             self.live.start()
         self.t0 = time.monotonic()
 
@@ -61,8 +70,11 @@ class RunView:
             if data["merged"] == "superseded":
                 return Text.assemble(("superseded ", "dim"), node)
             ok = data["status"] == "ok"
-            line = Text.assemble(("ok " if ok else "FAILED ", "green" if ok else "bold red"),
-                                 node, f" {data['duration']:.2f}s")
+            line = Text.assemble(
+                ("ok " if ok else "FAILED ", "green" if ok else "bold red"),
+                node,
+                f" {data['duration']:.2f}s",
+            )
             outs = data.get("outputs") or {}
             if outs:
                 line.append("  -> " + ", ".join(f"{k} v{v}" for k, v in outs.items()), "dim")
@@ -107,6 +119,10 @@ def print_status(states: list[Any]) -> None:
     for col in ("node", "state", "why", "last session"):
         table.add_column(col)
     for st in states:
-        table.add_row(Text(st.node), Text(st.state, style=STATE_STYLE.get(st.state, "")),
-                      Text(st.reason), Text((st.last or {}).get("session") or "-"))
+        table.add_row(
+            Text(st.node),
+            Text(st.state, style=STATE_STYLE.get(st.state, "")),
+            Text(st.reason),
+            Text((st.last or {}).get("session") or "-"),
+        )
     console.print(table)

@@ -243,9 +243,7 @@ class Store:
     def tree_entries(self, sha: bytes | None) -> dict[bytes, Entry]:
         if sha is None:
             return {}
-        return {
-            item.path: Entry(item.mode, item.sha) for item in self.read_tree(sha).iteritems()
-        }
+        return {item.path: Entry(item.mode, item.sha) for item in self.read_tree(sha).iteritems()}
 
     def tree_get(self, root: bytes | None, path: Iterable[bytes]) -> Entry | None:
         """The entry at `path` below tree `root`, or None."""

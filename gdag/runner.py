@@ -42,9 +42,13 @@ class NodeState:
     last: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"node": self.node, "state": self.state, "reason": self.reason,
-                "last_session": (self.last or {}).get("session"),
-                "last_status": (self.last or {}).get("status")}
+        return {
+            "node": self.node,
+            "state": self.state,
+            "reason": self.reason,
+            "last_session": (self.last or {}).get("session"),
+            "last_status": (self.last or {}).get("status"),
+        }
 
 
 @dataclass
@@ -60,7 +64,9 @@ class Summary:
         return not self.failed
 
 
-def current_versions(ws: Workspace, root: bytes, node: dict[str, Any]) -> tuple[dict[str, int], bool, bool]:
+def current_versions(
+    ws: Workspace, root: bytes, node: dict[str, Any]
+) -> tuple[dict[str, int], bool, bool]:
     """(output -> version of every input present, any present, all present)."""
     versions: dict[str, int] = {}
     present = []
@@ -87,7 +93,9 @@ class Engine:
 
     # -- staleness ---------------------------------------------------------------
 
-    def pending(self, name: str, node: dict[str, Any], tip: bytes, retry_failed: bool) -> Pending | str:
+    def pending(
+        self, name: str, node: dict[str, Any], tip: bytes, retry_failed: bool
+    ) -> Pending | str:
         """The work a node has now, or the reason it has none."""
         root = self.ws.store.read_commit(tip).tree
         versions, any_present, all_present = current_versions(self.ws, root, node)
@@ -103,12 +111,23 @@ class Engine:
             if done.get("status") == "failed" and retry_failed:
                 return Pending(name, "retry", versions, tip, int(done.get("attempt", 1)) + 1)
             return "failed" if done.get("status") == "failed" else "up to date"
-        changed = sorted(n for n in set(versions) | set(recorded) if versions.get(n) != recorded.get(n))
-        why = ", ".join(f"{n} v{recorded.get(n, '-')}->v{versions.get(n, '-')}" for n in changed[:3])
+        changed = sorted(
+            n for n in set(versions) | set(recorded) if versions.get(n) != recorded.get(n)
+        )
+        why = ", ".join(
+            f"{n} v{recorded.get(n, '-')}->v{versions.get(n, '-')}" for n in changed[:3]
+        )
         return self._job(name, node, tip, versions, done, f"inputs changed: {why}")
 
-    def _job(self, name: str, node: dict[str, Any], tip: bytes, versions: dict[str, int],
-             done: dict[str, Any] | None, reason: str) -> Pending:
+    def _job(
+        self,
+        name: str,
+        node: dict[str, Any],
+        tip: bytes,
+        versions: dict[str, int],
+        done: dict[str, Any] | None,
+        reason: str,
+    ) -> Pending:
         if node["mode"] != "each" or reason == "code changed" and done is not None:
             return Pending(name, reason, versions, tip)
         recorded = (done or {}).get("inputs", {})
@@ -119,8 +138,9 @@ class Engine:
         at_versions, _, _ = current_versions(self.ws, self.ws.store.read_commit(at).tree, node)
         return Pending(name, f"{reason} (event at offset {offset})", at_versions, at)
 
-    def _earliest_new_event(self, tip: bytes, versions: dict[str, int],
-                            recorded: dict[str, int]) -> int | None:
+    def _earliest_new_event(
+        self, tip: bytes, versions: dict[str, int], recorded: dict[str, int]
+    ) -> int | None:
         """The offset of the oldest input version not yet consumed, walking `prev` links."""
         root = self.ws.store.read_commit(tip).tree
         earliest: int | None = None
@@ -174,8 +194,10 @@ class Engine:
                 continue  # still running
             if session.is_done:
                 merged = session.merge_back()
-                self.report("recovered", {"node": session.spec.node, "session": sid,
-                                          "result": merged.status})
+                self.report(
+                    "recovered",
+                    {"node": session.spec.node, "session": sid, "result": merged.status},
+                )
                 summary.recovered.append(session.spec.node)
             else:
                 session.drop()
@@ -183,8 +205,14 @@ class Engine:
 
     # -- running -----------------------------------------------------------------
 
-    def run(self, targets: list[str] | None = None, *, dry_run: bool = False,
-            keep_going: bool = True, retry_failed: bool = False) -> Summary:
+    def run(
+        self,
+        targets: list[str] | None = None,
+        *,
+        dry_run: bool = False,
+        keep_going: bool = True,
+        retry_failed: bool = False,
+    ) -> Summary:
         from gdag.graph import node_order, traversal, upstream_nodes
 
         summary = Summary()
@@ -216,8 +244,9 @@ class Engine:
                     for name in order:
                         if name in busy:
                             continue
-                        p = self.pending(name, dag["nodes"][name], tip,
-                                         retry_failed and name not in retried)
+                        p = self.pending(
+                            name, dag["nodes"][name], tip, retry_failed and name not in retried
+                        )
                         if isinstance(p, Pending):
                             work[name] = p
                 blocked = set(work) | busy
@@ -262,7 +291,9 @@ class Engine:
 
                 check_output_name(target, allow_pattern=True, what="node or output")
 
-    def _run_one(self, dag: dict[str, Any], p: Pending, tip: bytes) -> tuple[Outcome, Merged] | None:
+    def _run_one(
+        self, dag: dict[str, Any], p: Pending, tip: bytes
+    ) -> tuple[Outcome, Merged] | None:
         from gdag.execute import Runner
         from gdag.session import new_session_id
 
@@ -278,11 +309,21 @@ class Engine:
             outcome = Runner(self.ws.store, session, node, dag, self.ws.log.name).run()
             session.finish(outcome)
             merged = session.merge_back()
-            self.report("finish", {"node": p.node, "session": sid, "status": outcome.status,
-                                   "duration": outcome.duration, "error": outcome.error,
-                                   "merged": merged.status, "offset": merged.offset,
-                                   "outputs": merged.outputs, "unchanged": merged.unchanged,
-                                   "log": outcome.log[-4096:]})
+            self.report(
+                "finish",
+                {
+                    "node": p.node,
+                    "session": sid,
+                    "status": outcome.status,
+                    "duration": outcome.duration,
+                    "error": outcome.error,
+                    "merged": merged.status,
+                    "offset": merged.offset,
+                    "outputs": merged.outputs,
+                    "unchanged": merged.unchanged,
+                    "log": outcome.log[-4096:],
+                },
+            )
             return outcome, merged
         finally:
             held.release()

@@ -81,8 +81,10 @@ def covers(done: dict[str, Any] | None, spec: Spec, status: str) -> bool:
         return True
     if done.get("status") == "ok":
         return True
-    return int(done.get("attempt", 1)) >= spec.attempt or status == "failed" and (
-        recorded != spec.inputs
+    return (
+        int(done.get("attempt", 1)) >= spec.attempt
+        or status == "failed"
+        and (recorded != spec.inputs)
     )
 
 
@@ -109,13 +111,18 @@ class Session:
         sid = session_id or new_session_id(spec.node)
         store = log.store
         trailers = [
-            ("Gdag-Event", "session-start"), ("Gdag-Node", spec.node), ("Gdag-Session", sid),
-            ("Gdag-Code", spec.code), ("Gdag-Attempt", str(spec.attempt)),
+            ("Gdag-Event", "session-start"),
+            ("Gdag-Node", spec.node),
+            ("Gdag-Session", sid),
+            ("Gdag-Code", spec.code),
+            ("Gdag-Attempt", str(spec.attempt)),
             ("Gdag-State", spec.state_at.decode()),
             *(("Gdag-Input", f"{name}={v}") for name, v in sorted(spec.inputs.items())),
         ]
         tree = store.read_commit(spec.base).tree
-        commit = store.make_commit(tree, [spec.base], format_message(f"start {spec.node}", trailers))
+        commit = store.make_commit(
+            tree, [spec.base], format_message(f"start {spec.node}", trailers)
+        )
         if not store.cas_ref(session_ref(log.name, sid), None, commit):
             raise GdagError(f"session {sid} exists already")
         return cls(log, sid, spec, commit)
@@ -131,10 +138,12 @@ class Session:
         start = cls._find_start(log.store, head)
         t = parse_trailers(log.store.read_commit(start).message)
         spec = Spec(
-            node=t["Gdag-Node"][0], code=t["Gdag-Code"][0],
+            node=t["Gdag-Node"][0],
+            code=t["Gdag-Code"][0],
             inputs={k: int(v) for k, _, v in (i.partition("=") for i in t.get("Gdag-Input", []))},
             base=log.store.read_commit(start).parents[0],
-            state_at=t["Gdag-State"][0].encode(), attempt=int(t["Gdag-Attempt"][0]),
+            state_at=t["Gdag-State"][0].encode(),
+            attempt=int(t["Gdag-Attempt"][0]),
         )
         return cls(log, session_id, spec, head)
 
@@ -161,7 +170,8 @@ class Session:
     @property
     def is_done(self) -> bool:
         return parse_trailers(self.store.read_commit(self.head).message).get("Gdag-Event") == [
-            "done"]
+            "done"
+        ]
 
     # -- writing -----------------------------------------------------------------
 
@@ -179,8 +189,13 @@ class Session:
 
     def publish(self, name: str, entry: Entry, type_text: str, size: int) -> None:
         """Record a new value of `name` on the session branch (visible after merge-back)."""
-        meta = {"type": type_text, "size": size, "kind": "tree" if entry.is_tree else "blob",
-                "session": self.id, "node": self.spec.node}
+        meta = {
+            "type": type_text,
+            "size": size,
+            "kind": "tree" if entry.is_tree else "blob",
+            "session": self.id,
+            "node": self.spec.node,
+        }
 
         def build(root: bytes) -> bytes:
             return state.write_output(self.store, root, name, entry, meta, f"session {self.id}")
@@ -194,18 +209,30 @@ class Session:
         done_blob = self.store.write_blob(json.dumps(done, sort_keys=True, indent=1).encode())
 
         def build(root: bytes) -> bytes:
-            return self.store.tree_update(root, [state.NODES, self.spec.node.encode()], {
-                b"@done.json": Entry(MODE_BLOB, done_blob), b"@log": Entry(MODE_BLOB, log_blob)})
+            return self.store.tree_update(
+                root,
+                [state.NODES, self.spec.node.encode()],
+                {b"@done.json": Entry(MODE_BLOB, done_blob), b"@log": Entry(MODE_BLOB, log_blob)},
+            )
 
-        self._advance(build, f"done {self.spec.node} {outcome.status}",
-                      [("Gdag-Event", "done"), ("Gdag-Status", outcome.status)])
+        self._advance(
+            build,
+            f"done {self.spec.node} {outcome.status}",
+            [("Gdag-Event", "done"), ("Gdag-Status", outcome.status)],
+        )
 
     def _done_record(self, outcome: Outcome) -> dict[str, Any]:
         return {
-            "session": self.id, "node": self.spec.node, "code": self.spec.code,
-            "inputs": self.spec.inputs, "attempt": self.spec.attempt, "status": outcome.status,
-            "exit_code": outcome.exit_code, "error": outcome.error,
-            "duration": round(outcome.duration, 3), "finished": time.time(),
+            "session": self.id,
+            "node": self.spec.node,
+            "code": self.spec.code,
+            "inputs": self.spec.inputs,
+            "attempt": self.spec.attempt,
+            "status": outcome.status,
+            "exit_code": outcome.exit_code,
+            "error": outcome.error,
+            "duration": round(outcome.duration, 3),
+            "finished": time.time(),
         }
 
     # -- merging back ------------------------------------------------------------
@@ -234,10 +261,14 @@ class Session:
                 tree = self._merge_output(tree, head_tree, name, offset, result)
             record = {**done, "offset": offset, "outputs": result.outputs}
             tree = self._copy_node_files(tree, head_tree, record)
-            trailers = [("Gdag-Offset", str(offset)), ("Gdag-Event", "session"),
-                        ("Gdag-Node", self.spec.node), ("Gdag-Session", self.id),
-                        ("Gdag-Status", done["status"]),
-                        *(("Gdag-Output", n) for n in result.outputs)]
+            trailers = [
+                ("Gdag-Offset", str(offset)),
+                ("Gdag-Event", "session"),
+                ("Gdag-Node", self.spec.node),
+                ("Gdag-Session", self.id),
+                ("Gdag-Status", done["status"]),
+                *(("Gdag-Output", n) for n in result.outputs),
+            ]
             summary = f"session {self.spec.node} {done['status']}"
             assert tree is not None
             return tree, format_message(summary, trailers), [self.head]
@@ -260,9 +291,14 @@ class Session:
             result.unchanged.append(name)  # early cutoff: no new version
             return tree
         version = prev.version + 1 if prev else 1
-        meta = {**new.meta, "version": version, "offset": offset, "event": "session",
-                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "prev": prev.meta.get("offset") if prev else None}
+        meta = {
+            **new.meta,
+            "version": version,
+            "offset": offset,
+            "event": "session",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "prev": prev.meta.get("offset") if prev else None,
+        }
         result.outputs[name] = version
         return state.write_output(self.store, tree, name, new.value, meta, f"session {self.id}")
 
@@ -283,4 +319,4 @@ class Session:
 
 def list_sessions(log: Log) -> list[str]:
     prefix = f"{SESSION_PREFIX}{log.name}/"
-    return sorted(ref[len(prefix):] for ref in log.store.list_refs(prefix))
+    return sorted(ref[len(prefix) :] for ref in log.store.list_refs(prefix))

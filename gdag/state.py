@@ -109,4 +109,3 @@ def write_dag(store: Store, root: bytes | None, dag: dict[str, Any]) -> bytes:
 
 def is_tree_value(entry: Entry) -> bool:
     return entry.mode == MODE_TREE
-

@@ -136,7 +136,10 @@ def check_value(
     if k == "list" and isinstance(value, list):
         return [check_value(v, typ.arg, output, f"{where}[{i}]", top) for i, v in enumerate(value)]  # type: ignore[arg-type]
     if k == "dict" and isinstance(value, dict):
-        return {key: check_value(v, typ.arg, output, f"{where}[{key!r}]", top) for key, v in value.items()}  # type: ignore[arg-type]
+        return {
+            key: check_value(v, typ.arg, output, f"{where}[{key!r}]", top)
+            for key, v in value.items()
+        }  # type: ignore[arg-type]
     if k == "model":
         return _check_model(value, typ, output)
     raise _refuse(output, top, f"{where} is {_describe(value)}")
@@ -145,8 +148,14 @@ def check_value(
 def _describe(value: Any) -> str:
     if value is None:
         return "null"
-    name = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+    name = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
     text = json.dumps(value, ensure_ascii=False)
     return f"{name} ({text[:40]}{'...' if len(text) > 40 else ''})"
 

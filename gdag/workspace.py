@@ -164,15 +164,26 @@ class Workspace:
                 raise _Unchanged(prev)
             version = prev.version + 1 if prev else 1
             meta = {
-                "version": version, "type": str(typ), "offset": offset, "event": "publish",
-                "id": publish_id, "node": None, "session": None, "time": now_iso(),
-                "size": size, "kind": "tree" if entry.is_tree else "blob",
+                "version": version,
+                "type": str(typ),
+                "offset": offset,
+                "event": "publish",
+                "id": publish_id,
+                "node": None,
+                "session": None,
+                "time": now_iso(),
+                "size": size,
+                "kind": "tree" if entry.is_tree else "blob",
                 "prev": prev.meta.get("offset") if prev else None,
             }
-            tree = state.write_output(self.store, parent, output, entry, meta, f"publish {publish_id}")
+            tree = state.write_output(
+                self.store, parent, output, entry, meta, f"publish {publish_id}"
+            )
             trailers = [
-                ("Gdag-Offset", str(offset)), ("Gdag-Event", "publish"),
-                ("Gdag-Output", output), ("Gdag-Version", str(version)),
+                ("Gdag-Offset", str(offset)),
+                ("Gdag-Event", "publish"),
+                ("Gdag-Output", output),
+                ("Gdag-Version", str(version)),
                 ("Gdag-Publish", publish_id),
             ]
             self._version = version
@@ -181,8 +192,14 @@ class Workspace:
         try:
             commit, offset = self.log.append(build)
         except _Unchanged as exc:
-            return Published(output, exc.prev.version, int(exc.prev.meta.get("offset", 0)),
-                             "", False, exc.prev.type)
+            return Published(
+                output,
+                exc.prev.version,
+                int(exc.prev.meta.get("offset", 0)),
+                "",
+                False,
+                exc.prev.type,
+            )
         return Published(output, self._version, offset, commit.decode(), True, str(typ))
 
     def _publish_in_session(
@@ -203,7 +220,10 @@ class Workspace:
         return Published(output, 0, -1, "", True, str(typ), session_id)
 
     def resolve_type(
-        self, output: str, dag: dict[str, Any], type_text: str | None,
+        self,
+        output: str,
+        dag: dict[str, Any],
+        type_text: str | None,
         prev: state.OutputState | None,
     ) -> Type:
         """The output's type: declared, else the one it already has, else --type or bytes."""
@@ -296,4 +316,3 @@ class Workspace:
 def log_name(explicit: str | None) -> str:
     name = explicit or os.environ.get("GDAG_LOG") or "main"
     return check_simple_name(name, "log")
-

@@ -37,8 +37,9 @@ def isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.setenv("NO_COLOR", "1")
 
 
-def gdag(*args: str, cwd: Path, input: bytes | None = None, env: dict | None = None,
-         timeout: float = 60) -> Result:
+def gdag(
+    *args: str, cwd: Path, input: bytes | None = None, env: dict | None = None, timeout: float = 60
+) -> Result:
     """Run the real `gdag` command as a separate process."""
     proc = subprocess.run(
         [sys.executable, "-m", "gdag", *args],

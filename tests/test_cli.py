@@ -42,7 +42,8 @@ def test_init_in_existing_repository_and_other_log(tmp_path: Path) -> None:
     r = gdag("init", "--log", "exp", cwd=tmp_path / "r")
     assert r.returncode == 0, r.stderr
     assert git("for-each-ref", "--format=%(refname)", "refs/gdag", cwd=tmp_path / "r").split() == [
-        "refs/gdag/logs/exp"]
+        "refs/gdag/logs/exp"
+    ]
     r = gdag("publish", "x", "1", cwd=tmp_path / "r", env={"GDAG_LOG": "exp"})
     assert r.returncode == 0, r.stderr
     r = gdag("lookup", "x", "--log", "exp", cwd=tmp_path / "r")
@@ -141,7 +142,9 @@ def test_fast_path_accepts_exactly_the_typer_options(command: str) -> None:
 
 def test_fast_path_parse() -> None:
     assert parse_fast(["publish", "x", "-", "--json", "-C", "p"]) == (
-        "publish", {"output": "x", "value": "-", "json_out": True, "path": "p"})
+        "publish",
+        {"output": "x", "value": "-", "json_out": True, "path": "p"},
+    )
     assert parse_fast(["lookup", "x", "--at=-1"]) == ("lookup", {"output": "x", "at": "-1"})
     assert parse_fast(["publish", "--", "x", "-v"]) == ("publish", {"output": "x", "value": "-v"})
     assert hoist_global_options(["-C", "p", "lookup", "x"]) == ["lookup", "-C", "p", "x"]

@@ -74,11 +74,16 @@ class LogEntry:
 
 def read_log(repo: Path) -> list[LogEntry]:
     """Every commit of the log, newest first, parsed from its trailers by `git log`."""
-    fmt = "%x1f".join(
-        ["%H", "%P"]
-        + [f"%(trailers:key={k},valueonly,separator=%x2C)"
-           for k in ("Gdag-Offset", "Gdag-Event", "Gdag-Output", "Gdag-Version")]
-    ) + "%x1e"
+    fmt = (
+        "%x1f".join(
+            ["%H", "%P"]
+            + [
+                f"%(trailers:key={k},valueonly,separator=%x2C)"
+                for k in ("Gdag-Offset", "Gdag-Event", "Gdag-Output", "Gdag-Version")
+            ]
+        )
+        + "%x1e"
+    )
     out = git("log", f"--format={fmt}", LOG_REF, cwd=repo)
     entries = []
     for rec in out.split("\x1e"):
@@ -86,10 +91,16 @@ def read_log(repo: Path) -> list[LogEntry]:
         if not rec:
             continue
         sha, parents, offset, event, outputs, versions = rec.split("\x1f")
-        entries.append(LogEntry(
-            sha, parents.split(), int(offset), event,
-            outputs.split(",") if outputs else [], versions.split(",") if versions else [],
-        ))
+        entries.append(
+            LogEntry(
+                sha,
+                parents.split(),
+                int(offset),
+                event,
+                outputs.split(",") if outputs else [],
+                versions.split(",") if versions else [],
+            )
+        )
     return entries
 
 
@@ -111,8 +122,11 @@ def check_log_shape(repo: Path) -> list[LogEntry]:
 def cat_values(repo: Path, specs: list[str]) -> list[bytes]:
     """The contents of `<rev>:<path>` objects, read in one `git cat-file --batch`."""
     proc = subprocess.run(
-        ["git", "cat-file", "--batch"], cwd=repo, input="".join(s + "\n" for s in specs).encode(),
-        capture_output=True, check=True,
+        ["git", "cat-file", "--batch"],
+        cwd=repo,
+        input="".join(s + "\n" for s in specs).encode(),
+        capture_output=True,
+        check=True,
     )
     data, pos, found = proc.stdout, 0, []
     for spec in specs:
@@ -125,9 +139,17 @@ def cat_values(repo: Path, specs: list[str]) -> list[bytes]:
     return found
 
 
-def start_worker(script: Path, repo: Path, output: str, prefix: str, count: int,
-                 stdout: Path, stderr: Path, mode: str = "value",
-                 scratch: Path | None = None) -> subprocess.Popen:
+def start_worker(
+    script: Path,
+    repo: Path,
+    output: str,
+    prefix: str,
+    count: int,
+    stdout: Path,
+    stderr: Path,
+    mode: str = "value",
+    scratch: Path | None = None,
+) -> subprocess.Popen:
     args = [sys.executable, str(script), str(repo), output, prefix, str(count), mode]
     if scratch is not None:
         args.append(str(scratch))
@@ -159,14 +181,23 @@ def test_parallel_publishers_lose_nothing(repo: Path, tmp_path: Path) -> None:
     stop = tmp_path / "stop"
     pack_proc = subprocess.Popen(
         ["bash", str(packer), str(stop), str(tmp_path / "packer.err")],
-        cwd=repo, stdout=subprocess.PIPE, text=True,
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     names = [f"p{k}" for k in range(PROCS)]
     started = time.monotonic()
     try:
         workers = {
-            name: start_worker(script, repo, f"out/{name}", name, PER_PROC,
-                               tmp_path / f"{name}.out", tmp_path / f"{name}.err")
+            name: start_worker(
+                script,
+                repo,
+                f"out/{name}",
+                name,
+                PER_PROC,
+                tmp_path / f"{name}.out",
+                tmp_path / f"{name}.err",
+            )
             for name in names
         }
         for name, proc in workers.items():
@@ -177,8 +208,10 @@ def test_parallel_publishers_lose_nothing(repo: Path, tmp_path: Path) -> None:
         packs = pack_proc.communicate(timeout=60)[0].split()
     elapsed = time.monotonic() - started
     ok, failed = int(packs[0]), int(packs[1])
-    print(f"{PROCS}x{PER_PROC} publishes in {elapsed:.1f}s; "
-          f"git pack-refs --all ran {ok} times beside them ({failed} failed on a busy lock)")
+    print(
+        f"{PROCS}x{PER_PROC} publishes in {elapsed:.1f}s; "
+        f"git pack-refs --all ran {ok} times beside them ({failed} failed on a busy lock)"
+    )
     assert ok >= 1, "pack-refs never ran while the publishers did"
     for name in names:
         err = (tmp_path / f"{name}.err").read_text()
@@ -222,14 +255,19 @@ def test_parallel_publishers_lose_nothing(repo: Path, tmp_path: Path) -> None:
     # `gdag lookup --at` agrees with git for a sample of (output, offset), including
     # offsets where the output's value was set by an earlier event.
     rng = random.Random(1234)
-    first_offset = {f"out/{n}": min(e.offset for e in publishes if e.outputs == [f"out/{n}"])
-                    for n in names}
+    first_offset = {
+        f"out/{n}": min(e.offset for e in publishes if e.outputs == [f"out/{n}"]) for n in names
+    }
     sample = [max(e.offset for e in publishes), 1] + rng.sample(range(1, len(entries)), 10)
     for offset in sample:
         out = rng.choice([o for o, first in first_offset.items() if first <= offset])
         commit = by_offset[offset].commit
-        truth = subprocess.run(["git", "show", f"{commit}:outputs/{out}/@value"], cwd=repo,
-                               capture_output=True, check=True).stdout
+        truth = subprocess.run(
+            ["git", "show", f"{commit}:outputs/{out}/@value"],
+            cwd=repo,
+            capture_output=True,
+            check=True,
+        ).stdout
         r = gdag("lookup", out, "--at", str(offset), cwd=repo)
         assert r.returncode == 0, r.stderr
         assert r.stdout == truth, (out, offset, r.stdout, truth)
@@ -268,8 +306,17 @@ def test_sigkill_publisher_never_breaks_log(repo: Path, tmp_path: Path) -> None:
     for n, (mode, timing) in enumerate(trials):
         name = f"k{n}"
         out, err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
-        proc = start_worker(script, repo, f"kill/{mode}", name, 10_000, out, err, mode=mode,
-                            scratch=tmp_path / "scratch" if mode == "file" else None)
+        proc = start_worker(
+            script,
+            repo,
+            f"kill/{mode}",
+            name,
+            10_000,
+            out,
+            err,
+            mode=mode,
+            scratch=tmp_path / "scratch" if mode == "file" else None,
+        )
         try:
             if timing == "from-start":
                 time.sleep(rng.uniform(0.0, 0.3))
@@ -311,10 +358,12 @@ def test_sigkill_publisher_never_breaks_log(repo: Path, tmp_path: Path) -> None:
     # Temporary object files of killed writers stay behind (git gc removes them once
     # they are two weeks old, or at once with --prune=now): counted, not judged.
     tmp_files = list((repo / ".git" / "objects").glob("tmp_obj_*"))
-    print(f"{len(trials)} SIGKILLs ({killed_in_loop} inside the publish loop): "
-          f"{locks_left} left {LOCK} behind, {len(tmp_files)} tmp_obj_* files left "
-          f"({sum(f.stat().st_size for f in tmp_files) >> 20} MiB); "
-          f"the log ended at offset {previous_top}")
+    print(
+        f"{len(trials)} SIGKILLs ({killed_in_loop} inside the publish loop): "
+        f"{locks_left} left {LOCK} behind, {len(tmp_files)} tmp_obj_* files left "
+        f"({sum(f.stat().st_size for f in tmp_files) >> 20} MiB); "
+        f"the log ended at offset {previous_top}"
+    )
     assert killed_in_loop >= LARGE_TRIALS
     check_log_shape(repo)
     fsck(repo)
@@ -355,6 +404,7 @@ def test_fresh_lock_is_waited_out(repo: Path) -> None:
 
 # -- 3. the user runs git gc and pack-refs between commands --------------------------------
 
+
 def test_publish_survives_gc(repo: Path, tmp_path: Path) -> None:
     expected: list[tuple[str, int, bytes]] = []  # (output, offset, value)
     big = os.urandom(200_000)
@@ -368,7 +418,7 @@ def test_publish_survives_gc(repo: Path, tmp_path: Path) -> None:
             r = gdag("publish", output, "--file", str(src), cwd=repo)
         else:
             # Every 4th value repeats an earlier one: its blob is by then only in a pack.
-            value = (b"v%d" % (i - 8 if i % 4 == 0 and i > 8 else i))
+            value = b"v%d" % (i - 8 if i % 4 == 0 and i > 8 else i)
             r = gdag("publish", output, value.decode(), cwd=repo)
         assert r.returncode == 0, f"publish {i}: {r.stderr}"
         m = PUBLISHED.match(r.stdout.rstrip(b"\n"))

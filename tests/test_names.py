@@ -16,8 +16,25 @@ def test_good_output_names(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", "../x", "a//b", "@x", "a/@b", "a/./b", "a/..", "/abs", "trailing/", "sp ace",
-     "a/b.lock", "a..b", "x" * 256, "é", "-dash", ".dot", "a/*"],
+    [
+        "",
+        "../x",
+        "a//b",
+        "@x",
+        "a/@b",
+        "a/./b",
+        "a/..",
+        "/abs",
+        "trailing/",
+        "sp ace",
+        "a/b.lock",
+        "a..b",
+        "x" * 256,
+        "é",
+        "-dash",
+        ".dot",
+        "a/*",
+    ],
 )
 def test_bad_output_names(name: str) -> None:
     with pytest.raises(GdagError) as err:
@@ -56,9 +73,14 @@ def test_matches(pattern: str, name: str, expected: bool) -> None:
 @pytest.mark.parametrize(
     ("a", "b", "expected"),
     [
-        ("a/*", "a/b", True), ("a/**", "a/b/c", True), ("a/**", "a", False),
-        ("a/*", "b/*", False), ("a/*/c", "a/**", True), ("x/**", "x/*", True),
-        ("a", "a/b", False), ("a/b", "a/b", True),
+        ("a/*", "a/b", True),
+        ("a/**", "a/b/c", True),
+        ("a/**", "a", False),
+        ("a/*", "b/*", False),
+        ("a/*/c", "a/**", True),
+        ("x/**", "x/*", True),
+        ("a", "a/b", False),
+        ("a/b", "a/b", True),
     ],
 )
 def test_overlaps_is_symmetric(a: str, b: str, expected: bool) -> None:

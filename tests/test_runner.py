@@ -41,9 +41,15 @@ def done(repo: Path, node: str, rev: str = "refs/gdag/logs/main") -> dict:
 
 def sessions(repo: Path, node: str) -> list[str]:
     """Statuses of the merged sessions of `node`, oldest first."""
-    out = git("log", "--first-parent", "--reverse",
-              "--format=%(trailers:key=Gdag-Node,valueonly,separator=)|"
-              "%(trailers:key=Gdag-Status,valueonly,separator=)", "refs/gdag/logs/main", cwd=repo)
+    out = git(
+        "log",
+        "--first-parent",
+        "--reverse",
+        "--format=%(trailers:key=Gdag-Node,valueonly,separator=)|"
+        "%(trailers:key=Gdag-Status,valueonly,separator=)",
+        "refs/gdag/logs/main",
+        cwd=repo,
+    )
     return [line.split("|")[1] for line in out.splitlines() if line.split("|")[0] == node]
 
 
@@ -51,23 +57,27 @@ COPY = 'cp "$GDAG_IN_X" "$GDAG_OUT/{out}"'
 
 
 def test_chain_propagates_and_merges_as_session_commits(repo: Path) -> None:
-    define(repo, f"""
+    define(
+        repo,
+        """
         [nodes.a]
         run = 'cp "$GDAG_IN_X" "$GDAG_OUT/b"; printf "+a" >> "$GDAG_OUT/b"'
-        inputs = {{ x = "src" }}
+        inputs = { x = "src" }
         publishes = ["b"]
         [nodes.b]
         run = 'cp "$GDAG_IN_X" "$GDAG_OUT/c"; printf "+b" >> "$GDAG_OUT/c"'
-        inputs = {{ x = "b" }}
+        inputs = { x = "b" }
         publishes = ["c"]
-    """)
+    """,
+    )
     r = gdag("publish", "src", "v", cwd=repo)  # publish runs the subscribers itself
     assert r.returncode == 0, r.stderr
     assert value(repo, "c") == "v+a+b"
     assert done(repo, "b")["inputs"] == {"b": 1}
     # One merge commit per session, second parent the session branch.
-    merges = git("log", "--first-parent", "--merges", "--format=%s|%P", "refs/gdag/logs/main",
-                 cwd=repo).splitlines()
+    merges = git(
+        "log", "--first-parent", "--merges", "--format=%s|%P", "refs/gdag/logs/main", cwd=repo
+    ).splitlines()
     assert [m.split("|")[0] for m in merges] == ["session b ok", "session a ok"]
     for m in merges:
         second = m.split("|")[1].split()[1]
@@ -78,7 +88,9 @@ def test_chain_propagates_and_merges_as_session_commits(repo: Path) -> None:
 
 
 def test_diamond_runs_join_once_with_both_inputs(repo: Path) -> None:
-    define(repo, """
+    define(
+        repo,
+        """
         [nodes.left]
         run = 'printf L > "$GDAG_OUT/l"'
         inputs = { x = "src" }
@@ -91,7 +103,8 @@ def test_diamond_runs_join_once_with_both_inputs(repo: Path) -> None:
         run = 'cat "$GDAG_IN_L" "$GDAG_IN_R" > "$GDAG_OUT/j"'
         inputs = { l = "l", r = "r" }
         publishes = ["j"]
-    """)
+    """,
+    )
     pub(repo, "src", "1")
     run(repo, "-j", "2")
     assert value(repo, "j") == "LR"
@@ -100,7 +113,9 @@ def test_diamond_runs_join_once_with_both_inputs(repo: Path) -> None:
 
 
 def test_fan_out_fan_in_with_patterns(repo: Path) -> None:
-    define(repo, """
+    define(
+        repo,
+        """
         [nodes.split]
         run = 'for w in $(cat "$GDAG_IN_X"); do printf "$w" > "$GDAG_OUT/words/$w"; done'
         inputs = { x = "text" }
@@ -109,7 +124,8 @@ def test_fan_out_fan_in_with_patterns(repo: Path) -> None:
         run = 'ls "$GDAG_IN_W" | sort | tr "\\n" , > "$GDAG_OUT/all"'
         inputs = { w = "words/*" }
         publishes = ["all"]
-    """)
+    """,
+    )
     pub(repo, "text", "b a c")
     run(repo)
     assert value(repo, "words/a") == "a"
@@ -119,13 +135,16 @@ def test_fan_out_fan_in_with_patterns(repo: Path) -> None:
 
 @pytest.mark.parametrize(("mode", "runs"), [("each", 3), ("latest", 1)])
 def test_each_runs_per_event_latest_coalesces(repo: Path, mode: str, runs: int) -> None:
-    define(repo, f"""
+    define(
+        repo,
+        f"""
         [nodes.acc]
         run = 'cat "$GDAG_IN_X" >> seen.txt; cp "$GDAG_IN_X" "$GDAG_OUT/last"'
         inputs = {{ x = "ev" }}
         publishes = ["last"]
         mode = "{mode}"
-    """)
+    """,
+    )
     for v in ("1", "2", "3"):
         pub(repo, "ev", v)
     run(repo)
@@ -136,7 +155,9 @@ def test_each_runs_per_event_latest_coalesces(repo: Path, mode: str, runs: int) 
 
 
 def test_when_all_waits_and_absent_inputs_are_unset(repo: Path) -> None:
-    define(repo, """
+    define(
+        repo,
+        """
         [nodes.any]
         run = 'echo "a=${GDAG_IN_A-unset} b=${GDAG_IN_B-unset}" | sed "s#/[^ ]*/in/#in/#g" > "$GDAG_OUT/any"; cp "$GDAG_INPUTS" "$GDAG_OUT/manifest"'
         inputs = { a = "a", b = "b" }
@@ -146,7 +167,8 @@ def test_when_all_waits_and_absent_inputs_are_unset(repo: Path) -> None:
         inputs = { a = "a", b = "b" }
         publishes = ["both"]
         when = "all"
-    """)
+    """,
+    )
     pub(repo, "a", "A")
     run(repo)
     assert value(repo, "any") == "a=in/a b=unset\n"
@@ -161,7 +183,9 @@ def test_when_all_waits_and_absent_inputs_are_unset(repo: Path) -> None:
 
 
 def test_early_cutoff_stops_downstream(repo: Path) -> None:
-    define(repo, """
+    define(
+        repo,
+        """
         [nodes.parity]
         run = 'if [ $(( $(cat "$GDAG_IN_X") % 2 )) = 0 ]; then printf even; else printf odd; fi > "$GDAG_OUT/p"'
         inputs = { x = "n" }
@@ -170,7 +194,8 @@ def test_early_cutoff_stops_downstream(repo: Path) -> None:
         run = 'tr a-z A-Z < "$GDAG_IN_P" > "$GDAG_OUT/loud"'
         inputs = { p = "p" }
         publishes = ["loud"]
-    """)
+    """,
+    )
     pub(repo, "n", "1")
     run(repo)
     pub(repo, "n", "3")
@@ -184,7 +209,9 @@ def test_early_cutoff_stops_downstream(repo: Path) -> None:
 
 
 def test_failing_node_and_its_independent_sibling(repo: Path) -> None:
-    define(repo, """
+    define(
+        repo,
+        """
         [nodes.bad]
         run = 'echo boom >&2; exit 7'
         inputs = { x = "src" }
@@ -197,7 +224,8 @@ def test_failing_node_and_its_independent_sibling(repo: Path) -> None:
         run = 'cp "$GDAG_IN_X" "$GDAG_OUT/g"'
         inputs = { x = "src" }
         publishes = ["g"]
-    """)
+    """,
+    )
     pub(repo, "src", "s")
     err = run(repo, code=1)
     assert "FAILED bad" in err and "boom" in err
@@ -214,14 +242,17 @@ def test_failing_node_and_its_independent_sibling(repo: Path) -> None:
 
 
 def test_fail_fast_stops_starting_new_nodes(repo: Path) -> None:
-    define(repo, """
+    define(
+        repo,
+        """
         [nodes.a_bad]
         run = 'exit 1'
         inputs = { x = "src" }
         [nodes.b_good]
         run = 'true'
         inputs = { x = "src" }
-    """)
+    """,
+    )
     pub(repo, "src", "s")
     run(repo, "-j", "1", "--fail-fast", code=1)
     assert sessions(repo, "b_good") == []
@@ -242,13 +273,20 @@ def test_code_change_makes_node_stale(repo: Path) -> None:
     assert states[0]["state"] == "stale" and "code changed" in states[0]["reason"]
     run(repo)
     assert value(repo, "g") == "bye ann"
-    kinds = git("log", "--first-parent", "--format=%(trailers:key=Gdag-Event,valueonly)",
-                "refs/gdag/logs/main", cwd=repo).split()
+    kinds = git(
+        "log",
+        "--first-parent",
+        "--format=%(trailers:key=Gdag-Event,valueonly)",
+        "refs/gdag/logs/main",
+        cwd=repo,
+    ).split()
     assert kinds.count("dag") == 2
 
 
 def test_publishing_outside_publishes_is_refused(repo: Path) -> None:
-    define(repo, """
+    define(
+        repo,
+        """
         [nodes.sneaky]
         run = 'printf x > "$GDAG_OUT/elsewhere"'
         inputs = { x = "src" }
@@ -257,7 +295,8 @@ def test_publishing_outside_publishes_is_refused(repo: Path) -> None:
         run = 'gdag publish other/place 1'
         inputs = { x = "src" }
         publishes = ["mine2"]
-    """)
+    """,
+    )
     pub(repo, "src", "s")
     err = run(repo, code=1)
     assert "may not publish 'elsewhere'" in err
@@ -267,29 +306,40 @@ def test_publishing_outside_publishes_is_refused(repo: Path) -> None:
 
 
 def test_gdag_publish_inside_a_session_writes_into_it(repo: Path) -> None:
-    define(repo, """
+    define(
+        repo,
+        """
         [nodes.multi]
         run = 'gdag publish parts/one "$(cat "$GDAG_IN_X")-1" && printf 2 | gdag publish parts/two -'
         inputs = { x = "src" }
         publishes = ["parts/*"]
-    """)
+    """,
+    )
     pub(repo, "src", "s")
     run(repo)
     assert value(repo, "parts/one") == "s-1" and value(repo, "parts/two") == "2"
     assert meta(repo, "parts/one")["session"] == done(repo, "multi")["session"]
     # Both outputs land in the one session merge, not as separate events.
-    events = git("log", "--first-parent", "--format=%(trailers:key=Gdag-Event,valueonly)",
-                 "refs/gdag/logs/main", cwd=repo).split()
+    events = git(
+        "log",
+        "--first-parent",
+        "--format=%(trailers:key=Gdag-Event,valueonly)",
+        "refs/gdag/logs/main",
+        cwd=repo,
+    ).split()
     assert events.count("session") == 1 and events.count("publish") == 1
 
 
 def test_values_are_never_spliced_into_the_command(repo: Path) -> None:
-    define(repo, """
+    define(
+        repo,
+        """
         [nodes.safe]
         run = 'cp "$GDAG_IN_X" "$GDAG_OUT/copy"'
         inputs = { x = "src" }
         publishes = ["copy"]
-    """)
+    """,
+    )
     evil = '$(touch pwned); `touch pwned2`; "; touch pwned3'
     pub(repo, "src", evil)
     run(repo)
@@ -298,7 +348,8 @@ def test_values_are_never_spliced_into_the_command(repo: Path) -> None:
 
 
 def test_python_nodes_typed_and_with_context(repo: Path) -> None:
-    (repo / "pipeline.py").write_text(textwrap.dedent("""
+    (repo / "pipeline.py").write_text(
+        textwrap.dedent("""
         import gdag
 
         def count(words: str | None, extra: int | None) -> int:
@@ -311,8 +362,11 @@ def test_python_nodes_typed_and_with_context(repo: Path) -> None:
 
         def broken(words):
             raise ValueError("no good")
-    """))
-    define(repo, """
+    """)
+    )
+    define(
+        repo,
+        """
         [dag]
         modules = ["pipeline"]
         [outputs."stats/count"]
@@ -328,12 +382,16 @@ def test_python_nodes_typed_and_with_context(repo: Path) -> None:
         [nodes.broken]
         python = "pipeline:broken"
         inputs = { words = "words" }
-    """)
+    """,
+    )
     pub(repo, "words", "a b c")
     err = run(repo, code=1)
     assert value(repo, "stats/count") == "3\n"
     assert gdag("lookup", "stats/by/*", cwd=repo).text.split() == [
-        "stats/by/0", "stats/by/1", "stats/by/2"]
+        "stats/by/0",
+        "stats/by/1",
+        "stats/by/2",
+    ]
     assert value(repo, "stats/by/2") == "4\n"
     assert "FAILED broken" in err and "ValueError: no good" in err
     assert "Traceback" in git("show", "refs/gdag/logs/main:nodes/broken/@log", cwd=repo)
@@ -347,7 +405,9 @@ def test_python_nodes_typed_and_with_context(repo: Path) -> None:
 
 
 def test_targets_limit_the_run_to_their_traversal(repo: Path) -> None:
-    define(repo, """
+    define(
+        repo,
+        """
         [nodes.a]
         run = 'cp "$GDAG_IN_X" "$GDAG_OUT/a"'
         inputs = { x = "s1" }
@@ -356,7 +416,8 @@ def test_targets_limit_the_run_to_their_traversal(repo: Path) -> None:
         run = 'cp "$GDAG_IN_X" "$GDAG_OUT/b"'
         inputs = { x = "s2" }
         publishes = ["b"]
-    """)
+    """,
+    )
     pub(repo, "s1", "1")
     pub(repo, "s2", "2")
     out = gdag("run", "--dry-run", cwd=repo).stderr
@@ -376,12 +437,17 @@ def test_targets_limit_the_run_to_their_traversal(repo: Path) -> None:
         ('[nodes.x]\nrun = "true"\npython = "m:f"\n', "exactly one of 'run' or 'python'"),
         ('[nodes.x]\nrun = "true"\nmode = "sometimes"\n', "mode = 'sometimes'"),
         ('[nodes.x]\nrun = "true"\ninputs = { i = "o" }\npublishes = ["o"]\n', "cycle"),
-        ('[nodes.x]\nrun = "t"\ninputs = { i = "a/*" }\npublishes = ["b"]\n'
-         '[nodes.y]\nrun = "t"\ninputs = { i = "b" }\npublishes = ["a/x"]\n', "cycle"),
+        (
+            '[nodes.x]\nrun = "t"\ninputs = { i = "a/*" }\npublishes = ["b"]\n'
+            '[nodes.y]\nrun = "t"\ninputs = { i = "b" }\npublishes = ["a/x"]\n',
+            "cycle",
+        ),
         ('[nodes.x]\npython = "nosuchmodule:f"\n', "cannot import 'nosuchmodule'"),
     ],
 )
-def test_bad_definitions_refused_naming_file_node_and_key(repo: Path, toml: str, needle: str) -> None:
+def test_bad_definitions_refused_naming_file_node_and_key(
+    repo: Path, toml: str, needle: str
+) -> None:
     (repo / "gdag.toml").write_text(toml)
     tip = git("rev-parse", "refs/gdag/logs/main", cwd=repo)
     r = gdag("run", cwd=repo)
@@ -392,7 +458,9 @@ def test_bad_definitions_refused_naming_file_node_and_key(repo: Path, toml: str,
 
 def test_timeout_env_cwd_and_gdag_on_path(repo: Path) -> None:
     (repo / "sub").mkdir()
-    define(repo, """
+    define(
+        repo,
+        """
         [nodes.slow]
         run = 'sleep 30'
         inputs = { x = "src" }
@@ -403,7 +471,8 @@ def test_timeout_env_cwd_and_gdag_on_path(repo: Path) -> None:
         publishes = ["w", "via/cli"]
         env = { GREETING = "hi" }
         cwd = "sub"
-    """)
+    """,
+    )
     pub(repo, "src", "s")
     r = gdag("run", cwd=repo, env={"PATH": "/usr/bin:/bin"})
     assert r.returncode == 1
@@ -415,12 +484,15 @@ def test_timeout_env_cwd_and_gdag_on_path(repo: Path) -> None:
 def test_publish_detach_runs_in_background(repo: Path) -> None:
     import time
 
-    define(repo, """
+    define(
+        repo,
+        """
         [nodes.copy]
         run = 'cp "$GDAG_IN_X" "$GDAG_OUT/c"'
         inputs = { x = "src" }
         publishes = ["c"]
-    """)
+    """,
+    )
     r = gdag("publish", "src", "bg", "--detach", cwd=repo)
     assert r.returncode == 0, r.stderr
     for _ in range(200):
@@ -433,12 +505,15 @@ def test_publish_detach_runs_in_background(repo: Path) -> None:
 
 
 def test_run_json_summary(repo: Path) -> None:
-    define(repo, """
+    define(
+        repo,
+        """
         [nodes.copy]
         run = 'cp "$GDAG_IN_X" "$GDAG_OUT/c"'
         inputs = { x = "src" }
         publishes = ["c"]
-    """)
+    """,
+    )
     pub(repo, "src", "1")
     r = gdag("run", "--json", cwd=repo)
     assert r.returncode == 0 and r.stderr == ""

@@ -9,9 +9,13 @@ from gdag.types import canonical_json, decode_text_value, parse_type, stored_to_
 @pytest.mark.parametrize(
     ("text", "canonical"),
     [
-        ("int", "int"), ("list[int]", "list[int]"), ("dict[str,int]", "dict[str, int]"),
-        ("int|None", "int | None"), ("list[dict[str, float | None]]", "list[dict[str, float | None]]"),
-        ("pkg.mod:Model", "pkg.mod:Model"), (" json ", "json"),
+        ("int", "int"),
+        ("list[int]", "list[int]"),
+        ("dict[str,int]", "dict[str, int]"),
+        ("int|None", "int | None"),
+        ("list[dict[str, float | None]]", "list[dict[str, float | None]]"),
+        ("pkg.mod:Model", "pkg.mod:Model"),
+        (" json ", "json"),
     ],
 )
 def test_parse_type(text: str, canonical: str) -> None:
@@ -46,9 +50,17 @@ def test_valid_values_are_stored_canonically(typ: str, data: bytes, stored: byte
 @pytest.mark.parametrize(
     ("typ", "data"),
     [
-        ("int", b"abc"), ("int", b"1.5"), ("int", b"true"), ("float", b'"x"'),
-        ("float", b"NaN"), ("bool", b"1"), ("str", b"\xff\xfe"), ("list[int]", b'[1,"a"]'),
-        ("dict[str, int]", b"[1]"), ("int", b"null"), ("json", b"{"),
+        ("int", b"abc"),
+        ("int", b"1.5"),
+        ("int", b"true"),
+        ("float", b'"x"'),
+        ("float", b"NaN"),
+        ("bool", b"1"),
+        ("str", b"\xff\xfe"),
+        ("list[int]", b'[1,"a"]'),
+        ("dict[str, int]", b"[1]"),
+        ("int", b"null"),
+        ("json", b"{"),
     ],
 )
 def test_invalid_values_are_refused(typ: str, data: bytes) -> None:

@@ -44,8 +44,12 @@ def test_all_byte_values_from_stdin(repo: Path) -> None:
     data = bytes(range(256)) * 3
     publish_ok(repo, "bin", "-", input=data)
     assert lookup(repo, "bin") == data
-    shown = subprocess.run(["git", "cat-file", "blob", "refs/gdag/logs/main:outputs/bin/@value"],
-                           cwd=repo, capture_output=True, check=True).stdout
+    shown = subprocess.run(
+        ["git", "cat-file", "blob", "refs/gdag/logs/main:outputs/bin/@value"],
+        cwd=repo,
+        capture_output=True,
+        check=True,
+    ).stdout
     assert shown == data
     fsck(repo)
 
@@ -172,8 +176,9 @@ def test_declared_types_from_definition(repo: Path) -> None:
     assert r.returncode == 3 and "float" in r.stderr
     r = gdag("publish", "temp/hall", "1", "--type", "int", cwd=repo)
     assert r.returncode == 3 and "declared" in r.stderr
-    kinds = git("log", "--format=%(trailers:key=Gdag-Event,valueonly)", "refs/gdag/logs/main",
-                cwd=repo).split()
+    kinds = git(
+        "log", "--format=%(trailers:key=Gdag-Event,valueonly)", "refs/gdag/logs/main", cwd=repo
+    ).split()
     assert kinds == ["publish", "dag", "init"]
 
 
@@ -183,7 +188,11 @@ def test_pattern_lookup_lists_outputs(repo: Path) -> None:
     assert lookup(repo, "thumbs/*") == b"thumbs/a\nthumbs/b\n"
     assert lookup(repo, "thumbs/**") == b"thumbs/a\nthumbs/b\nthumbs/deep/c\n"
     assert lookup(repo, "**").decode().splitlines() == [
-        "other", "thumbs/a", "thumbs/b", "thumbs/deep/c"]
+        "other",
+        "thumbs/a",
+        "thumbs/b",
+        "thumbs/deep/c",
+    ]
 
 
 @pytest.mark.parametrize("name", ["../x", "a//b", "@x", "", "x" * 300, "a/./b"])
