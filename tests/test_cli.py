@@ -148,3 +148,20 @@ def test_fast_path_parse() -> None:
     assert parse_fast(["lookup", "x", "--at=-1"]) == ("lookup", {"output": "x", "at": "-1"})
     assert parse_fast(["publish", "--", "x", "-v"]) == ("publish", {"output": "x", "value": "-v"})
     assert hoist_global_options(["-C", "p", "lookup", "x"]) == ["lookup", "-C", "p", "x"]
+
+
+@pytest.mark.parametrize("args", [["publish", "x", "1"], ["lookup", "x"]])
+def test_hot_commands_do_not_import_heavy_libraries(repo: Path, args: list[str]) -> None:
+    import subprocess
+    import sys
+
+    assert gdag("publish", "x", "0", cwd=repo).returncode == 0
+    code = (
+        "import sys; from gdag.main import main; rc = main(sys.argv[1:]); "
+        "heavy = sorted(m for m in ('networkx', 'rich', 'typer', 'pydantic') if m in sys.modules); "
+        "print(rc, heavy, file=sys.stderr)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=repo, capture_output=True, text=True
+    )
+    assert proc.stderr.strip().splitlines()[-1] == "0 []"
