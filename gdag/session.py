@@ -255,6 +255,8 @@ class Session:
         def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
             if covers(read_done(self.store, parent, self.spec.node), self.spec, done["status"]):
                 raise _Superseded
+            if self._code_in_force(parent) != self.spec.code:
+                raise _Superseded  # the definition changed meanwhile: a rerun is due anyway
             result.outputs, result.unchanged = {}, []
             tree = parent
             for name in outputs:
@@ -279,6 +281,10 @@ class Session:
             result = Merged("superseded")
         self.drop()
         return result
+
+    def _code_in_force(self, root: bytes | None) -> str | None:
+        dag = state.read_dag(self.store, root) or {}
+        return dag.get("nodes", {}).get(self.spec.node, {}).get("code")
 
     def _merge_output(
         self, tree: bytes | None, head_tree: bytes, name: str, offset: int, result: Merged
