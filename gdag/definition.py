@@ -129,7 +129,9 @@ def compile_definition(src: Source) -> dict[str, Any]:
             raise DefinitionError(f"{where}: node {name!r} is defined twice (table and @node)")
         table[name] = spec
     nodes = _compile_nodes(table, where)
-    watch = _hash_python_nodes(nodes, root, where)
+    watch, functions = _hash_python_nodes(nodes, root, where)
+    _type_returns(outputs, nodes, functions)
+    _fold_types(outputs, nodes)
     dag = {
         "format": FORMAT,
         "source": src.digest,
@@ -142,7 +144,37 @@ def compile_definition(src: Source) -> dict[str, Any]:
         from gdag.graph import check_graph
 
         check_graph(dag, where)
+    if functions:
+        from gdag.binding import check_bindings, check_returns
+
+        check_returns(dag, functions, where)
+        check_bindings(dag, functions, where)
     return dag
+
+
+def _fold_types(outputs: dict[str, Any], nodes: dict[str, Any]) -> None:
+    """A node whose inputs' or outputs' declared types change is stale: fold them in."""
+    dag = {"outputs": outputs}
+    for node in nodes.values():
+        names = [*node["inputs"].values(), *node["publishes"]]
+        sig = json.dumps([str(output_type(dag, n)) for n in names])
+        node["code"] = hashlib.sha256((node["code"] + sig).encode()).hexdigest()[:16]
+
+
+def _type_returns(
+    outputs: dict[str, Any], nodes: dict[str, Any], functions: dict[str, Any]
+) -> None:
+    """An undeclared single output of a Python node takes its return annotation's type."""
+    from gdag.binding import return_type
+
+    for name, fn in functions.items():
+        pubs = nodes[name]["publishes"]
+        if len(pubs) != 1 or is_pattern(pubs[0]) or output_type({"outputs": outputs}, pubs[0]):
+            continue
+        ret = return_type(fn)
+        if ret is not None:
+            base = ret.arg if ret.kind == "optional" and ret.arg else ret
+            outputs[pubs[0]] = {"type": str(base), "from": f"return of {name}"}
 
 
 def _decorated_nodes(modules: list[str], root: Path | None, where: str) -> list[tuple[str, Any]]:
@@ -167,22 +199,26 @@ def _decorated_nodes(modules: list[str], root: Path | None, where: str) -> list[
     return found
 
 
-def _hash_python_nodes(nodes: dict[str, Any], root: Path | None, where: str) -> dict[str, str]:
-    """Fold each Python node's function source into its code hash; files to watch."""
-    from gdag.pynode import function_identity
+def _hash_python_nodes(
+    nodes: dict[str, Any], root: Path | None, where: str
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Fold each Python node's function source into its code hash; (files to watch, functions)."""
+    from gdag.pynode import function_identity, load_function
 
     watch: dict[str, str] = {}
+    functions: dict[str, Any] = {}
     for name, node in nodes.items():
         if node["kind"] != "python":
             continue
         try:
             source_hash, path = function_identity(node["command"], root)
+            functions[name] = load_function(node["command"], root)
         except GdagError as exc:
             raise DefinitionError(f"{where}: [nodes.{name}]: {exc.message}", exc.hint) from None
         node["code"] = code_hash(node, source_hash)
         if path is not None:
             watch[str(path)] = file_digest(path)
-    return watch
+    return watch, functions
 
 
 def file_digest(path: Path | str) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gdag.errors import DefinitionError, GdagError
+from gdag.types import Type, check_value, decode_text_value
 
 if TYPE_CHECKING:
     from gdag.execute import InputValue, Runner
@@ -75,8 +76,8 @@ def function_identity(ref: str, root: Path | None) -> tuple[str, Path | None]:
     return hashlib.sha256(src.encode()).hexdigest()[:16], path
 
 
-def decode(runner: Runner, iv: InputValue, tmp: Path) -> Any:
-    """A stored input value as the Python value a node receives."""
+def decode(runner: Runner, iv: InputValue, tmp: Path, want: Type | None) -> Any:
+    """A stored input value as the Python value a node receives, checked against `want`."""
     store = runner.store
     if iv.entry.is_tree:
         from gdag.values import materialise
@@ -86,23 +87,43 @@ def decode(runner: Runner, iv: InputValue, tmp: Path) -> Any:
         return target
     data = store.read_blob(iv.entry.sha)
     if iv.type.kind == "bytes":
-        return data
-    return json.loads(data)
+        if want is None or want.kind == "bytes":
+            return data
+        # An untyped output bound to a typed parameter: checked now (gradual typing).
+        value = decode_text_value(data, want, iv.name)
+    else:
+        value = json.loads(data)
+        if want is not None and want.kind not in ("bytes", "json"):
+            value = check_value(value, want, iv.name)
+    return _as_model(want, value)
+
+
+def _as_model(want: Type | None, value: Any) -> Any:
+    base = want.arg if want is not None and want.kind == "optional" else want
+    if base is None or base.kind != "model" or value is None:
+        return value
+    from gdag.types import load_model
+
+    return load_model(base.ref or "").model_validate(value)
 
 
 def call_node(runner: Runner, inputs: dict[str, Any]) -> tuple[list[tuple[str, Any]], bytes]:
+    from gdag.binding import from_annotation, member_type, resolved_hints
+
     fn = load_function(runner.node["command"], runner.store.workdir)
     params = inspect.signature(fn).parameters
+    hints = resolved_hints(fn)
     with tempfile.TemporaryDirectory(prefix=f"gdag-{runner.name}-") as tmpdir:
         kwargs: dict[str, Any] = {}
         for arg, value in inputs.items():
+            ann = from_annotation(hints.get(arg, inspect.Parameter.empty))
+            want = member_type(runner.dag, runner.node, arg, ann) if ann is not None else None
             if value is None:
                 kwargs[arg] = None
             elif isinstance(value, dict):
-                kwargs[arg] = {n: decode(runner, iv, Path(tmpdir)) for n, iv in value.items()}
+                kwargs[arg] = {n: decode(runner, iv, Path(tmpdir), want) for n, iv in value.items()}
             else:
-                kwargs[arg] = decode(runner, value, Path(tmpdir))
-            kwargs[arg] = _coerce(params.get(arg), kwargs[arg])
+                kwargs[arg] = decode(runner, value, Path(tmpdir), want)
         if "ctx" in params:
             kwargs["ctx"] = Context(runner)
         missing = [p for p in params if p not in kwargs and params[p].default is inspect._empty]
@@ -110,16 +131,6 @@ def call_node(runner: Runner, inputs: dict[str, Any]) -> tuple[list[tuple[str, A
             raise GdagError(f"node {runner.name!r}: function needs {missing}, not among its inputs")
         result = fn(**{k: v for k, v in kwargs.items() if k in params})
     return _results(runner, result), b""
-
-
-def _coerce(param: inspect.Parameter | None, value: Any) -> Any:
-    """Turn JSON data into the annotated pydantic model, when the parameter asks for one."""
-    if param is None or value is None or param.annotation is inspect._empty:
-        return value
-    ann = param.annotation
-    if isinstance(ann, type) and hasattr(ann, "model_validate"):
-        return ann.model_validate(value)
-    return value
 
 
 def _results(runner: Runner, result: Any) -> list[tuple[str, Any]]:

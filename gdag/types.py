@@ -103,9 +103,15 @@ def _parse_atom(tokens: list[str], text: str) -> tuple[Type, list[str]]:
 
 def canonical_json(value: Any) -> bytes:
     """Sorted keys, no spaces, UTF-8: equal values give equal bytes."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    try:
+        text = json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except RecursionError:
+        raise ValueRefusedError("value is nested too deeply to store as JSON") from None
+    except ValueError as exc:
+        raise ValueRefusedError(f"value cannot be stored as JSON: {exc}") from None
+    return text.encode("utf-8")
 
 
 def _refuse(output: str, typ: Type, why: str) -> ValueRefusedError:
@@ -208,10 +214,13 @@ def decode_text_value(data: bytes, typ: Type, output: str) -> Any:
         return text
     try:
         value = json.loads(text)
+        return check_value(value, typ, output)
+    except RecursionError:
+        raise _refuse(output, typ, "nested too deeply") from None
     except ValueError as exc:
         shown = text.strip()[:40]
-        raise _refuse(output, typ, f"{shown!r} is not a JSON value ({exc.msg})") from None
-    return check_value(value, typ, output)
+        why = getattr(exc, "msg", str(exc))
+        raise _refuse(output, typ, f"{shown!r} is not a JSON value ({why})") from None
 
 
 def encode_value(value: Any) -> bytes:
