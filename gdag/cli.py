@@ -189,6 +189,43 @@ def run(
 
 
 @app.command()
+def check(
+    stubs: Annotated[
+        str | None,
+        typer.Option(
+            "--stubs",
+            metavar="PATH",
+            help="Also write typed input containers (a Python module) to PATH.",
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+    path: PathOpt = None,
+    log: LogOpt = None,
+) -> int:
+    """Compile the definition and report problems; change nothing in the log."""
+    from pathlib import Path
+
+    from gdag.definition import compile_definition
+
+    ws = Workspace.open(path, log)
+    src = ws.definition_source()
+    if stubs is not None:
+        from gdag.stubs import render_stubs
+
+        # Written before Python nodes are imported: they may import the stubs themselves.
+        Path(stubs).write_text(render_stubs(compile_definition(src, load_python=False)))
+    dag = compile_definition(src)
+    summary = {"ok": True, "nodes": len(dag["nodes"]), "outputs": len(dag["outputs"])}
+    if json_out:
+        commands.print_json(summary)
+    else:
+        commands.out(
+            f"ok: {summary['nodes']} nodes, {summary['outputs']} declared outputs\n".encode()
+        )
+    return 0
+
+
+@app.command()
 def status(json_out: JsonOpt = False, path: PathOpt = None, log: LogOpt = None) -> int:
     """Show every node: up to date, stale (and why), running, failed."""
     from gdag.runner import Engine

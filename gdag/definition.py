@@ -111,8 +111,12 @@ def parse_source(src: Source) -> dict[str, Any]:
     return doc
 
 
-def compile_definition(src: Source) -> dict[str, Any]:
-    """Check the definition and return its compiled, JSON-able form (dag.json)."""
+def compile_definition(src: Source, load_python: bool = True) -> dict[str, Any]:
+    """Check the definition and return its compiled, JSON-able form (dag.json).
+
+    With `load_python=False`, Python nodes are not imported (no source hashes,
+    no annotation checks, no @node discovery): enough to write typed stubs.
+    """
     doc = parse_source(src)
     where = src.label
     _no_unknown(doc, TOP_KEYS, where, "top level")
@@ -124,12 +128,12 @@ def compile_definition(src: Source) -> dict[str, Any]:
         raise DefinitionError(f"{where}: [dag] modules must be a list of module names")
     root = src.path.parent if src.path else None
     table = dict(doc.get("nodes", {})) if isinstance(doc.get("nodes", {}), dict) else {}
-    for name, spec in _decorated_nodes(modules, root, where):
+    for name, spec in _decorated_nodes(modules if load_python else [], root, where):
         if name in table:
             raise DefinitionError(f"{where}: node {name!r} is defined twice (table and @node)")
         table[name] = spec
     nodes = _compile_nodes(table, where)
-    watch, functions = _hash_python_nodes(nodes, root, where)
+    watch, functions = _hash_python_nodes(nodes, root, where) if load_python else ({}, {})
     _type_returns(outputs, nodes, functions)
     _fold_types(outputs, nodes)
     dag = {

@@ -126,11 +126,23 @@ def call_node(runner: Runner, inputs: dict[str, Any]) -> tuple[list[tuple[str, A
                 kwargs[arg] = decode(runner, value, Path(tmpdir), want)
         if "ctx" in params:
             kwargs["ctx"] = Context(runner)
+        if "inputs" in params and "inputs" not in runner.node["inputs"]:
+            kwargs["inputs"] = _container(params["inputs"], hints.get("inputs"), kwargs)
         missing = [p for p in params if p not in kwargs and params[p].default is inspect._empty]
         if missing:
             raise GdagError(f"node {runner.name!r}: function needs {missing}, not among its inputs")
         result = fn(**{k: v for k, v in kwargs.items() if k in params})
     return _results(runner, result), b""
+
+
+def _container(param: inspect.Parameter, ann: Any, values: dict[str, Any]) -> Any:
+    """All inputs in one object: the generated `<Node>Inputs` class if annotated, else a namespace."""
+    fields = {k: v for k, v in values.items() if k != "ctx"}
+    if isinstance(ann, type):
+        return ann(**fields)
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**fields)
 
 
 def _results(runner: Runner, result: Any) -> list[tuple[str, Any]]:

@@ -190,16 +190,23 @@ def _check_model(value: Any, typ: Type, output: str) -> Any:
         raise _refuse(output, typ, f"{loc}: {first.get('msg')}") from None
 
 
+# The repository whose modules `module:Name` types come from (set by Workspace).
+USER_ROOT: list[str] = []
+
+
 def load_model(ref: str) -> Any:
-    """Import the type named `module:Name` (the repository root is on sys.path)."""
-    import importlib
+    """Import the type named `module:Name` from the repository (or any installed module)."""
+    from pathlib import Path
+
+    from gdag.pynode import load_module
 
     module_name, _, attr = ref.partition(":")
+    root = Path(USER_ROOT[0]) if USER_ROOT else None
+    obj: Any = load_module(module_name, root, f"type {ref!r}")
     try:
-        obj: Any = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
+    except AttributeError as exc:
         raise DefinitionError(f"cannot load type {ref!r}: {exc}") from None
     return obj
 

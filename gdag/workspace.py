@@ -70,6 +70,10 @@ class Workspace:
     def __init__(self, store: Store, log_name: str) -> None:
         self.store = store
         self.log = Log(store, log_name)
+        if store.workdir is not None:
+            from gdag import types
+
+            types.USER_ROOT[:] = [str(store.workdir)]
 
     @classmethod
     def open(cls, path: str | Path | None = None, log: str | None = None) -> Workspace:

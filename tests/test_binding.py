@@ -233,3 +233,100 @@ def test_dynamic_fan_out_two_levels(repo: Path) -> None:
     meta = json.loads(git("show", "refs/gdag/logs/main:outputs/chunks/ab/a/@meta.json", cwd=repo))
     assert meta["type"] == "str"
     fsck(repo)
+
+
+def test_stubs_let_mypy_catch_a_wrongly_typed_node_body(repo: Path) -> None:
+    import subprocess
+    import sys
+
+    (repo / "gdag.toml").write_text(
+        textwrap.dedent("""
+        [outputs.words]
+        type = "str"
+        [outputs."scores/*"]
+        type = "int"
+        [nodes.summary]
+        python = "nodes:summary"
+        inputs = { words = "words", scores = "scores/*", raw = "raw" }
+        publishes = ["summary"]
+    """)
+    )
+    good = textwrap.dedent("""
+        from gdag_types import SummaryInputs
+
+        def summary(inputs: SummaryInputs) -> str:
+            total = sum((inputs.scores or {}).values())
+            return f"{(inputs.words or '').upper()} {total} {len(inputs.raw or b'')}"
+    """)
+    (repo / "nodes.py").write_text(good)
+    r = gdag("check", "--stubs", "gdag_types.py", cwd=repo)
+    assert r.returncode == 0, r.stderr
+    stub = (repo / "gdag_types.py").read_text()
+    assert "class SummaryInputs" in stub and "scores: dict[str, int] | None" in stub
+
+    def mypy() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "nodes.py"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+        )
+
+    assert mypy().returncode == 0, mypy().stdout
+    (repo / "nodes.py").write_text(good.replace("inputs.words or ''", "inputs.words or 0"))
+    bad = mypy()
+    assert bad.returncode == 1 and "nodes.py" in bad.stdout and "error" in bad.stdout
+    # And the container is what the node really receives at run time.
+    (repo / "nodes.py").write_text(good)
+    for name, v in (("scores/a", "2"), ("scores/b", "3"), ("raw", "xyz")):
+        assert gdag("publish", name, v, "--no-run", cwd=repo).returncode == 0
+    assert gdag("publish", "words", "hi", cwd=repo).returncode == 0
+    assert gdag("lookup", "summary", cwd=repo).stdout == b"HI 5 3"
+
+
+def test_check_reports_and_changes_nothing(repo: Path) -> None:
+    before = refs(repo)
+    (repo / "gdag.toml").write_text('[nodes.x]\nrun = "true"\ninputs = { i = "a" }\n')
+    r = gdag("check", "--json", cwd=repo)
+    assert r.returncode == 0 and json.loads(r.stdout) == {"ok": True, "nodes": 1, "outputs": 0}
+    (repo / "gdag.toml").write_text('[nodes.x]\nrun = "true"\nwhen = "never"\n')
+    r = gdag("check", cwd=repo)
+    assert r.returncode == 3 and "when = 'never'" in r.stderr
+    assert refs(repo) == before
+
+
+def test_pydantic_model_type_validates_and_arrives_as_the_model(repo: Path) -> None:
+    (repo / "models.py").write_text(
+        textwrap.dedent("""
+        from pydantic import BaseModel
+
+        class Photo(BaseModel):
+            path: str
+            width: int
+    """)
+    )
+    (repo / "nodes.py").write_text(
+        textwrap.dedent("""
+        from models import Photo
+
+        def area(photo: Photo) -> int:
+            assert isinstance(photo, Photo)
+            return photo.width * 2
+    """)
+    )
+    (repo / "gdag.toml").write_text(
+        textwrap.dedent("""
+        [outputs.photo]
+        type = "models:Photo"
+        [nodes.area]
+        python = "nodes:area"
+        inputs = { photo = "photo" }
+        publishes = ["area"]
+    """)
+    )
+    r = gdag("publish", "photo", '{"width": 5, "path": "a.jpg"}', cwd=repo)
+    assert r.returncode == 0, r.stderr
+    assert gdag("lookup", "photo", cwd=repo).stdout == b'{"path":"a.jpg","width":5}\n'
+    assert gdag("lookup", "area", cwd=repo).stdout == b"10\n"
+    r = gdag("publish", "photo", '{"width": "wide", "path": "a.jpg"}', cwd=repo)
+    assert r.returncode == 3 and "models:Photo" in r.stderr and "width" in r.stderr
