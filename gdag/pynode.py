@@ -136,7 +136,7 @@ def call_node(runner: Runner, inputs: dict[str, Any]) -> tuple[list[tuple[str, A
 
 
 def _container(param: inspect.Parameter, ann: Any, values: dict[str, Any]) -> Any:
-    """All inputs in one object: the generated `<Node>Inputs` class if annotated, else a namespace."""
+    """All inputs in one object: the generated `<Node>Inputs` class, else a namespace."""
     fields = {k: v for k, v in values.items() if k != "ctx"}
     if isinstance(ann, type):
         return ann(**fields)
