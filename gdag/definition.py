@@ -54,6 +54,7 @@ NODE_KEYS = {
     "cwd",
     "speculative",
     "description",
+    "cache",
 }
 OUTPUT_KEYS = {"type", "description"}
 DAG_KEYS = {"modules"}
@@ -318,6 +319,7 @@ def _compile_node(spec: dict[str, Any], where: str, what: str) -> dict[str, Any]
         "env": _env(spec, where, what),
         "cwd": str(spec.get("cwd", ".")),
         "speculative": bool(spec.get("speculative", False)),
+        "cache": bool(spec.get("cache", True)),
     }
     if not isinstance(node["command"], str) or not node["command"].strip():
         raise DefinitionError(f"{where}: {what}: the command must be a non-empty string")

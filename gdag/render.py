@@ -70,6 +70,10 @@ class RunView:
             if data["merged"] == "superseded":
                 return Text.assemble(("superseded ", "dim"), node)
             ok = data["status"] == "ok"
+            if data.get("cached"):
+                return Text.assemble(
+                    ("cached ", "green"), node, (f"  (reused session {data['cached']})", "dim")
+                )
             line = Text.assemble(
                 ("ok " if ok else "FAILED ", "green" if ok else "bold red"),
                 node,

@@ -13,7 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from gdag import state
+from gdag import cache, state
 from gdag.errors import UnknownError
 from gdag.lease import Leases
 from gdag.names import is_pattern
@@ -90,6 +90,8 @@ class Engine:
         self.jobs = max(1, jobs)
         self.report: Report = report or (lambda kind, data: None)
         self.leases = Leases(ws.store, ws.log.name)
+        # Further trees whose run cache counts (a replay consults the log it replaces).
+        self.cache_roots: list[bytes | None] = []
 
     # -- staleness ---------------------------------------------------------------
 
@@ -291,6 +293,16 @@ class Engine:
 
                 check_output_name(target, allow_pattern=True, what="node or output")
 
+    def _reuse(self, session: Session, head: bytes) -> Outcome:
+        """A cache hit: the outputs of an earlier session with the same key, not a new run."""
+        for out in cache.session_outputs(self.ws.store, head):
+            session.publish(out.name, out.value, out.type, int(out.meta.get("size", 0)))
+        done = read_done(self.ws.store, self.ws.store.read_commit(head).tree, session.spec.node)
+        earlier = (done or {}).get("session") or head.decode()
+        return Outcome(
+            "ok", 0, f"gdag: cache hit: outputs of session {earlier}\n".encode(), cached=earlier
+        )
+
     def _run_one(
         self, dag: dict[str, Any], p: Pending, tip: bytes
     ) -> tuple[Outcome, Merged] | None:
@@ -303,10 +315,16 @@ class Engine:
         if held is None:
             return None
         try:
-            spec = Spec(p.node, node["code"], p.inputs, tip, p.state_at, p.attempt)
+            state_root = self.ws.store.read_commit(p.state_at).tree
+            key = cache.cache_key(self.ws.store, state_root, node) if node["cache"] else None
+            spec = Spec(p.node, node["code"], p.inputs, tip, p.state_at, p.attempt, key)
             session = Session.start(self.ws.log, spec, sid)
             self.report("start", {"node": p.node, "session": sid, "reason": p.reason})
-            outcome = Runner(self.ws.store, session, node, dag, self.ws.log.name).run()
+            hit = key and cache.lookup(self.ws.store, [state_root, *self.cache_roots], key)
+            if hit:
+                outcome = self._reuse(session, hit)
+            else:
+                outcome = Runner(self.ws.store, session, node, dag, self.ws.log.name).run()
             session.finish(outcome)
             merged = session.merge_back()
             self.report(
@@ -322,6 +340,7 @@ class Engine:
                     "outputs": merged.outputs,
                     "unchanged": merged.unchanged,
                     "log": outcome.log[-4096:],
+                    "cached": outcome.cached,
                 },
             )
             return outcome, merged

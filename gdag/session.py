@@ -44,6 +44,7 @@ class Spec:
     base: bytes  # the log commit the branch forks from
     state_at: bytes  # the log commit whose state the node sees (differs in "each" mode)
     attempt: int = 1
+    cache_key: str | None = None
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Outcome:
     log: bytes = b""
     duration: float = 0.0
     error: str | None = None
+    cached: str | None = None  # the session whose outputs were reused (a cache hit)
 
 
 @dataclass
@@ -117,6 +119,7 @@ class Session:
             ("Gdag-Code", spec.code),
             ("Gdag-Attempt", str(spec.attempt)),
             ("Gdag-State", spec.state_at.decode()),
+            *((("Gdag-Cache-Key", spec.cache_key),) if spec.cache_key else ()),
             *(("Gdag-Input", f"{name}={v}") for name, v in sorted(spec.inputs.items())),
         ]
         tree = store.read_commit(spec.base).tree
@@ -144,6 +147,7 @@ class Session:
             base=log.store.read_commit(start).parents[0],
             state_at=t["Gdag-State"][0].encode(),
             attempt=int(t["Gdag-Attempt"][0]),
+            cache_key=(t.get("Gdag-Cache-Key") or [None])[0],
         )
         return cls(log, session_id, spec, head)
 
@@ -218,7 +222,11 @@ class Session:
         self._advance(
             build,
             f"done {self.spec.node} {outcome.status}",
-            [("Gdag-Event", "done"), ("Gdag-Status", outcome.status)],
+            [
+                ("Gdag-Event", "done"),
+                ("Gdag-Status", outcome.status),
+                *((("Gdag-Cache", outcome.cached),) if outcome.cached else ()),
+            ],
         )
 
     def _done_record(self, outcome: Outcome) -> dict[str, Any]:
@@ -232,6 +240,7 @@ class Session:
             "exit_code": outcome.exit_code,
             "error": outcome.error,
             "duration": round(outcome.duration, 3),
+            "cached": outcome.cached,
             "finished": time.time(),
         }
 
@@ -263,12 +272,17 @@ class Session:
                 tree = self._merge_output(tree, head_tree, name, offset, result)
             record = {**done, "offset": offset, "outputs": result.outputs}
             tree = self._copy_node_files(tree, head_tree, record)
+            if done["status"] == "ok" and self.spec.cache_key:
+                from gdag import cache
+
+                tree = cache.record(self.store, tree, self.spec.cache_key, self.head)
             trailers = [
                 ("Gdag-Offset", str(offset)),
                 ("Gdag-Event", "session"),
                 ("Gdag-Node", self.spec.node),
                 ("Gdag-Session", self.id),
                 ("Gdag-Status", done["status"]),
+                *((("Gdag-Cache", done["cached"]),) if done.get("cached") else ()),
                 *(("Gdag-Output", n) for n in result.outputs),
             ]
             summary = f"session {self.spec.node} {done['status']}"

@@ -518,3 +518,36 @@ def test_run_json_summary(repo: Path) -> None:
     r = gdag("run", "--json", cwd=repo)
     assert r.returncode == 0 and r.stderr == ""
     assert json.loads(r.stdout)["ran"] == ["copy"]
+
+
+def test_run_cache_reuses_a_session_with_the_same_inputs(repo: Path) -> None:
+    define(
+        repo,
+        """
+        [nodes.count]
+        run = 'echo run >> runs.txt; wc -c < "$GDAG_IN_X" | tr -d " " > "$GDAG_OUT/n"'
+        inputs = { x = "src" }
+        publishes = ["n"]
+        [nodes.fresh]
+        run = 'echo run >> fresh.txt'
+        inputs = { x = "src" }
+        cache = false
+    """,
+    )
+    for v in ("aaa", "bb", "aaa"):
+        pub(repo, "src", v)
+        err = run(repo)
+    assert "cached count" in err
+    assert (repo / "runs.txt").read_text() == "run\nrun\n"
+    assert (repo / "fresh.txt").read_text() == "run\nrun\nrun\n"
+    assert value(repo, "n") == "3\n" and meta(repo, "n")["version"] == 3
+    record = done(repo, "count")
+    assert record["cached"] and record["inputs"] == {"src": 3}
+    caches = git(
+        "log",
+        "--first-parent",
+        "--format=%(trailers:key=Gdag-Cache,valueonly)",
+        "refs/gdag/logs/main",
+        cwd=repo,
+    ).split()
+    assert caches == [record["cached"]]

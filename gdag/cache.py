@@ -1,0 +1,70 @@
+"""The run cache: completed sessions keyed by node code and the exact input values.
+
+The index lives in every log tree under `@cache/<k[:2]>/<k>` (a blob holding the
+session head's commit id), so a lookup is three tree reads whatever the
+history, and a replay can consult the index of the log it replaces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from gdag import state
+from gdag.log import parse_trailers
+from gdag.names import is_pattern
+from gdag.repo import MODE_BLOB, Entry, Store
+
+CACHE_DIR = b"@cache"
+
+
+def cache_key(store: Store, root: bytes, node: dict[str, Any]) -> str:
+    """A hash of the node's code and the object ids of every input value it would see."""
+    values: dict[str, Any] = {}
+    for arg, target in sorted(node["inputs"].items()):
+        names = list(state.list_outputs(store, root, target)) if is_pattern(target) else [target]
+        seen = {}
+        for name in names:
+            out = state.read_output(store, root, name)
+            if out is not None:
+                seen[name] = out.value.sha.decode()
+        values[arg] = seen
+    blob = json.dumps({"code": node["code"], "inputs": values}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _path(key: str) -> list[bytes]:
+    return [CACHE_DIR, key[:2].encode(), key.encode()]
+
+
+def lookup(store: Store, roots: list[bytes | None], key: str) -> bytes | None:
+    """The head commit of a completed session with this key, in any of the given trees."""
+    for root in roots:
+        entry = store.tree_get(root, _path(key)) if root else None
+        if entry is not None:
+            return store.read_blob(entry.sha).strip()
+    return None
+
+
+def record(store: Store, root: bytes | None, key: str, head: bytes) -> bytes:
+    blob = store.write_blob(head + b"\n")
+    return store.tree_update(root, _path(key)[:2], {key.encode(): Entry(MODE_BLOB, blob)})
+
+
+def session_outputs(store: Store, head: bytes) -> list[state.OutputState]:
+    """The outputs a finished session wrote, in order, with the values of its head."""
+    names: list[str] = []
+    cur = head
+    while True:
+        commit = store.read_commit(cur)
+        trailers = parse_trailers(commit.message)
+        for name in trailers.get("Gdag-Output", []):
+            if name not in names:
+                names.append(name)
+        if trailers.get("Gdag-Event") == ["session-start"] or not commit.parents:
+            break
+        cur = commit.parents[0]
+    root = store.read_commit(head).tree
+    found = [state.read_output(store, root, n) for n in reversed(names)]
+    return [o for o in found if o is not None]
