@@ -293,16 +293,6 @@ class Engine:
 
                 check_output_name(target, allow_pattern=True, what="node or output")
 
-    def _reuse(self, session: Session, head: bytes) -> Outcome:
-        """A cache hit: the outputs of an earlier session with the same key, not a new run."""
-        for out in cache.session_outputs(self.ws.store, head):
-            session.publish(out.name, out.value, out.type, int(out.meta.get("size", 0)))
-        done = read_done(self.ws.store, self.ws.store.read_commit(head).tree, session.spec.node)
-        earlier = (done or {}).get("session") or head.decode()
-        return Outcome(
-            "ok", 0, f"gdag: cache hit: outputs of session {earlier}\n".encode(), cached=earlier
-        )
-
     def _run_one(
         self, dag: dict[str, Any], p: Pending, tip: bytes
     ) -> tuple[Outcome, Merged] | None:
@@ -318,14 +308,15 @@ class Engine:
             state_root = self.ws.store.read_commit(p.state_at).tree
             key = cache.cache_key(self.ws.store, state_root, node) if node["cache"] else None
             spec = Spec(p.node, node["code"], p.inputs, tip, p.state_at, p.attempt, key)
-            session = Session.start(self.ws.log, spec, sid)
-            self.report("start", {"node": p.node, "session": sid, "reason": p.reason})
             hit = key and cache.lookup(self.ws.store, [state_root, *self.cache_roots], key)
             if hit:
-                outcome = self._reuse(session, hit)
+                session = Session.adopt(self.ws.log, spec, hit, sid)
+                outcome = Outcome("ok", 0, cached=session.overrides["cached"])
             else:
+                session = Session.start(self.ws.log, spec, sid)
+                self.report("start", {"node": p.node, "session": sid, "reason": p.reason})
                 outcome = Runner(self.ws.store, session, node, dag, self.ws.log.name).run()
-            session.finish(outcome)
+                session.finish(outcome)
             merged = session.merge_back()
             self.report(
                 "finish",

@@ -105,8 +105,30 @@ class Session:
         self.ref = session_ref(log.name, session_id)
         self.spec = spec
         self.head = head
+        self.overrides: dict[str, Any] = {}
+        self.adopted = False
 
     # -- creating and reopening -----------------------------------------------
+
+    @classmethod
+    def adopt(cls, log: Log, spec: Spec, head: bytes, session_id: str) -> Session:
+        """A cache hit: merge an earlier finished session's branch as this run's result.
+
+        No new branch is made; the merge commit's second parent is the earlier
+        session's head, so provenance points at the run that computed the values.
+        """
+        session = cls(log, session_id, spec, head)
+        earlier = read_done(log.store, log.store.read_commit(head).tree, spec.node) or {}
+        session.overrides = {
+            "session": session_id,
+            "inputs": spec.inputs,
+            "code": spec.code,
+            "attempt": 1,
+            "cached": earlier.get("session"),
+            "finished": time.time(),
+        }
+        session.adopted = True
+        return session
 
     @classmethod
     def start(cls, log: Log, spec: Spec, session_id: str | None = None) -> Session:
@@ -257,7 +279,7 @@ class Session:
     def merge_back(self) -> Merged:
         """Apply the finished session to the log tip by compare-and-swap, then delete it."""
         head_tree = self.store.read_commit(self.head).tree
-        done = read_done(self.store, head_tree, self.spec.node) or {}
+        done = {**(read_done(self.store, head_tree, self.spec.node) or {}), **self.overrides}
         outputs = self.written_outputs()
         result = Merged("merged")
 
@@ -332,6 +354,8 @@ class Session:
         return self.store.tree_update(tree, [state.NODES, node], changes)
 
     def drop(self) -> None:
+        if self.adopted:
+            return  # the branch belongs to the earlier session, long merged
         head = self.store.read_ref(self.ref)
         if head is not None:
             self.store.delete_ref(self.ref, head)
