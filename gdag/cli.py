@@ -189,6 +189,90 @@ def run(
 
 
 @app.command()
+def replay(
+    from_: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            metavar="OFFSET",
+            help="Replay the external publish events from this offset on.",
+        ),
+    ],
+    to: Annotated[
+        str | None,
+        typer.Option("--to", metavar="OFFSET", help="Stop after this offset (needs --onto)."),
+    ] = None,
+    onto: Annotated[
+        str | None,
+        typer.Option("--onto", metavar="LOG", help="Write the result to a new log (a what-if)."),
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", metavar="NODE", help="Run only these nodes and what they reach."),
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", min=1, metavar="N", help="Parallel nodes (default: CPUs)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the events it would replay; change nothing.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    json_out: JsonOpt = False,
+    path: PathOpt = None,
+    log: LogOpt = None,
+) -> int:
+    """Rebuild the log from OFFSET as if the current definition had always been in force."""
+    import os
+
+    from gdag.render import ReplayView
+    from gdag.replay import Replay
+
+    ws = Workspace.open(path, log)
+    view = ReplayView(quiet=quiet or json_out)
+    result = Replay(ws, jobs or os.cpu_count() or 1, view).run(
+        from_, to, onto, only or None, dry_run
+    )
+    view.close(result, dry_run)
+    if json_out:
+        commands.print_json(result.to_json())
+    return 1 if result.failed else 0
+
+
+@app.command()
+def why(
+    node: Annotated[str, typer.Argument(help="The node to explain.")],
+    json_out: JsonOpt = False,
+    path: PathOpt = None,
+    log: LogOpt = None,
+) -> int:
+    """Explain why NODE is stale, or why it last ran."""
+    from gdag.runner import Engine
+
+    ws = Workspace.open(path, log)
+    info = Engine(ws).why(node)
+    if json_out:
+        commands.print_json(info)
+        return 0
+    lines = [f"{node}: {info['state']}" + (f" ({info['reason']})" if info["reason"] else "")]
+    last = info.get("last") or {}
+    if last:
+        lines.append(
+            f"last session: {last.get('session')} {last.get('status')} "
+            f"at offset {last.get('offset')}"
+            + (f", cache hit of {last['cached']}" if last.get("cached") else "")
+        )
+        for name, version in sorted((last.get("inputs") or {}).items()):
+            now = info["current"].get(name)
+            mark = "" if now == version else f"  (now v{now})" if now else "  (now absent)"
+            lines.append(f"  consumed {name} v{version}{mark}")
+    for name in sorted(set(info["current"]) - set(last.get("inputs") or {})):
+        lines.append(f"  new input {name} v{info['current'][name]}")
+    commands.out("".join(f"{line}\n" for line in lines).encode())
+    return 0
+
+
+@app.command()
 def check(
     stubs: Annotated[
         str | None,

@@ -130,3 +130,31 @@ def print_status(states: list[Any]) -> None:
             Text((st.last or {}).get("session") or "-"),
         )
     console.print(table)
+
+
+class ReplayView(RunView):
+    """Progress of a replay: the node runs as in `gdag run`, then what was replayed."""
+
+    def _line(self, kind: str, data: dict[str, Any]) -> Text:
+        if kind == "would-replay":
+            return Text.assemble(
+                ("would replay ", "yellow"),
+                f"offset {data['offset']} ",
+                (" ".join(data["outputs"]), "dim"),
+            )
+        return super()._line(kind, data)
+
+    def close(self, result: Any, dry_run: bool = False) -> None:  # type: ignore[override]
+        if self.live is not None:
+            self.live.stop()
+        if self.quiet or dry_run:
+            return
+        took = time.monotonic() - self.t0
+        text = (
+            f"replayed {len(result.events)} events from offset {result.from_offset}: "
+            f"{len(result.ran)} ran, {len(result.cached)} cached, "
+            f"{len(result.failed)} failed ({took:.2f}s)"
+        )
+        if result.archive:
+            text += f"; old log kept at {result.archive}"
+        self.console.print(Text(text, style="bold red" if result.failed else "green"))

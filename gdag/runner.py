@@ -182,6 +182,25 @@ class Engine:
                 states.append(NodeState(name, kind, reason or "", done))
         return states
 
+    def why(self, name: str) -> dict[str, Any]:
+        """The node's state, the reason, its last session and the input versions now."""
+        tip = self.ws.log.require_tip()
+        dag = self.ws.current_dag(tip)
+        if name not in dag["nodes"]:
+            raise UnknownError(
+                f"no node {name!r} in the definition", hint="`gdag status` lists the nodes"
+            )
+        st = next(s for s in self.status() if s.node == name)
+        root = self.ws.store.read_commit(tip).tree
+        current, _, _ = current_versions(self.ws, root, dag["nodes"][name])
+        return {
+            "node": name,
+            "state": st.state,
+            "reason": st.reason,
+            "last": st.last,
+            "current": current,
+        }
+
     # -- recovery ----------------------------------------------------------------
 
     def recover(self, summary: Summary) -> None:

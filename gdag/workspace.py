@@ -85,7 +85,7 @@ class Workspace:
     def definition_source(self) -> definition.Source:
         return definition.read_source(self.store.workdir)
 
-    def current_dag(self, tip: bytes) -> dict[str, Any]:
+    def current_dag(self, tip: bytes, record: bool = True) -> dict[str, Any]:
         """The compiled definition in force, appending a `dag` event if it changed."""
         root = self.store.read_commit(tip).tree
         stored = state.read_dag(self.store, root) or {}
@@ -93,7 +93,8 @@ class Workspace:
         if definition.is_current(stored, src):
             return stored
         dag = definition.compile_definition(src)
-        self._append_dag(dag)
+        if record:
+            self._append_dag(dag)
         return dag
 
     def _append_dag(self, dag: dict[str, Any]) -> None:

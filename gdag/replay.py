@@ -1,0 +1,213 @@
+"""Replaying a log from an offset under the current definition, without stopping publishers.
+
+The new chain starts from the commit just before the offset, gains a `replay`
+event carrying the current `dag.json`, then re-applies every external publish
+event in order, running nodes after each as `gdag run` would. Nodes whose code
+and inputs are unchanged are cache hits (the replaced log's cache counts), so
+an unchanged stretch runs nothing. The live log is then moved by compare-and-
+swap, after the events published meanwhile were replayed too; the old chain is
+kept whole under refs/gdag/archive/.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gdag import state
+from gdag.errors import GdagError, UsageError
+from gdag.log import Event, Log, format_message
+from gdag.repo import retry_delay
+from gdag.workspace import Workspace, new_id
+
+ARCHIVE_PREFIX = "refs/gdag/archive/"
+Report = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class ReplayResult:
+    log: str
+    from_offset: int
+    events: list[int] = field(default_factory=list)  # original offsets re-applied
+    ran: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    archive: str | None = None
+    tip: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def publish_events(log: Log, newest: bytes, stop_below: int) -> list[Event]:
+    """External publish events from `newest` back to offset `stop_below`, oldest first."""
+    found = []
+    for event in log.events(newest):
+        if event.offset < stop_below:
+            break
+        if event.kind == "publish":
+            found.append(event)
+    return found[::-1]
+
+
+class Replay:
+    def __init__(self, ws: Workspace, jobs: int = 1, report: Report | None = None) -> None:
+        self.ws = ws
+        self.store = ws.store
+        self.jobs = jobs
+        self.report: Report = report or (lambda kind, data: None)
+
+    def run(
+        self,
+        from_text: str,
+        to_text: str | None = None,
+        onto: str | None = None,
+        only: list[str] | None = None,
+        dry_run: bool = False,
+    ) -> ReplayResult:
+        live = self.ws.log
+        if to_text is not None and onto is None and not dry_run:
+            raise UsageError(
+                "--to without --onto would drop the events after it from the live log",
+                hint="replay a range into a new log with --onto NAME",
+            )
+        tip = live.require_tip()
+        start = live.event(live.resolve_offset(from_text)).offset
+        stop = live.event(live.resolve_offset(to_text)).offset if to_text is not None else None
+        base = live.commit_at(max(start - 1, 0))
+        events = [
+            e for e in publish_events(live, tip, max(start, 1)) if stop is None or e.offset <= stop
+        ]
+        result = ReplayResult(live.name, start)
+        if dry_run:
+            for e in events:
+                self.report("would-replay", {"offset": e.offset, "outputs": e.outputs})
+            result.events = [e.offset for e in events]
+            return result
+        dag = self.ws.current_dag(tip, record=onto is None)
+        work = Log(self.store, onto or f"{live.name}.replay-{new_id('')}")
+        if onto is not None and work.tip() is not None:
+            raise GdagError(f"log {onto!r} exists already", hint="--onto takes a new log name")
+        self._begin(work, base, dag, start, tip)
+        cache_roots: list[bytes | None] = [self.store.read_commit(tip).tree]
+        self._apply(work, events, only, cache_roots, result)
+        if onto is None:
+            self._swap(live, work, tip, start, only, cache_roots, result)
+        result.tip = (work.tip() or b"").decode() if onto else (live.tip() or b"").decode()
+        return result
+
+    def _begin(self, work: Log, base: bytes, dag: dict[str, Any], start: int, old: bytes) -> None:
+        if not self.store.cas_ref(work.ref, None, base):
+            raise GdagError(f"log {work.name!r} exists already")
+
+        def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
+            tree = state.write_dag(self.store, parent, dag)
+            trailers = [
+                ("Gdag-Offset", str(offset)),
+                ("Gdag-Event", "replay"),
+                ("Gdag-Replay-From", str(start)),
+                ("Gdag-Replay-Of", old.decode()),
+            ]
+            return tree, format_message(f"replay from offset {start}", trailers), []
+
+        work.append(build)
+
+    def _apply(
+        self,
+        work: Log,
+        events: list[Event],
+        only: list[str] | None,
+        cache_roots: list[bytes | None],
+        result: ReplayResult,
+    ) -> None:
+        from gdag.runner import Engine
+
+        ws = Workspace(self.store, work.name)
+        engine = Engine(ws, self.jobs, self._relay(result))
+        engine.cache_roots = cache_roots
+        for event in events:
+            self._republish(work, event)
+            result.events.append(event.offset)
+            summary = engine.run(only or None)
+            result.failed += summary.failed
+
+    def _relay(self, result: ReplayResult) -> Report:
+        def report(kind: str, data: dict[str, Any]) -> None:
+            if kind == "finish" and data["merged"] == "merged":
+                (result.cached if data.get("cached") else result.ran).append(data["node"])
+            self.report(kind, data)
+
+        return report
+
+    def _republish(self, work: Log, event: Event) -> None:
+        """Append the same value as `event` did, under a fresh version on the new chain."""
+        root = self.store.read_commit(event.sha).tree
+        name = event.outputs[0]
+        old = state.read_output(self.store, root, name)
+        if old is None:
+            raise GdagError(f"publish event at offset {event.offset} holds no value for {name!r}")
+
+        def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
+            prev = state.read_output(self.store, parent, name)
+            version = prev.version + 1 if prev else 1
+            meta = {
+                **old.meta,
+                "version": version,
+                "offset": offset,
+                "prev": prev.meta.get("offset") if prev else None,
+                "replayed_from": event.offset,
+            }
+            tree = state.write_output(
+                self.store, parent, name, old.value, meta, f"publish {old.meta.get('id')}"
+            )
+            trailers = [
+                ("Gdag-Offset", str(offset)),
+                ("Gdag-Event", "publish"),
+                ("Gdag-Output", name),
+                ("Gdag-Version", str(version)),
+                ("Gdag-Publish", str(old.meta.get("id"))),
+                ("Gdag-Replayed-From", str(event.offset)),
+            ]
+            return tree, format_message(f"publish {name} v{version}", trailers), []
+
+        work.append(build)
+
+    def _swap(
+        self,
+        live: Log,
+        work: Log,
+        seen: bytes,
+        start: int,
+        only: list[str] | None,
+        cache_roots: list[bytes | None],
+        result: ReplayResult,
+    ) -> None:
+        """Catch up with events published meanwhile, archive the old chain, move the log."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + new_id("")[-6:]
+        archive = f"{ARCHIVE_PREFIX}{live.name}/{stamp}"
+        archived: bytes | None = None
+        attempt = 0
+        while True:
+            current = live.require_tip()
+            if current != seen:
+                seen_offset = live.event(seen).offset
+                newer = publish_events(live, current, seen_offset + 1)
+                self._apply(work, newer, only, cache_roots, result)
+                seen = current
+            if not self.store.cas_ref(archive, archived, current):
+                raise GdagError(f"archive ref {archive} changed under this replay")
+            archived = current
+            if self.store.cas_ref(live.ref, current, work.require_tip()):
+                break
+            attempt += 1
+            time.sleep(retry_delay(attempt))
+        self.store.delete_ref(work.ref, work.require_tip())
+        for ref, sha in self.store.list_refs(f"refs/gdag/leases/{work.name}/").items():
+            self.store.delete_ref(ref, sha)  # the work log is gone; nobody can hold these
+        result.archive = archive
+
+
+def archive_refs(ws: Workspace) -> dict[str, bytes]:
+    return ws.store.list_refs(f"{ARCHIVE_PREFIX}{ws.log.name}/")
