@@ -272,6 +272,73 @@ def why(
     return 0
 
 
+FORMATS = ("tree", "dot", "mermaid", "json", "svg", "png", "html")
+
+
+@app.command()
+def graph(
+    format_: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="FORMAT",
+            help="tree (default on a terminal), dot, mermaid, json, svg, png, html.",
+        ),
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", metavar="X", help="Only what X reaches.")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", metavar="X", help="Only what reaches X.")
+    ] = None,
+    with_state: Annotated[
+        bool, typer.Option("--state/--no-state", help="Show states, versions and values.")
+    ] = True,
+    output: Annotated[
+        str | None, typer.Option("-o", "--out", metavar="FILE", help="Write to FILE.")
+    ] = None,
+    path: PathOpt = None,
+    log: LogOpt = None,
+) -> int:
+    """Draw the DAG of nodes and outputs, with their state."""
+    from gdag import graphview
+
+    fmt = format_ or ("tree" if sys.stdout.isatty() and output is None else "dot")
+    if fmt not in FORMATS:
+        from gdag.errors import UsageError
+
+        raise UsageError(f"unknown format {fmt!r}", hint="formats: " + ", ".join(FORMATS))
+    ws = Workspace.open(path, log)
+    model = graphview.build_model(ws, start, end, with_state)
+    if fmt == "tree":
+        from gdag.render import graph_tree
+
+        if output is None:
+            graph_tree(model)
+        else:
+            with open(output, "w") as f:
+                graph_tree(model, f)
+        return 0
+    if fmt in ("svg", "png"):
+        data = graphview.render_with_graphviz(graphview.to_dot(model), fmt)
+    else:
+        render = {
+            "dot": graphview.to_dot,
+            "mermaid": graphview.to_mermaid,
+            "json": graphview.to_json,
+            "html": graphview.to_html,
+        }[fmt]
+        data = render(model).encode()
+    if output is None:
+        commands.out(data)
+    else:
+        from pathlib import Path
+
+        Path(output).write_bytes(data)
+    return 0
+
+
 @app.command()
 def check(
     stubs: Annotated[

@@ -88,3 +88,37 @@ def traversal(dag: dict[str, Any], targets: list[str]) -> set[str]:
             reach.add(vertex[1])
         reach.update(n for kind, n in nx.descendants(g, vertex) if kind == "node")
     return reach
+
+
+def resolve_vertices(g: nx.DiGraph, dag: dict[str, Any], target: str) -> set[tuple[str, str]]:
+    """The graph vertices a node or output name (or pattern) stands for."""
+    from gdag.errors import UnknownError
+    from gdag.names import matches
+
+    if target in dag.get("nodes", {}):
+        return {("node", target)}
+    found = {
+        (kind, name)
+        for kind, name in g.nodes
+        if kind == "output" and (name == target or (is_pattern(name) and matches(name, target)))
+    }
+    if not found:
+        raise UnknownError(
+            f"no node or output {target!r} in the graph",
+            hint="`gdag graph` shows every node and output",
+        )
+    return found
+
+
+def subgraph_between(
+    g: nx.DiGraph, dag: dict[str, Any], start: str | None, end: str | None
+) -> set[tuple[str, str]]:
+    """Vertices reachable from `start` and reaching `end` (either may be None)."""
+    keep = set(g.nodes)
+    if start is not None:
+        first = resolve_vertices(g, dag, start)
+        keep &= first.union(*(nx.descendants(g, v) for v in first))
+    if end is not None:
+        last = resolve_vertices(g, dag, end)
+        keep &= last.union(*(nx.ancestors(g, v) for v in last))
+    return keep

@@ -158,3 +158,50 @@ class ReplayView(RunView):
         if result.archive:
             text += f"; old log kept at {result.archive}"
         self.console.print(Text(text, style="bold red" if result.failed else "green"))
+
+
+def graph_tree(model: dict[str, Any], file: Any = None) -> None:
+    """The DAG as a rich tree: sources first, each node under the outputs it reads."""
+    from rich.tree import Tree
+
+    console = Console(file=file or sys.stdout, highlight=False)
+    by_id = {v["id"]: v for v in model["vertices"]}
+    children: dict[str, list[str]] = {vid: [] for vid in by_id}
+    has_parent = set()
+    for e in model["edges"]:
+        children[e["from"]].append(e["to"])
+        has_parent.add(e["to"])
+    root = Tree(Text(f"log {model['log']} @ offset {model['offset']}", style="bold"))
+    shown: set[str] = set()
+
+    def label(v: dict[str, Any]) -> Text:
+        if v["kind"] == "node":
+            st = v.get("state") or ""
+            text = Text.assemble(("node ", "bold"), v["name"])
+            if st:
+                text.append(f"  [{st}]", STATE_STYLE.get(st, ""))
+            if v.get("reason") and st in ("stale", "never-run", "failed"):
+                text.append(f" {v['reason']}", "dim")
+            return text
+        text = Text(v["name"], style="cyan")
+        if v.get("pattern"):
+            text.append(f"  ({v.get('members', 0)} outputs)", "dim")
+        elif v.get("version"):
+            text.append(f"  v{v['version']}", "dim")
+            if v.get("preview") is not None:
+                text.append(f"  {v['preview']!r}", "dim")
+        return text
+
+    def add(parent: Any, vid: str) -> None:
+        branch = parent.add(label(by_id[vid]))
+        if vid in shown:
+            if children[vid]:
+                branch.add(Text("(shown above)", style="dim"))
+            return
+        shown.add(vid)
+        for child in sorted(children[vid]):
+            add(branch, child)
+
+    for vid in sorted(v for v in by_id if v not in has_parent):
+        add(root, vid)
+    console.print(root)

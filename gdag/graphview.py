@@ -1,0 +1,319 @@
+"""`gdag graph`: the DAG with its state as a model, and that model as DOT, Mermaid, JSON, HTML.
+
+The model is plain data (sorted, so the text formats diff well); the renderers
+are pure functions of it. The terminal tree lives in render.py (rich).
+"""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from typing import Any
+
+from gdag import state
+from gdag.names import is_pattern
+from gdag.workspace import Workspace
+
+PREVIEW = 40
+
+
+def build_model(
+    ws: Workspace, start: str | None = None, end: str | None = None, with_state: bool = True
+) -> dict[str, Any]:
+    """Vertices (nodes and outputs) and edges of the DAG at the log tip, with their state."""
+    from gdag.graph import build_graph, subgraph_between
+    from gdag.runner import Engine
+
+    tip = ws.log.require_tip()
+    dag = ws.current_dag(tip)
+    root = ws.store.read_commit(tip).tree
+    g = build_graph(dag)
+    keep = subgraph_between(g, dag, start, end)
+    states = {s.node: s for s in Engine(ws).status()} if with_state else {}
+    vertices: list[dict[str, Any]] = []
+    for kind, name in sorted(keep):
+        if kind == "node":
+            vertices.append(_node_vertex(ws, dag, name, states.get(name)))
+        else:
+            vertices.append(_output_vertex(ws, dag, root, name, with_state))
+    edges = sorted(
+        (f"{a[0]}:{a[1]}", f"{b[0]}:{b[1]}") for a, b in g.edges if a in keep and b in keep
+    )
+    return {
+        "log": ws.log.name,
+        "tip": tip.decode(),
+        "offset": ws.log.event(tip).offset,
+        "vertices": vertices,
+        "edges": [{"from": a, "to": b} for a, b in edges],
+    }
+
+
+def _node_vertex(ws: Workspace, dag: dict[str, Any], name: str, st: Any) -> dict[str, Any]:
+    node = dag["nodes"][name]
+    last = (st.last if st else None) or {}
+    log_tail = ""
+    if last:
+        root = ws.store.read_commit(ws.log.require_tip()).tree
+        entry = ws.store.tree_get(root, [state.NODES, name.encode(), b"@log"])
+        if entry is not None:
+            log_tail = ws.store.read_blob(entry.sha)[-2000:].decode("utf-8", "replace")
+    return {
+        "id": f"node:{name}",
+        "kind": "node",
+        "name": name,
+        "state": st.state if st else None,
+        "reason": st.reason if st else None,
+        "command": node["command"],
+        "mode": node["mode"],
+        "when": node["when"],
+        "inputs": node["inputs"],
+        "publishes": node["publishes"],
+        "last_session": last.get("session"),
+        "last_status": last.get("status"),
+        "duration": last.get("duration"),
+        "finished": last.get("finished"),
+        "consumed": last.get("inputs"),
+        "log_tail": log_tail,
+    }
+
+
+def _output_vertex(
+    ws: Workspace, dag: dict[str, Any], root: bytes, name: str, with_state: bool
+) -> dict[str, Any]:
+    from gdag.definition import output_type
+
+    typ = output_type(dag, name)
+    vertex: dict[str, Any] = {
+        "id": f"output:{name}",
+        "kind": "output",
+        "name": name,
+        "type": str(typ) if typ else None,
+        "pattern": is_pattern(name),
+    }
+    if not with_state:
+        return vertex
+    if is_pattern(name):
+        members = list(state.list_outputs(ws.store, root, name))
+        vertex["members"] = len(members)
+        vertex["member_names"] = members[:50]
+        return vertex
+    out = state.read_output(ws.store, root, name)
+    if out is not None:
+        vertex.update(version=out.version, meta=out.meta, preview=_preview(ws, out))
+    return vertex
+
+
+def _preview(ws: Workspace, out: state.OutputState) -> str:
+    if out.value.is_tree:
+        return f"<dir: {len(ws.store.tree_entries(out.value.sha))} entries>"
+    data = ws.store.read_blob(out.value.sha)[: PREVIEW * 4]
+    text = data.decode("utf-8", "replace")
+    if "\ufffd" in text:
+        return f"<{out.meta.get('size', len(data))} bytes>"
+    text = " ".join(text.split())
+    return text if len(text) <= PREVIEW else text[: PREVIEW - 1] + "…"
+
+
+def to_json(model: dict[str, Any]) -> str:
+    return json.dumps(model, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _label(v: dict[str, Any]) -> str:
+    if v["kind"] == "node":
+        return f"{v['name']}\n{v['state'] or ''}".strip()
+    if v.get("pattern"):
+        return f"{v['name']}\n({v.get('members', 0)} outputs)"
+    version = f" v{v['version']}" if v.get("version") else ""
+    return f"{v['name']}{version}"
+
+
+DOT_COLOURS = {
+    "up-to-date": "palegreen",
+    "stale": "khaki",
+    "never-run": "khaki",
+    "running": "lightblue",
+    "failed": "salmon",
+    "waiting": "gray90",
+}
+
+
+def _dot_str(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def to_dot(model: dict[str, Any]) -> str:
+    lines = ["digraph gdag {", "  rankdir=LR;", '  node [fontname="Helvetica"];']
+    for v in model["vertices"]:
+        if v["kind"] == "node":
+            colour = DOT_COLOURS.get(v.get("state") or "", "white")
+            attrs = f'shape=box, style="rounded,filled", fillcolor={colour}'
+        else:
+            attrs = "shape=ellipse" + (", peripheries=2" if v.get("pattern") else "")
+        lines.append(f"  {_dot_str(v['id'])} [label={_dot_str(_label(v))}, {attrs}];")
+    for e in model["edges"]:
+        lines.append(f"  {_dot_str(e['from'])} -> {_dot_str(e['to'])};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def to_mermaid(model: dict[str, Any]) -> str:
+    ids = {v["id"]: f"v{i}" for i, v in enumerate(model["vertices"])}
+    lines = ["flowchart LR"]
+    for v in model["vertices"]:
+        label = _label(v).replace('"', "'").replace("\n", "<br/>")
+        shape = f'["{label}"]' if v["kind"] == "node" else f'(["{label}"])'
+        lines.append(f"  {ids[v['id']]}{shape}")
+    for e in model["edges"]:
+        lines.append(f"  {ids[e['from']]} --> {ids[e['to']]}")
+    for state_name in sorted({v.get("state") for v in model["vertices"] if v.get("state")}):
+        members = [ids[v["id"]] for v in model["vertices"] if v.get("state") == state_name]
+        cls = state_name.replace("-", "_")
+        lines.append(f"  classDef {cls} fill:{_MERMAID_FILL.get(state_name, '#fff')}")
+        lines.append(f"  class {','.join(members)} {cls}")
+    return "\n".join(lines) + "\n"
+
+
+_MERMAID_FILL = {
+    "up-to-date": "#b7f0b1",
+    "stale": "#f3e9a0",
+    "never-run": "#f3e9a0",
+    "running": "#add8e6",
+    "failed": "#f4a6a0",
+    "waiting": "#eeeeee",
+}
+
+
+def layout(model: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """Layered positions (column by longest path from a source, row by order)."""
+    preds: dict[str, list[str]] = {v["id"]: [] for v in model["vertices"]}
+    for e in model["edges"]:
+        preds[e["to"]].append(e["from"])
+    depth: dict[str, int] = {}
+
+    def level(vid: str) -> int:
+        if vid not in depth:
+            depth[vid] = 0  # guards against cycles, which compile refuses anyway
+            depth[vid] = 1 + max((level(p) for p in preds[vid]), default=-1)
+        return depth[vid]
+
+    rows: dict[int, int] = {}
+    pos = {}
+    for v in model["vertices"]:
+        col = level(v["id"])
+        pos[v["id"]] = (col, rows.get(col, 0))
+        rows[col] = rows.get(col, 0) + 1
+    return pos
+
+
+def to_html(model: dict[str, Any]) -> str:
+    """One self-contained page: an SVG drawing and a details panel, no network needed."""
+    import sys
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10000))
+    pos = layout(model)
+    w, h, gx, gy = 170, 44, 230, 70
+    fills = {
+        "up-to-date": "#b7f0b1",
+        "stale": "#f3e9a0",
+        "never-run": "#f3e9a0",
+        "running": "#add8e6",
+        "failed": "#f4a6a0",
+        "waiting": "#eeeeee",
+    }
+    parts = []
+    for e in model["edges"]:
+        (c1, r1), (c2, r2) = pos[e["from"]], pos[e["to"]]
+        parts.append(
+            f'<line x1="{c1 * gx + w + 10}" y1="{r1 * gy + h / 2 + 10}" '
+            f'x2="{c2 * gx + 10}" y2="{r2 * gy + h / 2 + 10}" class="edge"/>'
+        )
+    for v in model["vertices"]:
+        col, row = pos[v["id"]]
+        x, y = col * gx + 10, row * gy + 10
+        fill = fills.get(v.get("state") or "", "#ffffff")
+        rx = 6 if v["kind"] == "node" else 22
+        label = escape(_label(v).replace("\n", " · "))
+        parts.append(
+            f'<g class="v {v["kind"]}" data-id="{escape(v["id"])}" tabindex="0">'
+            f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="{rx}" fill="{fill}"/>'
+            f'<text x="{x + w / 2}" y="{y + h / 2 + 4}">{label}</text></g>'
+        )
+    cols = max((c for c, _ in pos.values()), default=0) + 1
+    rows = max((r for _, r in pos.values()), default=0) + 1
+    data = json.dumps({v["id"]: v for v in model["vertices"]}, ensure_ascii=False)
+    data = data.replace("</", "<\\/")
+    title = escape(f"gdag: log {model['log']} at offset {model['offset']}")
+    return _HTML.format(
+        title=title, width=cols * gx + 20, height=rows * gy + 20, svg="\n".join(parts), data=data
+    )
+
+
+_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy"
+ content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 0; display: flex; height: 100vh; }}
+#graph {{ flex: 3; overflow: auto; border-right: 1px solid #ccc; }}
+#details {{ flex: 2; padding: 1em; overflow: auto; font-size: 14px; }}
+.v {{ cursor: pointer; }}
+.v rect {{ stroke: #555; }}
+.v.selected rect {{ stroke: #06c; stroke-width: 3; }}
+.v text {{ text-anchor: middle; font-size: 12px; pointer-events: none; }}
+.edge {{ stroke: #888; stroke-width: 1.2; }}
+pre {{ background: #f6f6f6; padding: .5em; white-space: pre-wrap; }}
+h1 {{ font-size: 16px; }}
+</style></head>
+<body>
+<div id="graph"><svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">
+{svg}
+</svg></div>
+<div id="details"><h1>{title}</h1><p>Click a node or an output to see its details.</p></div>
+<script>
+const DATA = {data};
+function show(id) {{
+  const v = DATA[id];
+  document.querySelectorAll('.v').forEach(g => g.classList.toggle('selected', g.dataset.id === id));
+  const panel = document.getElementById('details');
+  panel.textContent = '';
+  const h = document.createElement('h1');
+  h.textContent = (v.kind === 'node' ? 'node ' : 'output ') + v.name;
+  const pre = document.createElement('pre');
+  const shown = Object.assign({{}}, v);
+  delete shown.log_tail;
+  pre.textContent = JSON.stringify(shown, null, 2);
+  panel.append(h, pre);
+  if (v.log_tail) {{
+    const h2 = document.createElement('h2'); h2.textContent = 'log (tail)';
+    const log = document.createElement('pre'); log.textContent = v.log_tail;
+    panel.append(h2, log);
+  }}
+}}
+document.querySelectorAll('.v').forEach(g => {{
+  g.addEventListener('click', () => show(g.dataset.id));
+  g.addEventListener('keydown', e => {{ if (e.key === 'Enter') show(g.dataset.id); }});
+}});
+</script>
+</body></html>
+"""
+
+
+def render_with_graphviz(dot_text: str, fmt: str) -> bytes:
+    """SVG or PNG from Graphviz's `dot`, which must be installed."""
+    import shutil
+    import subprocess
+
+    from gdag.errors import GdagError
+
+    exe = shutil.which("dot")
+    if exe is None:
+        raise GdagError(
+            f"--format {fmt} needs Graphviz's `dot`, which is not installed",
+            hint="install the graphviz package (e.g. `apt-get install graphviz`), "
+            "or use --format dot, mermaid, json or html",
+        )
+    proc = subprocess.run([exe, f"-T{fmt}"], input=dot_text.encode(), capture_output=True)
+    if proc.returncode != 0:
+        raise GdagError(f"dot failed: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout
