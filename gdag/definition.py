@@ -17,7 +17,7 @@ from gdag.errors import DefinitionError, GdagError
 from gdag.names import check_output_name, check_simple_name, is_pattern, matches
 from gdag.types import BYTES, Type, parse_type
 
-FORMAT = 1
+FORMAT = 2  # bumped whenever compiled nodes gain keys: older dag.json recompiles
 DEFINITION_FILE = "gdag.toml"
 
 STARTER = """\
@@ -235,7 +235,7 @@ def file_digest(path: Path | str) -> str:
 
 def is_current(dag: dict[str, Any], src: Source) -> bool:
     """Whether a compiled definition still matches its sources (toml and Python files)."""
-    if dag.get("source") != src.digest:
+    if dag.get("source") != src.digest or dag.get("format") != FORMAT:
         return False
     return all(file_digest(p) == h for p, h in dag.get("watch", {}).items())
 

@@ -36,6 +36,11 @@ STALE_LOCK_SECONDS = 5.0
 CHUNK = 1 << 20
 
 DEFAULT_IDENTITY = (b"gdag", b"gdag@localhost")
+# Objects are immutable, so reads are cached: all trees and commits, and blobs up to
+# SMALL_BLOB bytes (metadata, @done.json), until CACHE_LIMIT objects.
+SMALL_BLOB = 16 * 1024
+CACHE_LIMIT = 200_000
+_TYPE_NUMS = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,7 @@ class Store:
         self.objects_dir = common / "objects"
         self._db: Any = None
         self._cache: dict[bytes, Any] = {}
+        self._entries: dict[bytes, dict[bytes, Entry]] = {}
 
     @classmethod
     def find(cls, start: Path | str = ".") -> Store:
@@ -117,13 +123,26 @@ class Store:
             self._db = DiskObjectStore(str(self.objects_dir))
         return self._db
 
+    def _read_loose(self, sha: bytes) -> ShaFile | None:
+        """A loose object read directly: no pack lookup, no directory scan."""
+        try:
+            with open(self._loose_path(sha), "rb") as f:
+                raw = zlib.decompress(f.read())
+        except FileNotFoundError:
+            return None
+        from dulwich.objects import ShaFile
+
+        header, _, body = raw.partition(b"\0")
+        type_name = header.split(b" ", 1)[0]
+        return ShaFile.from_raw_string(_TYPE_NUMS[type_name], body, sha)
+
     def read(self, sha: bytes) -> ShaFile:
         """Read one object; its absence is a damaged store."""
         obj = self._cache.get(sha)
         if obj is not None:
             return obj
         try:
-            obj = self._objdb()[sha]
+            obj = self._read_loose(sha) or self._objdb()[sha]
         except KeyError:
             self._db = None  # packs may have changed under us (git gc): look again
             try:
@@ -135,7 +154,10 @@ class Store:
                 ) from None
         except (ValueError, zlib.error, OSError) as exc:
             raise StoreError(f"object {sha.decode()} is unreadable: {exc}") from None
-        if obj.type_name != b"blob":
+        if obj.type_name != b"blob" or len(obj.as_raw_string()) <= SMALL_BLOB:
+            if len(self._cache) > CACHE_LIMIT:
+                self._cache.clear()
+                self._entries.clear()
             self._cache[sha] = obj
         return obj
 
@@ -197,10 +219,7 @@ class Store:
         return sha
 
     def write(self, obj: ShaFile) -> bytes:
-        sha = self.write_raw(obj.type_name, obj.as_raw_string())
-        if obj.type_name != b"blob":
-            self._cache[sha] = obj
-        return sha
+        return self.write_raw(obj.type_name, obj.as_raw_string())
 
     def write_blob_stream(self, stream: IO[bytes], size: int) -> bytes:
         """Write `size` bytes read from `stream` as a blob, holding one chunk at a time."""
@@ -238,12 +257,20 @@ class Store:
         tree = Tree()
         for name, entry in entries.items():
             tree.add(name, entry.mode, entry.sha)
-        return self.write(tree)
+        sha = self.write(tree)
+        self._entries[sha] = dict(entries)
+        return sha
 
     def tree_entries(self, sha: bytes | None) -> dict[bytes, Entry]:
+        """A tree's entries by name. Cached (trees never change): do not mutate the result."""
         if sha is None:
             return {}
-        return {item.path: Entry(item.mode, item.sha) for item in self.read_tree(sha).iteritems()}
+        entries = self._entries.get(sha)
+        if entries is None:
+            tree = self.read_tree(sha)
+            entries = {item.path: Entry(item.mode, item.sha) for item in tree.iteritems()}
+            self._entries[sha] = entries
+        return entries
 
     def tree_get(self, root: bytes | None, path: Iterable[bytes]) -> Entry | None:
         """The entry at `path` below tree `root`, or None."""
@@ -261,7 +288,7 @@ class Store:
 
         A change of None removes the entry; directories left empty disappear.
         """
-        entries = self.tree_entries(root)
+        entries = dict(self.tree_entries(root))
         if path:
             child = entries.get(path[0])
             child_sha = child.sha if child is not None and child.is_tree else None
