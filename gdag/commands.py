@@ -174,35 +174,29 @@ def lookup(
             out(b"".join(f"{o.name}\n".encode() for o in found))
         return 0
     st = ws.lookup(output, at)
+    store = ws.store
+    tree = st.value.sha if st.value.is_tree else None
+    data = None if tree else store.read_blob(st.value.sha)
+    # -o writes the value; --meta and --json say what goes to stdout besides.
+    if out_path is not None:
+        if tree:
+            values.materialise(store, tree, Path(out_path))
+        else:
+            Path(out_path).write_bytes(stored_to_display(data or b"", parse_type(st.type)))
     if meta and not json_out:
         out(b"".join(f"{k}: {_plain(v)}\n".encode() for k, v in sorted(st.meta.items())))
-        return 0
-    store = ws.store
-    if st.value.is_tree:
-        if out_path is not None:
-            values.materialise(store, st.value.sha, Path(out_path))
-        elif json_out:
-            print_json(
-                {
-                    "output": st.name,
-                    "meta": st.meta,
-                    "files": list(values.describe_tree(store, st.value.sha)),
-                }
-            )
+    elif json_out:
+        doc: dict[str, Any] = {"output": st.name, "meta": st.meta}
+        if tree and not meta:
+            doc["files"] = list(values.describe_tree(store, tree))
+        elif not meta:
+            doc.update(json_value(data or b"", st.type))
+        print_json(doc)
+    elif out_path is None:
+        if tree:
+            out(b"".join(f"{line}\n".encode() for line in values.describe_tree(store, tree)))
         else:
-            out(
-                b"".join(f"{line}\n".encode() for line in values.describe_tree(store, st.value.sha))
-            )
-        return 0
-    data = store.read_blob(st.value.sha)
-    if json_out:
-        print_json({"output": st.name, "meta": st.meta, **json_value(data, st.type)})
-        return 0
-    shown = stored_to_display(data, parse_type(st.type))
-    if out_path is not None:
-        Path(out_path).write_bytes(shown)
-    else:
-        out(shown)
+            out(stored_to_display(data or b"", parse_type(st.type)))
     return 0
 
 

@@ -64,7 +64,7 @@ class Event:
             "offset": self.offset,
             "event": self.kind,
             "commit": self.sha.decode(),
-            "time": self.time,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.time)),
             "summary": self.summary,
             "outputs": self.outputs,
             "node": self.first("Gdag-Node"),

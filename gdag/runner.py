@@ -305,12 +305,24 @@ class Engine:
 
     def _check_targets(self, dag: dict[str, Any], targets: list[str]) -> None:
         from gdag.graph import traversal
+        from gdag.names import check_output_name
 
+        root = self.ws.store.read_commit(self.ws.log.require_tip()).tree
         for target in targets:
-            if not traversal(dag, [target]) and target not in dag["nodes"]:
-                from gdag.names import check_output_name
-
-                check_output_name(target, allow_pattern=True, what="node or output")
+            if target in dag["nodes"]:
+                continue
+            check_output_name(target, allow_pattern=True, what="node or output")
+            has_value = (
+                next(iter(state.list_outputs(self.ws.store, root, target)), None) is not None
+                if is_pattern(target)
+                else state.read_output(self.ws.store, root, target) is not None
+            )
+            known = bool(traversal(dag, [target])) or target in dag["outputs"] or has_value
+            if not known:
+                raise UnknownError(
+                    f"no node or output {target!r}",
+                    hint="`gdag status` lists the nodes, `gdag lookup '**'` the outputs",
+                )
 
     def _run_one(
         self, dag: dict[str, Any], p: Pending, tip: bytes

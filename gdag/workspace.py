@@ -157,7 +157,8 @@ class Workspace:
         tip = self.log.require_tip()
         dag = self.current_dag(tip)
         prev = state.read_output(self.store, self.store.read_commit(tip).tree, output)
-        typ = self.resolve_type(output, dag, type_text, prev)
+        default = Type("dir") if source.directory is not None else BYTES
+        typ = self.resolve_type(output, dag, type_text, prev, default)
         entry, size = self.store_value(output, typ, source)
         publish_id = new_id("p")
 
@@ -219,7 +220,8 @@ class Workspace:
         dag = state.read_dag(self.store, base_tree) or {}
         check_publishable(session.spec.node, dag["nodes"][session.spec.node], output)
         prev = state.read_output(self.store, base_tree, output)
-        typ = self.resolve_type(output, dag, type_text, prev)
+        default = Type("dir") if source.directory is not None else BYTES
+        typ = self.resolve_type(output, dag, type_text, prev, default)
         entry, size = self.store_value(output, typ, source)
         session.publish(output, entry, str(typ), size)
         return Published(output, 0, -1, "", True, str(typ), session_id)
@@ -230,8 +232,9 @@ class Workspace:
         dag: dict[str, Any],
         type_text: str | None,
         prev: state.OutputState | None,
+        default: Type = BYTES,
     ) -> Type:
-        """The output's type: declared, else the one it already has, else --type or bytes."""
+        """The output's type: declared, else the one it already has, else --type or default."""
         declared = definition.output_type(dag, output)
         requested = parse_type(type_text) if type_text else None
         if declared is not None and requested is not None and str(declared) != str(requested):
@@ -245,7 +248,7 @@ class Workspace:
             self._refuse_retype(output, prev.type, str(requested))
         if prev is not None:
             return parse_type(prev.type)
-        return requested or BYTES
+        return requested or default
 
     @staticmethod
     def _refuse_retype(output: str, old: str, new: str) -> None:

@@ -551,3 +551,10 @@ def test_run_cache_reuses_a_session_with_the_same_inputs(repo: Path) -> None:
         cwd=repo,
     ).split()
     assert caches == [record["cached"]]
+
+
+def test_unknown_run_target_is_refused(repo: Path) -> None:
+    r = gdag("run", "nosuch", cwd=repo)
+    assert r.returncode == 3 and "no node or output 'nosuch'" in r.stderr
+    pub(repo, "lonely", "1")
+    assert "nothing to do" in run(repo, "lonely")
