@@ -173,18 +173,16 @@ def run(
     log: LogOpt = None,
 ) -> int:
     """Run every stale node, in dependency order, until nothing is stale."""
-    import os
-
-    ws = Workspace.open(path, log)
-    return commands.run_nodes(
-        ws,
-        targets or None,
-        jobs=jobs or os.cpu_count() or 1,
-        quiet=quiet,
+    return commands.run(
+        targets,
+        jobs=jobs,
         dry_run=dry_run,
         keep_going=keep_going,
         retry_failed=retry_failed,
+        quiet=quiet,
         json_out=json_out,
+        path=path,
+        log=log,
     )
 
 
@@ -225,7 +223,7 @@ def replay(
     """Rebuild the log from OFFSET as if the current definition had always been in force."""
     import os
 
-    from gdag.render import ReplayView
+    from gdag.progress import ReplayView
     from gdag.replay import Replay
 
     ws = Workspace.open(path, log)

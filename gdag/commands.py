@@ -105,7 +105,7 @@ def run_nodes(
     json_out: bool = False,
 ) -> int:
     """Run stale nodes until quiescent, with progress on stderr; 1 if a node failed."""
-    from gdag.render import RunView
+    from gdag.progress import RunView
     from gdag.runner import Engine
 
     view = RunView(quiet=quiet or json_out)
@@ -114,8 +114,7 @@ def run_nodes(
             targets, dry_run=dry_run, keep_going=keep_going, retry_failed=retry_failed
         )
     finally:
-        if view.live is not None:
-            view.live.stop()
+        view.stop()
     if not dry_run:
         view.close(summary)
     if json_out:
@@ -129,6 +128,33 @@ def run_nodes(
             }
         )
     return 0 if summary.ok else 1
+
+
+def run(
+    targets: list[str] | None = None,
+    *,
+    jobs: int | None = None,
+    dry_run: bool = False,
+    keep_going: bool = True,
+    retry_failed: bool = False,
+    quiet: bool = False,
+    json_out: bool = False,
+    path: str | None = None,
+    log: str | None = None,
+) -> int:
+    import os
+
+    ws = Workspace.open(path, log)
+    return run_nodes(
+        ws,
+        targets or None,
+        jobs=jobs or os.cpu_count() or 1,
+        quiet=quiet,
+        dry_run=dry_run,
+        keep_going=keep_going,
+        retry_failed=retry_failed,
+        json_out=json_out,
+    )
 
 
 def run_detached(ws: Workspace, targets: list[str]) -> None:

@@ -1,4 +1,4 @@
-"""The `gdag` entry point: a stdlib-only fast path for publish/lookup, typer for the rest.
+"""The `gdag` entry point: a stdlib-only fast path for publish/lookup/run, typer for the rest.
 
 `gdag publish` and `gdag lookup` are called from shell loops and git hooks,
 where the ~150 ms that typer (and pydantic, which it imports) add to every
@@ -15,32 +15,50 @@ from typing import Any
 
 from gdag.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, GdagError
 
-# command -> (positional parameter names, {option: (parameter, takes a value)})
-COMMON = {"-C": ("path", True), "--log": ("log", True)}
-FAST_COMMANDS: dict[str, tuple[list[str], dict[str, tuple[str, bool]]]] = {
+# command -> (positional parameters, {option: (parameter, kind)}); a final positional
+# ending in "*" takes the rest. Kinds: "value", "int" (>= 1), "flag" (True), "off" (False).
+COMMON = {"-C": ("path", "value"), "--log": ("log", "value")}
+FAST_COMMANDS: dict[str, tuple[list[str], dict[str, tuple[str, str]]]] = {
     "publish": (
         ["output", "value"],
         {
-            "--file": ("file", True),
-            "-f": ("file", True),
-            "--dir": ("directory", True),
-            "--type": ("type_", True),
-            "-t": ("type_", True),
-            "--if-changed": ("if_changed", False),
-            "--json": ("json_out", False),
-            "--no-run": ("no_run", False),
-            "--detach": ("detach", False),
+            "--file": ("file", "value"),
+            "-f": ("file", "value"),
+            "--dir": ("directory", "value"),
+            "--type": ("type_", "value"),
+            "-t": ("type_", "value"),
+            "--if-changed": ("if_changed", "flag"),
+            "--json": ("json_out", "flag"),
+            "--no-run": ("no_run", "flag"),
+            "--detach": ("detach", "flag"),
             **COMMON,
         },
     ),
     "lookup": (
         ["output"],
         {
-            "--at": ("at", True),
-            "--meta": ("meta", False),
-            "--json": ("json_out", False),
-            "-o": ("out_path", True),
-            "--out": ("out_path", True),
+            "--at": ("at", "value"),
+            "--meta": ("meta", "flag"),
+            "--json": ("json_out", "flag"),
+            "-o": ("out_path", "value"),
+            "--out": ("out_path", "value"),
+            **COMMON,
+        },
+    ),
+    "run": (
+        ["targets*"],
+        {
+            "--jobs": ("jobs", "int"),
+            "-j": ("jobs", "int"),
+            "--dry-run": ("dry_run", "flag"),
+            "-n": ("dry_run", "flag"),
+            "--keep-going": ("keep_going", "flag"),
+            "-k": ("keep_going", "flag"),
+            "--fail-fast": ("keep_going", "off"),
+            "--retry-failed": ("retry_failed", "flag"),
+            "--quiet": ("quiet", "flag"),
+            "-q": ("quiet", "flag"),
+            "--json": ("json_out", "flag"),
             **COMMON,
         },
     ),
@@ -71,20 +89,30 @@ def parse_fast(argv: list[str]) -> tuple[str, dict[str, Any]]:
         name, eq, inline = tok.partition("=")
         if name not in options:
             raise _NotFast
-        param, takes_value = options[name]
+        param, kind = options[name]
         if param in kwargs:
             raise _NotFast
-        if not takes_value:
+        if kind in ("flag", "off"):
             if eq:
                 raise _NotFast
-            kwargs[param] = True
-        elif eq:
-            kwargs[param] = inline
-        else:
-            value = next(rest, None)
-            if value is None:
+            kwargs[param] = kind == "flag"
+            continue
+        value = inline if eq else next(rest, None)
+        if value is None:
+            raise _NotFast
+        if kind == "int":
+            if not value.isdigit() or int(value) < 1:
                 raise _NotFast
+            kwargs[param] = int(value)
+        else:
             kwargs[param] = value
+    if positional and positional[-1].endswith("*"):
+        fixed = positional[:-1]
+        if len(args) < len(fixed):
+            raise _NotFast
+        kwargs.update(zip(fixed, args, strict=False))
+        kwargs[positional[-1].rstrip("*")] = args[len(fixed) :]
+        return argv[0], kwargs
     if not args or len(args) > len(positional):
         raise _NotFast
     kwargs.update(zip(positional, args, strict=False))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from typing import Any
 
@@ -25,27 +24,18 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-class RunView:
-    """Receives the runner's reports; shows live progress on a terminal, plain lines otherwise."""
+class LiveRunning:
+    """A live, transient list of running nodes with elapsed times (terminals only)."""
 
-    def __init__(self, quiet: bool = False) -> None:
+    def __init__(self, started: dict[str, float]) -> None:
+        from rich.live import Live
+
+        self.started = started
         self.console = stderr_console()
-        self.quiet = quiet
-        self.started: dict[str, float] = {}
-        self.lock = threading.Lock()
-        self.live: Any = None
-        if not quiet and self.console.is_terminal:
-            from rich.live import Live
-
-            self.live = Live(
-                self._table(),
-                console=self.console,
-                transient=True,
-                refresh_per_second=8,
-                get_renderable=self._table,
-            )
-            self.live.start()
-        self.t0 = time.monotonic()
+        self.live = Live(
+            console=self.console, transient=True, refresh_per_second=8, get_renderable=self._table
+        )
+        self.live.start()
 
     def _table(self) -> Table:
         table = Table.grid(padding=(0, 1))
@@ -54,67 +44,11 @@ class RunView:
             table.add_row(Text("running", style="cyan"), Text(node), Text(f"{now - t:.1f}s"))
         return table
 
-    def __call__(self, kind: str, data: dict[str, Any]) -> None:
-        with self.lock:
-            if kind == "start":
-                self.started[data["node"]] = time.monotonic()
-                return
-            if kind == "finish":
-                self.started.pop(data["node"], None)
-            if not self.quiet:
-                self.console.print(self._line(kind, data))
+    def print(self, segments: list[tuple[str, str]]) -> None:
+        self.console.print(Text.assemble(*segments))
 
-    def _line(self, kind: str, data: dict[str, Any]) -> Text:
-        node = data.get("node", "")
-        if kind == "finish":
-            if data["merged"] == "superseded":
-                return Text.assemble(("superseded ", "dim"), node)
-            ok = data["status"] == "ok"
-            if data.get("cached"):
-                return Text.assemble(
-                    ("cached ", "green"), node, (f"  (reused session {data['cached']})", "dim")
-                )
-            line = Text.assemble(
-                ("ok " if ok else "FAILED ", "green" if ok else "bold red"),
-                node,
-                f" {data['duration']:.2f}s",
-            )
-            outs = data.get("outputs") or {}
-            if outs:
-                line.append("  -> " + ", ".join(f"{k} v{v}" for k, v in outs.items()), "dim")
-            if data.get("unchanged"):
-                line.append("  unchanged: " + ", ".join(data["unchanged"]), "dim")
-            if not ok and data.get("error"):
-                line.append(f"  ({data['error']})", "red")
-            if not ok and data.get("log"):
-                tail = data["log"].decode("utf-8", "replace").rstrip("\n").splitlines()[-10:]
-                line.append("".join(f"\n  | {t}" for t in tail), "dim")
-            return line
-        if kind == "would-run":
-            return Text.assemble(("would run ", "yellow"), node, (f"  {data['reason']}", "dim"))
-        if kind == "recovered":
-            return Text.assemble(("recovered ", "cyan"), node, f" ({data['result']})")
-        if kind == "dropped":
-            return Text.assemble(("dropped unfinished session of ", "dim"), node)
-        return Text(f"{kind} {node}")
-
-    def close(self, summary: Any) -> None:
-        if self.live is not None:
-            self.live.stop()
-        if self.quiet:
-            return
-        took = time.monotonic() - self.t0
-        parts = [f"{len(summary.ran)} ran"]
-        if summary.failed:
-            parts.append(f"{len(summary.failed)} failed")
-        if summary.superseded:
-            parts.append(f"{len(summary.superseded)} superseded")
-        if summary.recovered:
-            parts.append(f"{len(summary.recovered)} recovered")
-        if not summary.ran and not summary.failed:
-            parts = ["nothing to do"] if not summary.superseded else parts
-        style = "bold red" if summary.failed else "green"
-        self.console.print(Text(", ".join(parts) + f" ({took:.2f}s)", style=style))
+    def stop(self) -> None:
+        self.live.stop()
 
 
 def print_status(states: list[Any]) -> None:
@@ -130,34 +64,6 @@ def print_status(states: list[Any]) -> None:
             Text((st.last or {}).get("session") or "-"),
         )
     console.print(table)
-
-
-class ReplayView(RunView):
-    """Progress of a replay: the node runs as in `gdag run`, then what was replayed."""
-
-    def _line(self, kind: str, data: dict[str, Any]) -> Text:
-        if kind == "would-replay":
-            return Text.assemble(
-                ("would replay ", "yellow"),
-                f"offset {data['offset']} ",
-                (" ".join(data["outputs"]), "dim"),
-            )
-        return super()._line(kind, data)
-
-    def close(self, result: Any, dry_run: bool = False) -> None:  # type: ignore[override]
-        if self.live is not None:
-            self.live.stop()
-        if self.quiet or dry_run:
-            return
-        took = time.monotonic() - self.t0
-        text = (
-            f"replayed {len(result.events)} events from offset {result.from_offset}: "
-            f"{len(result.ran)} ran, {len(result.cached)} cached, "
-            f"{len(result.failed)} failed ({took:.2f}s)"
-        )
-        if result.archive:
-            text += f"; old log kept at {result.archive}"
-        self.console.print(Text(text, style="bold red" if result.failed else "green"))
 
 
 def graph_tree(model: dict[str, Any], file: Any = None) -> None:

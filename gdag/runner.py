@@ -234,11 +234,13 @@ class Engine:
         keep_going: bool = True,
         retry_failed: bool = False,
     ) -> Summary:
-        from gdag.graph import node_order, traversal, upstream_nodes
-
         summary = Summary()
         tip = self.ws.log.require_tip()
         dag = self.ws.current_dag(tip)
+        if not targets and not dry_run and self._is_quiescent(dag, tip, retry_failed):
+            return summary  # the common no-op: answered without building the graph
+        from gdag.graph import node_order, traversal, upstream_nodes
+
         plan = set(dag["nodes"]) if not targets else traversal(dag, targets)
         if targets:
             self._check_targets(dag, targets)
@@ -302,6 +304,14 @@ class Engine:
                         summary.failed.append(name)
                         stop = stop or not keep_going
         return summary
+
+    def _is_quiescent(self, dag: dict[str, Any], tip: bytes, retry_failed: bool) -> bool:
+        if list_sessions(self.ws.log):
+            return False
+        return not any(
+            isinstance(self.pending(name, node, tip, retry_failed), Pending)
+            for name, node in dag["nodes"].items()
+        )
 
     def _check_targets(self, dag: dict[str, Any], targets: list[str]) -> None:
         from gdag.graph import traversal

@@ -165,3 +165,33 @@ def test_hot_commands_do_not_import_heavy_libraries(repo: Path, args: list[str])
         [sys.executable, "-c", code, *args], cwd=repo, capture_output=True, text=True
     )
     assert proc.stderr.strip().splitlines()[-1] == "0 []"
+
+
+def test_fast_path_run_options() -> None:
+    assert parse_fast(["run", "a", "b", "-j", "3", "--fail-fast", "-q"]) == (
+        "run",
+        {"targets": ["a", "b"], "jobs": 3, "keep_going": False, "quiet": True},
+    )
+    assert parse_fast(["run"]) == ("run", {"targets": []})
+    for bad in (["run", "-j", "0"], ["run", "--jobs=x"], ["run", "--help"]):
+        with pytest.raises(Exception, match="") as err:
+            parse_fast(bad)
+        assert type(err.value).__name__ == "_NotFast"
+
+
+def test_noop_run_stays_off_the_graph_library(repo: Path) -> None:
+    import subprocess
+    import sys
+
+    (repo / "gdag.toml").write_text(
+        '[nodes.c]\nrun = \'cp "$GDAG_IN_X" "$GDAG_OUT/y"\'\ninputs = { x = "x" }\npublishes = ["y"]\n'
+    )
+    assert gdag("publish", "x", "1", cwd=repo).returncode == 0
+    code = (
+        "import sys; from gdag.main import main; rc = main(['run']); "
+        "heavy = sorted(m for m in ('networkx', 'rich', 'typer') if m in sys.modules); "
+        "print(rc, heavy, file=sys.stderr)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True)
+    assert proc.stderr.strip().splitlines()[-1] == "0 []"
+    assert "nothing to do" in proc.stderr
