@@ -68,7 +68,7 @@ def test_every_command_has_a_subsection_with_all_its_options() -> None:
     missing = []
     for command, options in cli_commands().items():
         if command not in sections:
-            missing.append(f"gdag {command}: no `.SS \"gdag {command} ...\"` under COMMANDS")
+            missing.append(f'gdag {command}: no `.SS "gdag {command} ..."` under COMMANDS')
             continue
         missing += [f"gdag {command} {o}" for o in options if not mentions(sections[command], o)]
     assert not missing, "man/gdag.1 does not document:\n  " + "\n  ".join(missing)
@@ -81,8 +81,18 @@ def test_top_level_options_and_sections() -> None:
     for option in [*top, "-C", "--log", "--json", "--help"]:
         assert mentions(text, option), f"man/gdag.1 does not mention {option}"
     sections = re.findall(r"^\.SH (.+)$", text, re.M)
-    for wanted in ("NAME", "SYNOPSIS", "DESCRIPTION", "COMMANDS", "OPTIONS", "EXIT STATUS",
-                   "ENVIRONMENT", "FILES", "EXAMPLES", "SEE ALSO"):
+    for wanted in (
+        "NAME",
+        "SYNOPSIS",
+        "DESCRIPTION",
+        "COMMANDS",
+        "OPTIONS",
+        "EXIT STATUS",
+        "ENVIRONMENT",
+        "FILES",
+        "EXAMPLES",
+        "SEE ALSO",
+    ):
         assert wanted in [s.strip('"') for s in sections], f"man/gdag.1 has no {wanted} section"
 
 
@@ -104,7 +114,10 @@ def test_man_page_renders_without_warnings() -> None:
         pytest.skip("groff is not installed")
     proc = subprocess.run(
         [groff, "-man", "-Tutf8", "-ww", "-z", str(MAN)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     # groff exits 0 even when it warns: stderr is the verdict.
     assert proc.stderr == "" and proc.returncode == 0, proc.stderr
@@ -116,7 +129,10 @@ def test_man_page_renders_without_warnings() -> None:
 def test_completions_are_up_to_date(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(GENERATOR), str(tmp_path)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     stale = []
@@ -154,41 +170,54 @@ def gdag_on_path(tmp_path: Path) -> dict[str, str]:
 def run_shell(argv: list[str], script: str, env: dict[str, str]) -> str:
     if shutil.which(argv[0]) is None:
         pytest.skip(f"{argv[0]} is not installed")
-    proc = subprocess.run([*argv, script], capture_output=True, text=True, env=env,
-                          timeout=60, check=False)
+    proc = subprocess.run(
+        [*argv, script], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
 
 def test_bash_completion_completes(gdag_on_path: dict[str, str]) -> None:
-    out = run_shell(["bash", "--norc", "--noprofile", "-c"], f"""
+    out = run_shell(
+        ["bash", "--norc", "--noprofile", "-c"],
+        f"""
         source {COMPLETIONS / "gdag.bash"}
         COMP_WORDS=(gdag lookup --); COMP_CWORD=2; _gdag_completion gdag
         printf '%s\\n' "${{COMPREPLY[@]}}"
         COMP_WORDS=(gdag pu); COMP_CWORD=1; _gdag_completion gdag
         printf '%s\\n' "${{COMPREPLY[@]}}"
-    """, gdag_on_path)
+    """,
+        gdag_on_path,
+    )
     assert {"--at", "--meta", "--out", "publish"} <= set(out.split())
 
 
 def test_zsh_completion_works_autoloaded_from_fpath(gdag_on_path: dict[str, str]) -> None:
     # Autoloaded, the file is the completion function itself: the first Tab must complete.
-    out = run_shell(["zsh", "-df", "-c"], f"""
+    out = run_shell(
+        ["zsh", "-df", "-c"],
+        f"""
         fpath=({COMPLETIONS} $fpath); autoload -Uz compinit && compinit -u -D
         _arguments() {{ print -r -- "$*" }}
         words=(gdag lookup --); CURRENT=3
         _gdag
-    """, gdag_on_path)
+    """,
+        gdag_on_path,
+    )
     assert '"--meta"' in out
 
 
-
 def test_fish_completion_completes(gdag_on_path: dict[str, str]) -> None:
-    out = run_shell(["fish", "--no-config", "-c"], f"""
+    out = run_shell(
+        ["fish", "--no-config", "-c"],
+        f"""
         source {COMPLETIONS / "gdag.fish"}
         complete -C "gdag lookup --"
-    """, gdag_on_path)
+    """,
+        gdag_on_path,
+    )
     assert {"--at", "--meta"} <= {line.split("\t")[0] for line in out.splitlines()}
+
 
 # -- README ----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_ruff_check_is_clean() -> None:
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
-    proc = subprocess.run([ruff, "check", "gdag", "tests", "benchmarks"], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [ruff, "check", "gdag", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
