@@ -338,6 +338,29 @@ def graph(
 
 
 @app.command()
+def show(
+    what: Annotated[str, typer.Argument(metavar="SESSION|NODE|OUTPUT", help="What to show.")],
+    depth: Annotated[
+        int, typer.Option("--depth", min=0, metavar="N", help="Provenance steps back (outputs).")
+    ] = 3,
+    json_out: JsonOpt = False,
+    path: PathOpt = None,
+    log: LogOpt = None,
+) -> int:
+    """Show a session, a node's recent runs, or an output and where its value came from."""
+    from gdag.provenance import show as show_what
+    from gdag.render import print_shown
+
+    ws = Workspace.open(path, log)
+    info = show_what(ws, what, depth)
+    if json_out:
+        commands.print_json(info)
+    else:
+        print_shown(info)
+    return 0
+
+
+@app.command()
 def check(
     stubs: Annotated[
         str | None,
@@ -399,37 +422,48 @@ def log_cmd(
         str | None,
         typer.Option("--output", metavar="NAME", help="Only events that changed this output."),
     ] = None,
+    node: Annotated[
+        str | None, typer.Option("--node", metavar="NODE", help="Only sessions of this node.")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="WHEN",
+            help="Only events since a time: ISO date/time, or 30m, 2h, 7d ago.",
+        ),
+    ] = None,
+    graph: Annotated[
+        bool, typer.Option("--graph", help="Show each session's own commits under it.")
+    ] = False,
     json_out: JsonOpt = False,
     path: PathOpt = None,
     log: LogOpt = None,
 ) -> int:
     """List the log's events, newest first."""
-    from gdag.names import check_output_name
+    from gdag.log import select_events
+    from gdag.workspace import now_iso
 
-    if output is not None:
-        check_output_name(output, allow_pattern=True)
     ws = Workspace.open(path, log)
-    shown = []
-    for event in ws.log.events():
-        if output is None or any(_output_matches(output, o) for o in event.outputs):
-            shown.append(event)
-            if limit is not None and len(shown) >= limit:
-                break
+    shown = select_events(ws.log, limit=limit, output=output, node=node, since=since)
     if json_out:
         commands.print_json([e.to_json() for e in shown])
         return 0
-    from gdag.workspace import now_iso
-
+    lines = []
     for e in shown:
-        what = " ".join(e.outputs) or e.summary
-        commands.out(f"{e.offset:>6}  {e.kind:<8} {now_iso(e.time)}  {what}\n".encode())
+        who = e.first("Gdag-Node")
+        what = (f"{who} {e.first('Gdag-Status') or ''} -> " if who else "") + (
+            " ".join(e.outputs) or ("" if who else e.summary)
+        )
+        lines.append(f"{e.offset:>6}  {e.kind:<8} {now_iso(e.time)}  {what.strip()}")
+        if graph and e.kind == "session":
+            from gdag.provenance import session_branch
+
+            parents = ws.store.read_commit(e.sha).parents
+            if len(parents) > 1:
+                lines += [f"{'':>6}  | {subject}" for subject in session_branch(ws, parents[1])]
+    commands.out("".join(f"{line}\n" for line in lines).encode())
     return 0
-
-
-def _output_matches(wanted: str, name: str) -> bool:
-    from gdag.names import is_pattern, matches
-
-    return matches(wanted, name) if is_pattern(wanted) else wanted == name
 
 
 def run_app(argv: list[str]) -> int:

@@ -104,11 +104,15 @@ def run_nodes(
     retry_failed: bool = False,
     json_out: bool = False,
 ) -> int:
-    """Run stale nodes until quiescent, with progress on stderr; 1 if a node failed."""
-    from gdag.progress import RunView
+    """Run stale nodes until quiescent, with progress on stderr; 1 if a node failed.
+
+    With `json_out`, stdout gets one JSON object per line for every event, then a
+    `summary` line.
+    """
+    from gdag.progress import JsonLines, RunView
     from gdag.runner import Engine
 
-    view = RunView(quiet=quiet or json_out)
+    view = JsonLines() if json_out else RunView(quiet=quiet)
     try:
         summary = Engine(ws, jobs, view).run(
             targets, dry_run=dry_run, keep_going=keep_going, retry_failed=retry_failed
@@ -117,16 +121,6 @@ def run_nodes(
         view.stop()
     if not dry_run:
         view.close(summary)
-    if json_out:
-        print_json(
-            {
-                "ran": summary.ran,
-                "failed": summary.failed,
-                "superseded": summary.superseded,
-                "recovered": summary.recovered,
-                "planned": summary.planned,
-            }
-        )
     return 0 if summary.ok else 1
 
 

@@ -243,3 +243,55 @@ class Log:
 def tree_dir(store: Store, root: bytes | None, path: list[bytes]) -> bytes | None:
     entry = store.tree_get(root, path) if root else None
     return entry.sha if entry is not None and entry.mode == MODE_TREE else None
+
+
+def parse_since(text: str) -> float:
+    """An epoch time from `2026-11-26`, `2026-11-26T10:00`, or `30m`/`2h`/`7d` (ago)."""
+    import datetime as dt
+    import re
+
+    m = re.fullmatch(r"(\d+)\s*([smhdw])", text.strip())
+    if m:
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+        return time.time() - int(m.group(1)) * unit
+    try:
+        when = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UnknownError(
+            f"not a time: {text!r}", hint="use an ISO date or time, or 30m, 2h, 7d"
+        ) from None
+    if when.tzinfo is None:
+        when = when.astimezone()
+    return when.timestamp()
+
+
+def select_events(
+    log: Log,
+    *,
+    limit: int | None = None,
+    output: str | None = None,
+    node: str | None = None,
+    since: str | None = None,
+) -> list[Event]:
+    """Events newest first, filtered by output (name or pattern), node and time."""
+    from gdag.names import check_output_name, is_pattern, matches
+
+    if output is not None:
+        check_output_name(output, allow_pattern=True)
+    if node is not None:
+        check_simple_name(node, "node")
+    after = parse_since(since) if since is not None else None
+    shown: list[Event] = []
+    for event in log.events():
+        if after is not None and event.time < after:
+            break  # the first-parent chain is in time order
+        if output is not None and not any(
+            matches(output, o) if is_pattern(output) else o == output for o in event.outputs
+        ):
+            continue
+        if node is not None and event.first("Gdag-Node") != node:
+            continue
+        shown.append(event)
+        if limit is not None and len(shown) >= limit:
+            break
+    return shown

@@ -129,3 +129,41 @@ class ReplayView(RunView):
         if result.archive:
             text += f"; old log kept at {result.archive}"
         self.emit([(text, "bold red" if result.failed else "green")])
+
+
+class JsonLines:
+    """`--json` progress: one JSON object per event on stdout, then a summary."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def _write(self, obj: dict[str, Any]) -> None:
+        import json
+
+        with self.lock:
+            sys.stdout.write(json.dumps(obj, sort_keys=True, default=_jsonable) + "\n")
+            sys.stdout.flush()
+
+    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        self._write({"event": kind, "time": time.time(), **data})
+
+    def stop(self) -> None:
+        pass
+
+    def close(self, summary: Any) -> None:
+        self._write(
+            {
+                "event": "summary",
+                "ran": summary.ran,
+                "failed": summary.failed,
+                "superseded": summary.superseded,
+                "recovered": summary.recovered,
+                "planned": summary.planned,
+            }
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)

@@ -111,3 +111,77 @@ def graph_tree(model: dict[str, Any], file: Any = None) -> None:
     for vid in sorted(v for v in by_id if v not in has_parent):
         add(root, vid)
     console.print(root)
+
+
+def print_shown(info: dict[str, Any]) -> None:
+    """`gdag show` for people: a session, a node's runs, or an output's provenance."""
+    from rich.tree import Tree
+
+    console = Console(file=sys.stdout, highlight=False)
+    if info["kind"] == "output":
+        meta = info["meta"]
+        console.print(
+            Text.assemble(
+                (info["output"], "bold cyan"),
+                f"  v{meta.get('version')}  type {meta.get('type')}"
+                f"  offset {meta.get('offset')}  {meta.get('time')}",
+            )
+        )
+        tree = Tree(Text("provenance", style="bold"))
+        _provenance_branch(tree, info["provenance"])
+        console.print(tree)
+        return
+    record = info.get("last") if info["kind"] == "node" else info
+    if info["kind"] == "node":
+        console.print(Text.assemble(("node ", "bold"), info["node"]))
+        for run in info["recent"]:
+            console.print(
+                Text(
+                    f"  {run['session']}  {run['status']}  offset {run['offset']}"
+                    f"  {run.get('duration')}s"
+                    + (f"  cache hit of {run['cached']}" if run.get("cached") else ""),
+                    style="red" if run["status"] == "failed" else "",
+                )
+            )
+        if not record:
+            console.print(Text("  never ran", style="dim"))
+            return
+    _print_session(console, record or {})
+
+
+def _print_session(console: Console, rec: dict[str, Any]) -> None:
+    console.print(
+        Text.assemble(
+            ("session ", "bold"),
+            rec.get("session") or "?",
+            f"  node {rec.get('node')}  {rec.get('status')}",
+            f"  {rec.get('duration')}s  merged at offset {rec.get('offset')}",
+        )
+    )
+    for name, version in sorted((rec.get("inputs") or {}).items()):
+        console.print(Text(f"  input  {name} v{version}"))
+    for name, version in sorted((rec.get("outputs") or {}).items()):
+        console.print(Text(f"  output {name} v{version}"))
+    if rec.get("cached"):
+        console.print(Text(f"  cache hit of {rec['cached']}", style="dim"))
+    for subject in rec.get("branch", []):
+        console.print(Text(f"  | {subject}", style="dim"))
+    if rec.get("log_tail"):
+        console.print(Text("  log:", style="bold"))
+        for line in rec["log_tail"].rstrip("\n").splitlines()[-20:]:
+            console.print(Text(f"    {line}"))
+
+
+def _provenance_branch(parent: Any, step: dict[str, Any]) -> None:
+    label = Text.assemble(
+        (step["output"], "cyan"),
+        f" v{step.get('version')}",
+        (f"  @ offset {step.get('offset')}", "dim"),
+    )
+    if step.get("published"):
+        label.append(f"  published ({step['published']})", "dim")
+    if step.get("node"):
+        label.append(f"  by node {step['node']} session {step.get('session')}", "")
+    branch = parent.add(label)
+    for child in step.get("inputs", []):
+        _provenance_branch(branch, child)

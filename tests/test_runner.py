@@ -517,7 +517,10 @@ def test_run_json_summary(repo: Path) -> None:
     pub(repo, "src", "1")
     r = gdag("run", "--json", cwd=repo)
     assert r.returncode == 0 and r.stderr == ""
-    assert json.loads(r.stdout)["ran"] == ["copy"]
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [e["event"] for e in lines] == ["start", "finish", "summary"]
+    assert lines[1]["node"] == "copy" and lines[1]["status"] == "ok"
+    assert lines[-1]["ran"] == ["copy"]
 
 
 def test_run_cache_reuses_a_session_with_the_same_inputs(repo: Path) -> None:
