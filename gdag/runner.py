@@ -82,6 +82,27 @@ def current_versions(
     return versions, any(present) or not present, all(present)
 
 
+class Subscribers:
+    """Which nodes subscribe to an output: a dict for plain names, a list for patterns."""
+
+    def __init__(self, dag: dict[str, Any]) -> None:
+        self.plain: dict[str, set[str]] = {}
+        self.patterns: list[tuple[str, str]] = []
+        for name, node in dag["nodes"].items():
+            for target in node["inputs"].values():
+                if is_pattern(target):
+                    self.patterns.append((target, name))
+                else:
+                    self.plain.setdefault(target, set()).add(name)
+
+    def of(self, output: str) -> set[str]:
+        from gdag.names import matches
+
+        found = set(self.plain.get(output, ()))
+        found.update(node for pattern, node in self.patterns if matches(pattern, output))
+        return found
+
+
 class Engine:
     """Runs the nodes of one workspace's log."""
 
@@ -253,57 +274,108 @@ class Engine:
                     self.report("would-run", {"node": name, "reason": p.reason})
             return summary
         self.recover(summary)
-        upstream = upstream_nodes(dag)
+        self._schedule(dag, order, plan, upstream_nodes(dag), summary, keep_going, retry_failed)
+        return summary
+
+    def _schedule(
+        self,
+        dag: dict[str, Any],
+        order: list[str],
+        plan: set[str],
+        upstream: dict[str, set[str]],
+        summary: Summary,
+        keep_going: bool,
+        retry_failed: bool,
+    ) -> None:
+        """Start ready nodes on the pool until nothing in the plan is stale or running.
+
+        Staleness is recomputed only for nodes whose inputs (or own record) changed
+        since the last look, found from the trailers of the events in between, so a
+        round costs O(what changed), not O(nodes).
+        """
+        subscribers = Subscribers(dag)
+        rank = {name: i for i, name in enumerate(order)}
         running: dict[Future[Any], str] = {}
         retried: set[str] = set()  # --retry-failed re-runs a failed node once per run
-        stop = False
+        known: dict[str, Pending] = {}  # nodes with work, as of the last look
+        dirty, last_tip, stop = set(order), b"", False
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
             while True:
                 tip = self.ws.log.require_tip()
+                if last_tip and tip != last_tip:
+                    changed = self._changed_nodes(last_tip, tip, subscribers)
+                    dirty |= set(order) if changed is None else changed & plan
+                last_tip = tip
                 busy = set(running.values())
-                work = {}
-                elsewhere = False
-                if not stop:
-                    for name in order:
-                        if name in busy:
-                            continue
-                        p = self.pending(
-                            name, dag["nodes"][name], tip, retry_failed and name not in retried
-                        )
-                        if isinstance(p, Pending):
-                            work[name] = p
-                blocked = set(work) | busy
-                for name, p in work.items():
+                for name in dirty - busy:
+                    p = self.pending(
+                        name, dag["nodes"][name], tip, retry_failed and name not in retried
+                    )
+                    if isinstance(p, Pending):
+                        known[name] = p
+                    else:
+                        known.pop(name, None)
+                dirty = dirty & busy
+                blocked = set(known) | busy
+                elsewhere = []
+                for name in sorted(known, key=rank.__getitem__) if not stop else []:
                     if len(running) >= self.jobs or upstream[name] & blocked:
                         continue
                     if self.leases.holder(name) is not None:
-                        elsewhere = True
+                        elsewhere.append(name)
                         continue
+                    p = known.pop(name)
                     if p.reason == "retry":
                         retried.add(name)
-                    fut = pool.submit(self._run_one, dag, p, tip)
-                    running[fut] = name
-                    blocked.add(name)
+                    running[pool.submit(self._run_one, dag, p, tip)] = name
                 if not running:
                     if elsewhere and not stop:
                         time.sleep(0.05)  # another process holds a lease: wait for its result
+                        dirty.update(elsewhere)
                         continue
-                    break
+                    return
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for fut in done:
                     name = running.pop(fut)
-                    result = fut.result()
-                    if result is None:
-                        continue
-                    outcome, merged = result
-                    if merged.status == "superseded":
-                        summary.superseded.append(name)
-                    elif outcome.status == "ok":
-                        summary.ran.append(name)
-                    else:
-                        summary.failed.append(name)
-                        stop = stop or not keep_going
-        return summary
+                    dirty.add(name)
+                    stop = self._record(name, fut.result(), summary) and not keep_going or stop
+
+    @staticmethod
+    def _record(name: str, result: tuple[Outcome, Merged] | None, summary: Summary) -> bool:
+        """Count a finished job in the summary; True if the node failed."""
+        if result is None:
+            return False
+        outcome, merged = result
+        if merged.status == "superseded":
+            summary.superseded.append(name)
+        elif outcome.status == "ok":
+            summary.ran.append(name)
+        else:
+            summary.failed.append(name)
+            return True
+        return False
+
+    def _changed_nodes(
+        self, old: bytes, new: bytes, subscribers: Subscribers, limit: int = 1000
+    ) -> set[str] | None:
+        """Nodes whose staleness may differ between two tips; None if unknown (recheck all)."""
+        changed: set[str] = set()
+        cur: bytes | None = new
+        for _ in range(limit):
+            if cur == old:
+                return changed
+            if cur is None:
+                return None
+            event = self.ws.log.event(cur)
+            if event.kind in ("dag", "replay", "init"):
+                return None
+            for output in event.outputs:
+                changed |= subscribers.of(output)
+            node = event.first("Gdag-Node")
+            if node is not None:
+                changed.add(node)
+            cur = self.ws.log.first_parent(cur)
+        return None
 
     def _is_quiescent(self, dag: dict[str, Any], tip: bytes, retry_failed: bool) -> bool:
         if list_sessions(self.ws.log):
