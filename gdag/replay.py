@@ -125,7 +125,7 @@ class Replay:
         from gdag.runner import Engine
 
         ws = Workspace(self.store, work.name)
-        engine = Engine(ws, self.jobs, self._relay(result))
+        engine = Engine(ws, self.jobs, self._relay(result), private=True)
         engine.cache_roots = cache_roots
         for event in events:
             self._republish(work, event)

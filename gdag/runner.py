@@ -106,13 +106,32 @@ class Subscribers:
 class Engine:
     """Runs the nodes of one workspace's log."""
 
-    def __init__(self, ws: Workspace, jobs: int = 1, report: Report | None = None) -> None:
+    def __init__(
+        self,
+        ws: Workspace,
+        jobs: int = 1,
+        report: Report | None = None,
+        *,
+        private: bool = False,
+    ) -> None:
         self.ws = ws
         self.jobs = max(1, jobs)
         self.report: Report = report or (lambda kind, data: None)
         self.leases = Leases(ws.store, ws.log.name)
+        # A private log (a replay's work log) has no other runner: no leases needed.
+        self.private = private
         # Further trees whose run cache counts (a replay consults the log it replaces).
         self.cache_roots: list[bytes | None] = []
+        self._shapes: dict[str, tuple[list[str], dict[str, set[str]]]] = {}
+
+    def _shape(self, dag: dict[str, Any]) -> tuple[list[str], dict[str, set[str]]]:
+        """Node order and upstream sets of a definition, computed once per definition."""
+        key = f"{dag.get('source')}:{dag.get('format')}:{sorted(dag['nodes'].items())!r}"
+        if key not in self._shapes:
+            from gdag.graph import node_order, upstream_nodes
+
+            self._shapes[key] = (node_order(dag), upstream_nodes(dag))
+        return self._shapes[key]
 
     # -- staleness ---------------------------------------------------------------
 
@@ -260,12 +279,13 @@ class Engine:
         dag = self.ws.current_dag(tip)
         if not targets and not dry_run and self._is_quiescent(dag, tip, retry_failed):
             return summary  # the common no-op: answered without building the graph
-        from gdag.graph import node_order, traversal, upstream_nodes
+        from gdag.graph import traversal
 
         plan = set(dag["nodes"]) if not targets else traversal(dag, targets)
         if targets:
             self._check_targets(dag, targets)
-        order = [n for n in node_order(dag) if n in plan]
+        full_order, upstream = self._shape(dag)
+        order = [n for n in full_order if n in plan]
         summary.planned = order
         if dry_run:
             for name in order:
@@ -274,7 +294,7 @@ class Engine:
                     self.report("would-run", {"node": name, "reason": p.reason})
             return summary
         self.recover(summary)
-        self._schedule(dag, order, plan, upstream_nodes(dag), summary, keep_going, retry_failed)
+        self._schedule(dag, order, plan, upstream, summary, keep_going, retry_failed)
         return summary
 
     def _schedule(
@@ -321,7 +341,7 @@ class Engine:
                 for name in sorted(known, key=rank.__getitem__) if not stop else []:
                     if len(running) >= self.jobs or upstream[name] & blocked:
                         continue
-                    if self.leases.holder(name) is not None:
+                    if not self.private and self.leases.holder(name) is not None:
                         elsewhere.append(name)
                         continue
                     p = known.pop(name)
@@ -414,8 +434,8 @@ class Engine:
 
         node = dag["nodes"][p.node]
         sid = new_session_id(p.node)
-        held = self.leases.take(p.node, sid)
-        if held is None:
+        held = None if self.private else self.leases.take(p.node, sid)
+        if held is None and not self.private:
             return None
         try:
             state_root = self.ws.store.read_commit(p.state_at).tree
@@ -449,4 +469,5 @@ class Engine:
             )
             return outcome, merged
         finally:
-            held.release()
+            if held is not None:
+                held.release()
