@@ -53,9 +53,19 @@ def _main(
 
 
 @app.command()
-def init(path: PathOpt = None, log: LogOpt = None, json_out: JsonOpt = False) -> int:
+def init(
+    private: Annotated[
+        bool,
+        typer.Option(
+            "--private", help="Keep gdag's refs and objects in a private store inside .git."
+        ),
+    ] = False,
+    path: PathOpt = None,
+    log: LogOpt = None,
+    json_out: JsonOpt = False,
+) -> int:
     """Make the repository ready: a starter gdag.toml and the log's init event."""
-    _, res = Workspace.init(path, log)
+    _, res = Workspace.init(path, log, private)
     if json_out:
         commands.print_json(res.__dict__)
         return 0
@@ -64,6 +74,7 @@ def init(path: PathOpt = None, log: LogOpt = None, json_out: JsonOpt = False) ->
         lines.append(f"created git repository {res.root}")
     if res.wrote_definition:
         lines.append("wrote starter gdag.toml")
+    lines += res.notes
     if res.created_log:
         lines.append(f"created log {res.log} (refs/gdag/logs/{res.log}) at offset 0")
     if not lines:
@@ -361,6 +372,105 @@ def show(
 
 
 @app.command()
+def watch(
+    interval: Annotated[
+        float,
+        typer.Option("--interval", min=0.05, metavar="S", help="Seconds between checks."),
+    ] = 0.5,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", min=1, metavar="N", help="Parallel nodes (default: CPUs)."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    path: PathOpt = None,
+    log: LogOpt = None,
+) -> int:
+    """Run pending work as events arrive, until interrupted (follows the branch if set)."""
+    import os
+
+    from gdag.progress import RunView
+    from gdag.watch import Watcher
+
+    view = RunView(quiet=quiet)
+    watcher = Watcher(path, log, jobs or os.cpu_count() or 1, view, interval)
+    view.emit(
+        [
+            (
+                f"watching {watcher.store.workdir or watcher.store.gitdir} "
+                f"every {interval:g}s; Ctrl-C stops",
+                "dim",
+            )
+        ]
+    )
+    try:
+        watcher.loop()
+    except KeyboardInterrupt:
+        view.stop()
+        view.emit([("stopped", "dim")])
+    return 0
+
+
+hooks_app = typer.Typer(help="Install, remove or list gdag's git hooks.", no_args_is_help=True)
+app.add_typer(hooks_app, name="hooks")
+HookOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--hook",
+        metavar="NAME",
+        help="Only this hook (post-commit, post-merge, post-checkout, post-rewrite).",
+    ),
+]
+
+
+def _print_hooks(states: list, json_out: bool) -> int:
+    if json_out:
+        commands.print_json([h.to_json() for h in states])
+    else:
+        commands.out("".join(f"{h.name:<14} {h.state:<13} {h.path}\n" for h in states).encode())
+    return 0
+
+
+@hooks_app.command("install")
+def hooks_install(hook: HookOpt = None, json_out: JsonOpt = False, path: PathOpt = None) -> int:
+    """Install hooks that publish git/commit, git/merge, git/checkout, git/rewrite."""
+    from gdag import hooks
+
+    return _print_hooks(hooks.install(Workspace.open(path).store, hook), json_out)
+
+
+@hooks_app.command("uninstall")
+def hooks_uninstall(hook: HookOpt = None, json_out: JsonOpt = False, path: PathOpt = None) -> int:
+    """Remove gdag's hooks, putting back any hook they chained."""
+    from gdag import hooks
+
+    return _print_hooks(hooks.uninstall(Workspace.open(path).store, hook), json_out)
+
+
+@hooks_app.command("list")
+def hooks_list(json_out: JsonOpt = False, path: PathOpt = None) -> int:
+    """Show each hook: gdag's, gdag's chaining a foreign one, foreign, or absent."""
+    from gdag import hooks
+
+    return _print_hooks(hooks.status(Workspace.open(path).store), json_out)
+
+
+@app.command("hook", hidden=True)
+def hook_cmd(
+    name: Annotated[str, typer.Argument(help="The git hook being run.")],
+    args: Annotated[list[str] | None, typer.Argument(help="Git's arguments to it.")] = None,
+    path: PathOpt = None,
+) -> int:
+    """Run by the hook shims: publish the git event, then run its subscribers."""
+    from gdag import hooks
+
+    if name not in hooks.HOOKS:
+        from gdag.errors import UsageError
+
+        raise UsageError(f"gdag has no {name!r} hook")
+    return hooks.run_hook(path, name, args or [])
+
+
+@app.command()
 def check(
     stubs: Annotated[
         str | None,
@@ -404,6 +514,10 @@ def status(json_out: JsonOpt = False, path: PathOpt = None, log: LogOpt = None) 
 
     ws = Workspace.open(path, log)
     states = Engine(ws).status()
+    from gdag.hooks import recent_errors
+
+    for line in recent_errors(ws.store):
+        sys.stderr.write(f"gdag: warning: hook failed: {line}\n")
     if json_out:
         commands.print_json([s.to_json() for s in states])
         return 0

@@ -122,6 +122,10 @@ def compile_definition(src: Source, load_python: bool = True) -> dict[str, Any]:
     where = src.label
     _no_unknown(doc, TOP_KEYS, where, "top level")
     outputs = _compile_outputs(doc.get("outputs", {}), where)
+    log_section = doc.get("log", {})
+    _no_unknown(log_section, {"follow"}, where, "[log]")
+    if log_section.get("follow", "none") not in ("branch", "none"):
+        raise DefinitionError(f'{where}: [log] follow must be "branch" or "none"')
     dag_section = doc.get("dag", {})
     _no_unknown(dag_section, DAG_KEYS, where, "[dag]")
     modules = dag_section.get("modules", [])

@@ -55,6 +55,10 @@ class RunView:
             return [("recovered ", "cyan"), (node, ""), (f" ({data['result']})", "")]
         if kind == "dropped":
             return [("dropped unfinished session of ", "dim"), (node, "")]
+        if kind == "switched":
+            return [("switched to log ", "cyan"), (data["log"], "")]
+        if kind == "idle":
+            return [(f"idle: {data['ran']} ran, {data['failed']} failed", "dim")]
         return [(f"{kind} {node}", "")]
 
     def _finish(self, node: str, data: dict[str, Any]) -> Segments:

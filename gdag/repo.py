@@ -81,9 +81,11 @@ def _find_gitdir(start: Path) -> tuple[Path, Path | None]:
 class Store:
     """A git repository seen as an object store plus a set of refs."""
 
-    def __init__(self, gitdir: Path, workdir: Path | None) -> None:
+    def __init__(self, gitdir: Path, workdir: Path | None, user_gitdir: Path | None = None) -> None:
         self.gitdir = gitdir
         self.workdir = workdir
+        # The user's repository (HEAD, hooks, scratch space); differs with a private store.
+        self.user_gitdir = user_gitdir or gitdir
         self.objects_dir = gitdir / "objects"
         if (gitdir / "commondir").is_file():
             common = (gitdir / (gitdir / "commondir").read_text().strip()).resolve()
@@ -97,8 +99,29 @@ class Store:
 
     @classmethod
     def find(cls, start: Path | str = ".") -> Store:
+        """The store of the repository around `start`: its private store if it has one."""
         gitdir, workdir = _find_gitdir(Path(start))
-        return cls(gitdir, workdir)
+        user = cls(gitdir, workdir)
+        private = user.private_path
+        if (private / "HEAD").is_file():
+            return cls(private, workdir, user_gitdir=gitdir)
+        return user
+
+    @property
+    def private_path(self) -> Path:
+        """Where `gdag init --private` keeps gdag's own repository."""
+        return self.user_commondir / "gdag" / "store.git"
+
+    @property
+    def is_private(self) -> bool:
+        return self.user_gitdir != self.gitdir
+
+    @property
+    def user_commondir(self) -> Path:
+        common = self.user_gitdir / "commondir"
+        if common.is_file():
+            return (self.user_gitdir / common.read_text().strip()).resolve()
+        return self.user_gitdir
 
     @classmethod
     def init(cls, path: Path) -> Store:
@@ -111,8 +134,8 @@ class Store:
 
     @property
     def gdag_dir(self) -> Path:
-        """Private scratch space of gdag inside the git dir (caches, logs, temp files)."""
-        return self.commondir / "gdag"
+        """gdag's scratch space inside the user's git dir (logs, temp files)."""
+        return self.user_commondir / "gdag"
 
     # -- objects ---------------------------------------------------------
 

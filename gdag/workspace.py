@@ -78,7 +78,7 @@ class Workspace:
     @classmethod
     def open(cls, path: str | Path | None = None, log: str | None = None) -> Workspace:
         store = Store.find(path or ".")
-        return cls(store, log_name(log))
+        return cls(store, log_name(log, store))
 
     # -- definition ----------------------------------------------------------
 
@@ -108,7 +108,9 @@ class Workspace:
     # -- init ------------------------------------------------------------------
 
     @classmethod
-    def init(cls, path: str | Path | None, log: str | None) -> tuple[Workspace, Initialised]:
+    def init(
+        cls, path: str | Path | None, log: str | None, private: bool = False
+    ) -> tuple[Workspace, Initialised]:
         target = Path(path or ".")
         created = False
         if target.exists() and not target.is_dir():
@@ -120,8 +122,18 @@ class Workspace:
         except NotARepositoryError:
             store = Store.init(target)
             created = True
-        ws = cls(store, log_name(log))
-        result = Initialised(str(store.workdir or store.gitdir), ws.log.name, created)
+        notes = []
+        if private and not store.is_private:
+            from gdag.private import make_private
+
+            store, moved = make_private(store)
+            notes.append(
+                f"moved {moved} gdag refs into a private store"
+                if moved
+                else "created a private store"
+            )
+        ws = cls(store, log_name(log, store))
+        result = Initialised(str(store.workdir or store.gitdir), ws.log.name, created, notes=notes)
         if store.workdir is not None and ws.definition_source().path is None:
             (store.workdir / definition.DEFINITION_FILE).write_text(definition.STARTER)
             result.wrote_definition = True
@@ -321,6 +333,23 @@ class Workspace:
         return found
 
 
-def log_name(explicit: str | None) -> str:
-    name = explicit or os.environ.get("GDAG_LOG") or "main"
-    return check_simple_name(name, "log")
+def log_name(explicit: str | None, store: Store | None = None) -> str:
+    """The log in force: --log, else $GDAG_LOG, else the branch's if followed, else main.
+
+    `@branch` (as --log or $GDAG_LOG), or `[log] follow = "branch"` in gdag.toml,
+    selects the log of the current git branch.
+    """
+    name = explicit or os.environ.get("GDAG_LOG")
+    if store is not None and (name == "@branch" or (name is None and _follows(store))):
+        from gdag.branch import following_log
+
+        return following_log(store)
+    if name == "@branch":
+        raise GdagError("--log @branch needs a repository")
+    return check_simple_name(name or "main", "log")
+
+
+def _follows(store: Store) -> bool:
+    from gdag.branch import follows_branch
+
+    return follows_branch(store)
