@@ -30,6 +30,9 @@ def cli_commands() -> dict[str, list[str]]:
     commands = {}
     for name, cmd in sorted(group.commands.items()):
         commands[name] = option_names(cmd)
+        # A group (`gdag hooks`): its subcommands' names and options belong to its section.
+        for sub_name, sub in sorted(getattr(cmd, "commands", {}).items()):
+            commands[name] = sorted({*commands[name], sub_name, *option_names(sub)})
     return commands
 
 
