@@ -71,7 +71,7 @@ def _node_vertex(ws: Workspace, dag: dict[str, Any], name: str, st: Any) -> dict
         "last_session": last.get("session"),
         "last_status": last.get("status"),
         "duration": last.get("duration"),
-        "finished": last.get("finished"),
+        "finished": _iso(last.get("finished")),
         "consumed": last.get("inputs"),
         "log_tail": log_tail,
     }
@@ -112,6 +112,14 @@ def _preview(ws: Workspace, out: state.OutputState) -> str:
         return f"<{out.meta.get('size', len(data))} bytes>"
     text = " ".join(text.split())
     return text if len(text) <= PREVIEW else text[: PREVIEW - 1] + "…"
+
+
+def _iso(ts: Any) -> str | None:
+    import time
+
+    if not isinstance(ts, int | float):
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def to_json(model: dict[str, Any]) -> str:
@@ -196,13 +204,25 @@ def layout(model: dict[str, Any]) -> dict[str, tuple[int, int]]:
             depth[vid] = 1 + max((level(p) for p in preds[vid]), default=-1)
         return depth[vid]
 
-    rows: dict[int, int] = {}
-    pos = {}
+    columns: dict[int, list[str]] = {}
     for v in model["vertices"]:
-        col = level(v["id"])
-        pos[v["id"]] = (col, rows.get(col, 0))
-        rows[col] = rows.get(col, 0) + 1
+        columns.setdefault(level(v["id"]), []).append(v["id"])
+    pos: dict[str, tuple[int, int]] = {}
+    for col in sorted(columns):
+        # Order each column by where its inputs sit, to avoid needless crossings.
+        def weight(vid: str) -> tuple[float, str]:
+            rows = [pos[p][1] for p in preds[vid] if p in pos]
+            return (sum(rows) / len(rows) if rows else 0.0, vid)
+
+        for row, vid in enumerate(sorted(columns[col], key=weight)):
+            pos[vid] = (col, row)
     return pos
+
+
+def _edge_path(x1: float, y1: float, x2: float, y2: float) -> str:
+    """A smooth curve, so an edge skipping columns does not hide behind the boxes between."""
+    bend = max(40.0, (x2 - x1) / 2)
+    return f"M{x1},{y1} C{x1 + bend},{y1 + (12 if x2 - x1 > 200 else 0)} {x2 - bend},{y2} {x2},{y2}"
 
 
 def to_html(model: dict[str, Any]) -> str:
@@ -211,7 +231,9 @@ def to_html(model: dict[str, Any]) -> str:
 
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 10000))
     pos = layout(model)
-    w, h, gx, gy = 170, 44, 230, 70
+    longest = max((len(_label(v).replace("\n", " · ")) for v in model["vertices"]), default=0)
+    w, h = max(170, 7 * longest + 24), 44
+    gx, gy = w + 60, 70
     fills = {
         "up-to-date": "#b7f0b1",
         "stale": "#f3e9a0",
@@ -223,10 +245,8 @@ def to_html(model: dict[str, Any]) -> str:
     parts = []
     for e in model["edges"]:
         (c1, r1), (c2, r2) = pos[e["from"]], pos[e["to"]]
-        parts.append(
-            f'<line x1="{c1 * gx + w + 10}" y1="{r1 * gy + h / 2 + 10}" '
-            f'x2="{c2 * gx + 10}" y2="{r2 * gy + h / 2 + 10}" class="edge"/>'
-        )
+        d = _edge_path(c1 * gx + w + 10, r1 * gy + h / 2 + 10, c2 * gx + 10, r2 * gy + h / 2 + 10)
+        parts.append(f'<path d="{d}" class="edge" marker-end="url(#arrow)"/>')
     for v in model["vertices"]:
         col, row = pos[v["id"]]
         x, y = col * gx + 10, row * gy + 10
@@ -255,18 +275,21 @@ _HTML = """<!doctype html>
 <title>{title}</title>
 <style>
 body {{ font-family: sans-serif; margin: 0; display: flex; height: 100vh; }}
-#graph {{ flex: 3; overflow: auto; border-right: 1px solid #ccc; }}
-#details {{ flex: 2; padding: 1em; overflow: auto; font-size: 14px; }}
+#graph {{ flex: 1; min-width: 0; overflow: auto; border-right: 1px solid #ccc; }}
+#graph svg {{ width: 100%; max-width: {width}px; height: auto; }}
+#details {{ flex: 0 0 26em; padding: 1em; overflow: auto; font-size: 14px; }}
 .v {{ cursor: pointer; }}
 .v rect {{ stroke: #555; }}
 .v.selected rect {{ stroke: #06c; stroke-width: 3; }}
 .v text {{ text-anchor: middle; font-size: 12px; pointer-events: none; }}
-.edge {{ stroke: #888; stroke-width: 1.2; }}
+.edge {{ stroke: #888; stroke-width: 1.2; fill: none; }}
 pre {{ background: #f6f6f6; padding: .5em; white-space: pre-wrap; }}
 h1 {{ font-size: 16px; }}
 </style></head>
 <body>
-<div id="graph"><svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">
+<div id="graph"><svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}">
+<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8"
+ markerHeight="8" orient="auto"><path d="M0,0L10,5L0,10z" fill="#888"/></marker></defs>
 {svg}
 </svg></div>
 <div id="details"><h1>{title}</h1><p>Click a node or an output to see its details.</p></div>
