@@ -178,6 +178,12 @@ def run(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Run failed nodes again on the same inputs.")
     ] = False,
+    speculative: Annotated[
+        bool,
+        typer.Option(
+            "--speculative", help="Start subscribers on outputs a running node advises early."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     json_out: JsonOpt = False,
     path: PathOpt = None,
@@ -190,6 +196,7 @@ def run(
         dry_run=dry_run,
         keep_going=keep_going,
         retry_failed=retry_failed,
+        speculative=speculative,
         quiet=quiet,
         json_out=json_out,
         path=path,

@@ -103,6 +103,7 @@ def run_nodes(
     keep_going: bool = True,
     retry_failed: bool = False,
     json_out: bool = False,
+    speculative: bool = False,
 ) -> int:
     """Run stale nodes until quiescent, with progress on stderr; 1 if a node failed.
 
@@ -114,7 +115,7 @@ def run_nodes(
 
     view = JsonLines() if json_out else RunView(quiet=quiet)
     try:
-        summary = Engine(ws, jobs, view).run(
+        summary = Engine(ws, jobs, view, speculative=speculative).run(
             targets, dry_run=dry_run, keep_going=keep_going, retry_failed=retry_failed
         )
     finally:
@@ -131,6 +132,7 @@ def run(
     dry_run: bool = False,
     keep_going: bool = True,
     retry_failed: bool = False,
+    speculative: bool = False,
     quiet: bool = False,
     json_out: bool = False,
     path: str | None = None,
@@ -148,6 +150,7 @@ def run(
         keep_going=keep_going,
         retry_failed=retry_failed,
         json_out=json_out,
+        speculative=speculative,
     )
 
 

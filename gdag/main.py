@@ -56,6 +56,7 @@ FAST_COMMANDS: dict[str, tuple[list[str], dict[str, tuple[str, str]]]] = {
             "-k": ("keep_going", "flag"),
             "--fail-fast": ("keep_going", "off"),
             "--retry-failed": ("retry_failed", "flag"),
+            "--speculative": ("speculative", "flag"),
             "--quiet": ("quiet", "flag"),
             "-q": ("quiet", "flag"),
             "--json": ("json_out", "flag"),

@@ -55,6 +55,12 @@ class RunView:
             return [("recovered ", "cyan"), (node, ""), (f" ({data['result']})", "")]
         if kind == "dropped":
             return [("dropped unfinished session of ", "dim"), (node, "")]
+        if kind == "speculation-dropped":
+            return [
+                ("dropped speculative run of ", "yellow"),
+                (node, ""),
+                (f" (producer {data['producer']} did not confirm it)", "dim"),
+            ]
         if kind == "switched":
             return [("switched to log ", "cyan"), (data["log"], "")]
         if kind == "idle":
@@ -72,6 +78,8 @@ class RunView:
             (node, ""),
             (f" {data['duration']:.2f}s", ""),
         ]
+        if data.get("speculative"):
+            line.append(("  speculative, confirmed", "cyan"))
         outs = data.get("outputs") or {}
         if outs:
             line.append(("  -> " + ", ".join(f"{k} v{v}" for k, v in outs.items()), "dim"))

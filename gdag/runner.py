@@ -17,7 +17,15 @@ from gdag import cache, state
 from gdag.errors import UnknownError
 from gdag.lease import Leases
 from gdag.names import is_pattern
-from gdag.session import Merged, Outcome, Session, Spec, list_sessions, read_done
+from gdag.session import (
+    Merged,
+    Outcome,
+    Session,
+    Spec,
+    list_sessions,
+    new_session_id,
+    read_done,
+)
 from gdag.workspace import Workspace
 
 Report = Callable[[str, dict[str, Any]], None]
@@ -113,6 +121,7 @@ class Engine:
         report: Report | None = None,
         *,
         private: bool = False,
+        speculative: bool = False,
     ) -> None:
         self.ws = ws
         self.jobs = max(1, jobs)
@@ -120,6 +129,7 @@ class Engine:
         self.leases = Leases(ws.store, ws.log.name)
         # A private log (a replay's work log) has no other runner: no leases needed.
         self.private = private
+        self.speculative = speculative
         # Further trees whose run cache counts (a replay consults the log it replaces).
         self.cache_roots: list[bytes | None] = []
         self._shapes: dict[str, tuple[list[str], dict[str, set[str]]]] = {}
@@ -244,7 +254,14 @@ class Engine:
     # -- recovery ----------------------------------------------------------------
 
     def recover(self, summary: Summary) -> None:
-        """Merge back finished sessions of dead runs; drop unfinished ones."""
+        """Merge back finished sessions of dead runs; drop unfinished ones.
+
+        Speculative sessions come after the rest (their producers first, in chains),
+        and merge only if their producer's session merged with status ok.
+        """
+        from gdag.speculate import producer_merged
+
+        pending = []
         for sid in list_sessions(self.ws.log):
             try:
                 session = Session.open(self.ws.log, sid)
@@ -253,16 +270,33 @@ class Engine:
             holder = self.leases.holder(session.spec.node)
             if holder is not None and holder.session == sid:
                 continue  # still running
-            if session.is_done:
-                merged = session.merge_back()
-                self.report(
-                    "recovered",
-                    {"node": session.spec.node, "session": sid, "result": merged.status},
-                )
-                summary.recovered.append(session.spec.node)
-            else:
-                session.drop()
-                self.report("dropped", {"node": session.spec.node, "session": sid})
+            pending.append(session)
+        progress = True
+        while pending and progress:
+            progress = False
+            for session in list(pending):
+                producer = session.spec.speculates_on
+                if producer is not None and producer in {s.id for s in pending}:
+                    continue  # its producer is recovered first
+                pending.remove(session)
+                progress = True
+                if producer is not None and not producer_merged(self.ws.log, producer):
+                    session.drop()
+                    self.report("dropped", {"node": session.spec.node, "session": session.id})
+                    continue
+                self._recover_one(session, summary)
+
+    def _recover_one(self, session: Session, summary: Summary) -> None:
+        if session.is_done:
+            merged = session.merge_back()
+            self.report(
+                "recovered",
+                {"node": session.spec.node, "session": session.id, "result": merged.status},
+            )
+            summary.recovered.append(session.spec.node)
+        else:
+            session.drop()
+            self.report("dropped", {"node": session.spec.node, "session": session.id})
 
     # -- running -----------------------------------------------------------------
 
@@ -314,6 +348,7 @@ class Engine:
         round costs O(what changed), not O(nodes).
         """
         subscribers = Subscribers(dag)
+        speculator = self._speculator(dag)
         rank = {name: i for i, name in enumerate(order)}
         running: dict[Future[Any], str] = {}
         retried: set[str] = set()  # --retry-failed re-runs a failed node once per run
@@ -347,14 +382,36 @@ class Engine:
                     p = known.pop(name)
                     if p.reason == "retry":
                         retried.add(name)
-                    running[pool.submit(self._run_one, dag, p, tip)] = name
+                    sid = new_session_id(name)
+                    if speculator is not None:
+                        speculator.watch(name, sid)
+                    running[pool.submit(self._run_one, dag, p, tip, sid, speculator)] = name
+                if speculator is not None and not stop:
+                    busy = set(running.values())
+                    for prod_node, prod_sid, head, output in speculator.poll():
+                        for sub in sorted(subscribers.of(output) & plan - busy):
+                            if len(running) >= self.jobs or not speculator.enabled_for(
+                                prod_node, sub
+                            ):
+                                continue
+                            sid = new_session_id(sub)
+                            speculator.watch(sub, sid)
+                            fut = pool.submit(
+                                self._run_speculative, dag, sub, prod_sid, head, sid, speculator
+                            )
+                            running[fut] = sub
+                            busy.add(sub)
                 if not running:
                     if elsewhere and not stop:
                         time.sleep(0.05)  # another process holds a lease: wait for its result
                         dirty.update(elsewhere)
                         continue
                     return
-                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                done, _ = wait(
+                    list(running),
+                    return_when=FIRST_COMPLETED,
+                    timeout=0.02 if speculator is not None else None,
+                )
                 for fut in done:
                     name = running.pop(fut)
                     dirty.add(name)
@@ -366,6 +423,8 @@ class Engine:
         if result is None:
             return False
         outcome, merged = result
+        if merged.status == "dropped":
+            return False  # a speculation that did not hold: the node runs again normally
         if merged.status == "superseded":
             summary.superseded.append(name)
         elif outcome.status == "ok":
@@ -427,15 +486,16 @@ class Engine:
                 )
 
     def _run_one(
-        self, dag: dict[str, Any], p: Pending, tip: bytes
+        self, dag: dict[str, Any], p: Pending, tip: bytes, sid: str, speculator: Any = None
     ) -> tuple[Outcome, Merged] | None:
         from gdag.execute import Runner
-        from gdag.session import new_session_id
 
         node = dag["nodes"][p.node]
-        sid = new_session_id(p.node)
+        resolution = "dropped"
         held = None if self.private else self.leases.take(p.node, sid)
         if held is None and not self.private:
+            if speculator is not None:
+                speculator.resolve(sid, resolution)
             return None
         try:
             state_root = self.ws.store.read_commit(p.state_at).tree
@@ -467,7 +527,93 @@ class Engine:
                     "cached": outcome.cached,
                 },
             )
+            if outcome.status == "ok" and merged.status != "dropped":
+                resolution = "merged"
             return outcome, merged
         finally:
+            if speculator is not None:
+                speculator.resolve(sid, resolution)
+            if held is not None:
+                held.release()
+
+    def _speculator(self, dag: dict[str, Any]) -> Any:
+        """A Speculator when speculation is on for this run or for any node, else None."""
+        nodes = dag["nodes"]
+        if not self.speculative and not any(n.get("speculative") for n in nodes.values()):
+            return None
+        from gdag.speculate import Speculator
+
+        def enabled_for(producer: str, subscriber: str) -> bool:
+            return bool(
+                self.speculative
+                or nodes[producer].get("speculative")
+                or nodes[subscriber].get("speculative")
+            )
+
+        return Speculator(self.ws.log, enabled_for)
+
+    def _run_speculative(
+        self,
+        dag: dict[str, Any],
+        name: str,
+        producer: str,
+        head: bytes,
+        sid: str,
+        speculator: Any,
+    ) -> tuple[Outcome, Merged] | None:
+        """Run `name` on a producer's advised state; merge only once the producer has."""
+        from gdag.execute import Runner, gather_inputs
+        from gdag.speculate import MERGED
+
+        node = dag["nodes"][name]
+        resolution = "dropped"
+        held = None if self.private else self.leases.take(name, sid)
+        try:
+            if held is None and not self.private:
+                return None
+            root = self.ws.store.read_commit(head).tree
+            versions, _, _ = current_versions(self.ws, root, node)
+            consumed = {
+                iv.name: iv.entry.sha.decode()
+                for value in gather_inputs(self.ws.store, root, node).values()
+                for iv in (value.values() if isinstance(value, dict) else [value] if value else [])
+            }
+            spec = Spec(name, node["code"], versions, head, head, 1, None, producer, consumed)
+            session = Session.start(self.ws.log, spec, sid)
+            self.report(
+                "start",
+                {"node": name, "session": sid, "reason": "speculative", "speculative": producer},
+            )
+            outcome = Runner(self.ws.store, session, node, dag, self.ws.log.name).run()
+            session.finish(outcome)
+            if speculator.wait(producer) != MERGED:
+                session.drop()
+                self.report(
+                    "speculation-dropped", {"node": name, "session": sid, "producer": producer}
+                )
+                return outcome, Merged("dropped")
+            merged = session.merge_back()
+            self.report(
+                "finish",
+                {
+                    "node": name,
+                    "session": sid,
+                    "status": outcome.status,
+                    "duration": outcome.duration,
+                    "error": outcome.error,
+                    "merged": merged.status,
+                    "offset": merged.offset,
+                    "outputs": merged.outputs,
+                    "unchanged": merged.unchanged,
+                    "log": outcome.log[-4096:],
+                    "cached": None,
+                    "speculative": producer,
+                },
+            )
+            if outcome.status == "ok" and merged.status == "merged":
+                resolution = "merged"
+            return outcome, merged
+        finally:
+            speculator.resolve(sid, resolution)
             if held is not None:
                 held.release()

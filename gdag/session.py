@@ -45,6 +45,10 @@ class Spec:
     state_at: bytes  # the log commit whose state the node sees (differs in "each" mode)
     attempt: int = 1
     cache_key: str | None = None
+    # Speculation: the producer session whose advised outputs this one read, and the
+    # value ids of every input it saw (checked against the log before merging).
+    speculates_on: str | None = None
+    consumed: dict[str, str] | None = None
 
 
 @dataclass
@@ -143,6 +147,8 @@ class Session:
             ("Gdag-State", spec.state_at.decode()),
             *((("Gdag-Cache-Key", spec.cache_key),) if spec.cache_key else ()),
             *(("Gdag-Input", f"{name}={v}") for name, v in sorted(spec.inputs.items())),
+            *((("Gdag-Speculates-On", spec.speculates_on),) if spec.speculates_on else ()),
+            *(("Gdag-Consumed", f"{n}={sha}") for n, sha in sorted((spec.consumed or {}).items())),
         ]
         tree = store.read_commit(spec.base).tree
         commit = store.make_commit(
@@ -170,6 +176,9 @@ class Session:
             state_at=t["Gdag-State"][0].encode(),
             attempt=int(t["Gdag-Attempt"][0]),
             cache_key=(t.get("Gdag-Cache-Key") or [None])[0],
+            speculates_on=(t.get("Gdag-Speculates-On") or [None])[0],
+            consumed={k: v for k, _, v in (i.partition("=") for i in t.get("Gdag-Consumed", []))}
+            or None,
         )
         return cls(log, session_id, spec, head)
 
@@ -280,10 +289,13 @@ class Session:
         """Apply the finished session to the log tip by compare-and-swap, then delete it."""
         head_tree = self.store.read_commit(self.head).tree
         done = {**(read_done(self.store, head_tree, self.spec.node) or {}), **self.overrides}
-        outputs = self.written_outputs()
+        # A failed session's outputs keep their old values: only its record is merged.
+        outputs = self.written_outputs() if done.get("status") == "ok" else []
         result = Merged("merged")
 
         def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
+            if self.spec.speculates_on is not None:
+                self._confirm_speculation(parent, done)
             if covers(read_done(self.store, parent, self.spec.node), self.spec, done["status"]):
                 raise _Superseded
             if self._code_in_force(parent) != self.spec.code:
@@ -293,6 +305,8 @@ class Session:
             for name in outputs:
                 tree = self._merge_output(tree, head_tree, name, offset, result)
             record = {**done, "offset": offset, "outputs": result.outputs}
+            if self.spec.speculates_on:
+                record["speculated_on"] = self.spec.speculates_on
             tree = self._copy_node_files(tree, head_tree, record)
             if done["status"] == "ok" and self.spec.cache_key:
                 from gdag import cache
@@ -305,6 +319,11 @@ class Session:
                 ("Gdag-Session", self.id),
                 ("Gdag-Status", done["status"]),
                 *((("Gdag-Cache", done["cached"]),) if done.get("cached") else ()),
+                *(
+                    (("Gdag-Speculated-On", self.spec.speculates_on),)
+                    if self.spec.speculates_on
+                    else ()
+                ),
                 *(("Gdag-Output", n) for n in result.outputs),
             ]
             summary = f"session {self.spec.node} {done['status']}"
@@ -317,6 +336,22 @@ class Session:
             result = Merged("superseded")
         self.drop()
         return result
+
+    def _confirm_speculation(self, root: bytes | None, done: dict[str, Any]) -> None:
+        """A speculative session merges only if every input it read is what the log holds.
+
+        That is the case exactly when the producer merged the value it advised (and
+        nothing else changed meanwhile); its versions are then taken from the log.
+        """
+        consumed = self.spec.consumed or {}
+        versions: dict[str, int] = {}
+        for name, sha in consumed.items():
+            out = state.read_output(self.store, root, name)
+            if out is None or out.value.sha.decode() != sha:
+                raise _Superseded
+            versions[name] = out.version
+        self.spec.inputs = versions
+        done["inputs"] = versions
 
     def _code_in_force(self, root: bytes | None) -> str | None:
         dag = state.read_dag(self.store, root) or {}
