@@ -465,6 +465,33 @@ class Store:
             private.unlink(missing_ok=True)
         return True
 
+    def sweep(self, prefix: str = "refs/gdag/", tmp_age: float = 3600.0) -> int:
+        """Remove leftovers of killed processes: stale ref locks under `prefix`, old temp objects.
+
+        A lock is stale after STALE_LOCK_SECONDS (git holds them for milliseconds);
+        locks of refs that nothing writes again (a finished session's) are otherwise
+        never taken, so never broken. Returns how many files were removed.
+        """
+        removed = 0
+        base = self._ref_path(prefix)
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                if name.endswith(".lock") and self._break_stale_lock(Path(dirpath) / name):
+                    removed += 1
+        now = time.time()
+        try:
+            leftovers = [e for e in os.scandir(self.objects_dir) if e.name.startswith("tmp_obj_")]
+        except FileNotFoundError:
+            leftovers = []
+        for entry in leftovers:
+            try:
+                if now - entry.stat().st_mtime > tmp_age:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
+
     def cas_ref(self, ref: str, old: bytes | None, new: bytes, timeout: float = 30.0) -> bool:
         """Point `ref` at `new` if it still points at `old` (None: must not exist)."""
         fd = self._take_lock(ref, time.monotonic() + timeout)

@@ -261,6 +261,7 @@ class Engine:
         """
         from gdag.speculate import producer_merged
 
+        self.ws.store.sweep()
         pending = []
         for sid in list_sessions(self.ws.log):
             try:

@@ -561,3 +561,28 @@ def test_unknown_run_target_is_refused(repo: Path) -> None:
     assert r.returncode == 3 and "no node or output 'nosuch'" in r.stderr
     pub(repo, "lonely", "1")
     assert "nothing to do" in run(repo, "lonely")
+
+
+def test_run_sweeps_stale_locks_and_temp_objects(repo: Path) -> None:
+    import os
+    import time
+
+    define(repo, """
+        [nodes.copy]
+        run = 'cp "$GDAG_IN_X" "$GDAG_OUT/c"'
+        inputs = { x = "src" }
+        publishes = ["c"]
+    """)
+    sessions = repo / ".git" / "refs" / "gdag" / "sessions" / "main"
+    sessions.mkdir(parents=True)
+    stale, fresh = sessions / "gone.1.a.lock", sessions / "busy.2.b.lock"
+    tmp_obj = repo / ".git" / "objects" / "tmp_obj_leftover"
+    for path in (stale, fresh, tmp_obj):
+        path.write_text("")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    os.utime(tmp_obj, (old, old))
+    pub(repo, "src", "1")
+    run(repo)
+    assert not stale.exists() and not tmp_obj.exists()
+    assert fresh.exists()  # a young lock may belong to a live writer
