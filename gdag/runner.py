@@ -219,8 +219,9 @@ class Engine:
         for name in node_order(dag):
             node = dag["nodes"][name]
             done = read_done(self.ws.store, root, name)
-            if self.leases.holder(name) is not None:
-                states.append(NodeState(name, "running", "lease held", done))
+            holder = self.leases.holder(name)
+            if holder is not None:
+                states.append(NodeState(name, "running", self._running_reason(holder), done))
                 continue
             p = self.pending(name, node, tip, retry_failed=False)
             if isinstance(p, Pending):
@@ -231,6 +232,17 @@ class Engine:
                 reason = (done or {}).get("error") or "" if kind == "failed" else p
                 states.append(NodeState(name, kind, reason or "", done))
         return states
+
+    def _running_reason(self, holder: Any) -> str:
+        where = f"pid {holder.pid} on {holder.host}"
+        if holder.session:
+            try:
+                producer = Session.open(self.ws.log, holder.session).spec.speculates_on
+            except (UnknownError, KeyError):
+                producer = None
+            if producer:
+                return f"speculative on {producer}, {where}"
+        return where
 
     def why(self, name: str) -> dict[str, Any]:
         """The node's state, the reason, its last session and the input versions now."""
