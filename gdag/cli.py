@@ -184,6 +184,14 @@ def run(
             "--speculative", help="Start subscribers on outputs a running node advises early."
         ),
     ] = False,
+    remote: Annotated[
+        str | None,
+        typer.Option(
+            "--remote",
+            metavar="REMOTE",
+            help="Work on the log of a shared git remote (leases and merges by push).",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     json_out: JsonOpt = False,
     path: PathOpt = None,
@@ -197,6 +205,7 @@ def run(
         keep_going=keep_going,
         retry_failed=retry_failed,
         speculative=speculative,
+        remote=remote,
         quiet=quiet,
         json_out=json_out,
         path=path,
@@ -375,6 +384,36 @@ def show(
         commands.print_json(info)
     else:
         print_shown(info)
+    return 0
+
+
+@app.command()
+def sync(
+    remote: Annotated[
+        str, typer.Argument(metavar="[REMOTE]", help="A git remote name, URL or path.")
+    ] = "origin",
+    json_out: JsonOpt = False,
+    path: PathOpt = None,
+    log: LogOpt = None,
+) -> int:
+    """Exchange the log with a git remote: fetch theirs, push ours, nothing lost."""
+    from gdag.remote import Remote, sync_log
+
+    ws = Workspace.open(path, log)
+    result = sync_log(Remote(ws.store, remote), ws.log)
+    if json_out:
+        commands.print_json(result.to_json())
+        return 0
+    text = {
+        "up-to-date": "up to date",
+        "pushed": f"pushed {result.pushed} events",
+        "fast-forward": f"fetched {result.fetched} events",
+        "adopted": f"adopted the remote's log ({result.fetched} events)",
+        "replayed": f"re-applied {result.pushed} local events onto the remote's log",
+    }[result.action]
+    if result.archive:
+        text += f"; the local chain is kept at {result.archive}"
+    commands.out(f"{ws.log.name}: {text}\n".encode())
     return 0
 
 

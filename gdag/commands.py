@@ -104,6 +104,7 @@ def run_nodes(
     retry_failed: bool = False,
     json_out: bool = False,
     speculative: bool = False,
+    remote: str | None = None,
 ) -> int:
     """Run stale nodes until quiescent, with progress on stderr; 1 if a node failed.
 
@@ -114,8 +115,14 @@ def run_nodes(
     from gdag.runner import Engine
 
     view = JsonLines() if json_out else RunView(quiet=quiet)
+    shared = None
+    if remote is not None:
+        from gdag.remote import Remote, sync_log
+
+        shared = Remote(ws.store, remote)
+        sync_log(shared, ws.log)
     try:
-        summary = Engine(ws, jobs, view, speculative=speculative).run(
+        summary = Engine(ws, jobs, view, speculative=speculative, remote=shared).run(
             targets, dry_run=dry_run, keep_going=keep_going, retry_failed=retry_failed
         )
     finally:
@@ -133,6 +140,7 @@ def run(
     keep_going: bool = True,
     retry_failed: bool = False,
     speculative: bool = False,
+    remote: str | None = None,
     quiet: bool = False,
     json_out: bool = False,
     path: str | None = None,
@@ -151,6 +159,7 @@ def run(
         retry_failed=retry_failed,
         json_out=json_out,
         speculative=speculative,
+        remote=remote,
     )
 
 

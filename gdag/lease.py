@@ -20,7 +20,8 @@ from gdag.errors import StoreError
 from gdag.repo import Store
 
 LEASE_PREFIX = "refs/gdag/leases/"
-DEFAULT_TTL = 30.0
+# How long a lease binds without renewal; GDAG_LEASE_TTL overrides (seconds).
+DEFAULT_TTL = float(os.environ.get("GDAG_LEASE_TTL", "30"))
 
 
 def process_start_time(pid: int) -> str | None:

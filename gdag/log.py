@@ -146,12 +146,16 @@ class Log:
                 tree = self._add_checkpoint(tree, offset - 1, tip)
             parents = ([tip] if tip else []) + extra
             commit = self.store.make_commit(tree, parents, message)
-            if self.store.cas_ref(self.ref, tip, commit):
+            if self.commit_point(tip, commit):
                 return commit, offset
             if create:
                 raise UnknownError(f"log {self.name!r} already exists")
             attempt += 1
             time.sleep(retry_delay(attempt))
+
+    def commit_point(self, tip: bytes | None, commit: bytes) -> bool:
+        """Make `commit` the log's tip if the tip is still `tip` (a compare-and-swap)."""
+        return self.store.cas_ref(self.ref, tip, commit)
 
     def _add_checkpoint(self, tree: bytes, offset: int, sha: bytes) -> bytes:
         blob = self.store.write_blob(sha + b"\n")

@@ -57,6 +57,7 @@ FAST_COMMANDS: dict[str, tuple[list[str], dict[str, tuple[str, str]]]] = {
             "--fail-fast": ("keep_going", "off"),
             "--retry-failed": ("retry_failed", "flag"),
             "--speculative": ("speculative", "flag"),
+            "--remote": ("remote", "value"),
             "--quiet": ("quiet", "flag"),
             "-q": ("quiet", "flag"),
             "--json": ("json_out", "flag"),

@@ -128,7 +128,7 @@ class Replay:
         engine = Engine(ws, self.jobs, self._relay(result), private=True)
         engine.cache_roots = cache_roots
         for event in events:
-            self._republish(work, event)
+            republish(work, event)
             result.events.append(event.offset)
             summary = engine.run(only or None)
             result.failed += summary.failed
@@ -140,39 +140,6 @@ class Replay:
             self.report(kind, data)
 
         return report
-
-    def _republish(self, work: Log, event: Event) -> None:
-        """Append the same value as `event` did, under a fresh version on the new chain."""
-        root = self.store.read_commit(event.sha).tree
-        name = event.outputs[0]
-        old = state.read_output(self.store, root, name)
-        if old is None:
-            raise GdagError(f"publish event at offset {event.offset} holds no value for {name!r}")
-
-        def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
-            prev = state.read_output(self.store, parent, name)
-            version = prev.version + 1 if prev else 1
-            meta = {
-                **old.meta,
-                "version": version,
-                "offset": offset,
-                "prev": prev.meta.get("offset") if prev else None,
-                "replayed_from": event.offset,
-            }
-            tree = state.write_output(
-                self.store, parent, name, old.value, meta, f"publish {old.meta.get('id')}"
-            )
-            trailers = [
-                ("Gdag-Offset", str(offset)),
-                ("Gdag-Event", "publish"),
-                ("Gdag-Output", name),
-                ("Gdag-Version", str(version)),
-                ("Gdag-Publish", str(old.meta.get("id"))),
-                ("Gdag-Replayed-From", str(event.offset)),
-            ]
-            return tree, format_message(f"publish {name} v{version}", trailers), []
-
-        work.append(build)
 
     def _swap(
         self,
@@ -207,6 +174,40 @@ class Replay:
         for ref, sha in self.store.list_refs(f"refs/gdag/leases/{work.name}/").items():
             self.store.delete_ref(ref, sha)  # the work log is gone; nobody can hold these
         result.archive = archive
+
+
+def republish(work: Log, event: Event) -> None:
+    """Append the same value as `event` did, under a fresh version on the new chain."""
+    root = work.store.read_commit(event.sha).tree
+    name = event.outputs[0]
+    old = state.read_output(work.store, root, name)
+    if old is None:
+        raise GdagError(f"publish event at offset {event.offset} holds no value for {name!r}")
+
+    def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
+        prev = state.read_output(work.store, parent, name)
+        version = prev.version + 1 if prev else 1
+        meta = {
+            **old.meta,
+            "version": version,
+            "offset": offset,
+            "prev": prev.meta.get("offset") if prev else None,
+            "replayed_from": event.offset,
+        }
+        tree = state.write_output(
+            work.store, parent, name, old.value, meta, f"publish {old.meta.get('id')}"
+        )
+        trailers = [
+            ("Gdag-Offset", str(offset)),
+            ("Gdag-Event", "publish"),
+            ("Gdag-Output", name),
+            ("Gdag-Version", str(version)),
+            ("Gdag-Publish", str(old.meta.get("id"))),
+            ("Gdag-Replayed-From", str(event.offset)),
+        ]
+        return tree, format_message(f"publish {name} v{version}", trailers), []
+
+    work.append(build)
 
 
 def archive_refs(ws: Workspace) -> dict[str, bytes]:

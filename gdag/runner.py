@@ -122,11 +122,21 @@ class Engine:
         *,
         private: bool = False,
         speculative: bool = False,
+        remote: Any = None,
     ) -> None:
+        if remote is not None:
+            from gdag.remote import RemoteLog
+
+            ws = Workspace(ws.store, ws.log.name)
+            ws.log = RemoteLog(ws.store, ws.log.name, remote)
         self.ws = ws
         self.jobs = max(1, jobs)
         self.report: Report = report or (lambda kind, data: None)
         self.leases = Leases(ws.store, ws.log.name)
+        if remote is not None:
+            from gdag.remote import RemoteLeases
+
+            RemoteLeases(self.leases, remote).install()
         # A private log (a replay's work log) has no other runner: no leases needed.
         self.private = private
         self.speculative = speculative

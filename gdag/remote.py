@@ -1,0 +1,247 @@
+"""A shared git remote as the coordination engine: compare-and-swap by push, sync by replay.
+
+Every write to the remote is `git push --force-with-lease=<ref>:<expected>`, so a
+ref moves only from the value the pusher saw: leases are claimed and the log
+advanced exactly like local compare-and-swaps. Transport and authentication
+are git's own (ssh keys, credential helpers, file paths, git daemon); gdag only
+ever writes refs under refs/gdag/ there.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gdag.errors import GdagError
+from gdag.log import Event, Log
+from gdag.repo import Store
+
+TRACKING = "refs/gdag/remotes/"
+CAS_FAILURES = ("stale info", "fetch first", "non-fast-forward", "already exists")
+
+
+class Remote:
+    """One remote (a git remote name, URL or path) seen from one store."""
+
+    def __init__(self, store: Store, name: str) -> None:
+        self.store = store
+        self.name = name
+        self.git = shutil.which("git")
+        if self.git is None:
+            raise GdagError("working with a remote needs the git command")
+        self.label = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100]
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        assert self.git is not None
+        return subprocess.run(
+            [self.git, f"--git-dir={self.store.gitdir}", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def tracking(self, ref: str) -> str:
+        """Where the remote's value of `ref` is kept locally."""
+        return f"{TRACKING}{self.label}/{ref[len('refs/gdag/') :]}"
+
+    def fetch(self, ref: str) -> bytes | None:
+        """The remote's current value of `ref` (objects fetched), or None if it has none."""
+        proc = self._run(
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            self.name,
+            f"+{ref}:{self.tracking(ref)}",
+        )
+        if proc.returncode != 0:
+            if "couldn't find remote ref" in proc.stderr:
+                return None
+            raise GdagError(
+                f"cannot fetch from remote {self.name!r}: {_last(proc.stderr)}",
+                hint="check the remote with `git ls-remote " + self.name + "`",
+            )
+        return self.store.read_ref(self.tracking(ref))
+
+    def push_cas(self, ref: str, old: bytes | None, new: bytes) -> bool:
+        """Point the remote's `ref` at `new` if it is still `old`; False if it moved."""
+        lease = f"--force-with-lease={ref}:{old.decode() if old else ''}"
+        proc = self._run(
+            "push", "--porcelain", "--quiet", lease, self.name, f"{new.decode()}:{ref}"
+        )
+        if proc.returncode == 0:
+            self.store.cas_ref(self.tracking(ref), self.store.read_ref(self.tracking(ref)), new)
+            return True
+        text = proc.stdout + proc.stderr
+        if any(reason in text for reason in CAS_FAILURES):
+            return False
+        raise GdagError(
+            f"remote {self.name!r} refused to update {ref}: {_last(text)}",
+            hint="nothing was lost locally; check permissions and hooks of the remote",
+        )
+
+
+def _last(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"
+
+
+def merge_base(log: Log, a: bytes, b: bytes) -> bytes | None:
+    """The newest commit on both first-parent chains (offsets make it a two-pointer walk)."""
+    x, y = a, b
+    while x is not None and y is not None and x != y:
+        ox, oy = log.event(x).offset, log.event(y).offset
+        if ox >= oy:
+            x = log.first_parent(x)  # type: ignore[assignment]
+        else:
+            y = log.first_parent(y)  # type: ignore[assignment]
+    return x if x == y else None
+
+
+@dataclass
+class SyncResult:
+    log: str
+    action: str  # up-to-date | pushed | fast-forward | adopted | replayed
+    pushed: int = 0
+    fetched: int = 0
+    replayed: list[int] = field(default_factory=list)
+    archive: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def sync_log(remote: Remote, log: Log) -> SyncResult:
+    """Bring the local log and the remote's together; no event is lost or duplicated.
+
+    Local publish events not yet on the remote are re-applied onto the remote's
+    tip in their order (offsets renumbered); local sessions the remote lacks are
+    left to the next run to recompute. The local chain replaced is archived.
+    """
+    from gdag.replay import ARCHIVE_PREFIX, publish_events
+
+    while True:
+        local = log.tip()
+        theirs = remote.fetch(log.ref)
+        if theirs is None and local is None:
+            raise GdagError(
+                f"log {log.name!r} exists neither here nor on {remote.name!r}",
+                hint="run `gdag init` in one clone and sync from there",
+            )
+        if theirs is None:
+            if remote.push_cas(log.ref, None, local):  # type: ignore[arg-type]
+                return SyncResult(log.name, "pushed", pushed=log.event(local).offset + 1)
+            continue
+        if local is None:
+            if log.store.cas_ref(log.ref, None, theirs):
+                return SyncResult(log.name, "adopted", fetched=log.event(theirs).offset + 1)
+            continue
+        if local == theirs:
+            return SyncResult(log.name, "up-to-date")
+        base = merge_base(log, local, theirs)
+        if base == theirs:  # we are ahead
+            if remote.push_cas(log.ref, theirs, local):
+                return SyncResult(
+                    log.name, "pushed", pushed=log.event(local).offset - log.event(theirs).offset
+                )
+            continue
+        if base == local:  # they are ahead
+            if log.store.cas_ref(log.ref, local, theirs):
+                return SyncResult(
+                    log.name,
+                    "fast-forward",
+                    fetched=log.event(theirs).offset - log.event(local).offset,
+                )
+            continue
+        # Diverged: our publishes since the base go on top of theirs.
+        stop = log.event(base).offset + 1 if base else 1
+        ours = publish_events(log, local, stop)
+        result = _rebase(remote, log, local, theirs, ours)
+        if result is not None:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{local.decode()[:8]}"
+            archive = f"{ARCHIVE_PREFIX}{log.name}/{stamp}"
+            log.store.cas_ref(archive, None, local)
+            result.archive = archive
+            return result
+
+
+def _rebase(
+    remote: Remote, log: Log, local: bytes, theirs: bytes, ours: list[Event]
+) -> SyncResult | None:
+    """Re-apply `ours` onto `theirs` in a work log; push it, then move the local log."""
+    from gdag.replay import republish
+
+    work = Log(log.store, f"{log.name}.sync-{int(time.time() * 1000):x}")
+    if not log.store.cas_ref(work.ref, None, theirs):
+        return None
+    try:
+        for event in ours:
+            republish(work, event)
+        new = work.require_tip()
+        if not remote.push_cas(log.ref, theirs, new):
+            return None
+        if not log.store.cas_ref(log.ref, local, new):
+            return None  # a local publish landed meanwhile: the next round takes it too
+        return SyncResult(log.name, "replayed", pushed=len(ours), replayed=[e.offset for e in ours])
+    finally:
+        log.store.delete_ref(work.ref, work.require_tip())
+
+
+class RemoteLog(Log):
+    """A log whose commit point is a push to the remote (workers of `gdag run --remote`)."""
+
+    def __init__(self, store: Store, name: str, remote: Remote) -> None:
+        super().__init__(store, name)
+        self.remote = remote
+
+    def commit_point(self, tip: bytes | None, commit: bytes) -> bool:
+        if self.remote.push_cas(self.ref, tip, commit):
+            if not self.store.cas_ref(self.ref, tip, commit):
+                sync_log(self.remote, self)  # a local publish arrived meanwhile: merge it
+            return True
+        sync_log(self.remote, self)
+        return False
+
+
+class RemoteLeases:
+    """Leases claimed on the remote: read by fetch, moved by push with the expected old value."""
+
+    def __init__(self, leases: Any, remote: Remote) -> None:
+        self.leases = leases
+        self.remote = remote
+
+    def install(self) -> None:
+        store = self.leases.store
+
+        def read_ref(ref: str, _read: Any = store.read_ref) -> bytes | None:
+            if ref.startswith("refs/gdag/leases/"):
+                return self.remote.fetch(ref)
+            return _read(ref)
+
+        def cas_ref(
+            ref: str,
+            old: bytes | None,
+            new: bytes,
+            timeout: float = 30.0,
+            _cas: Any = store.cas_ref,
+        ) -> bool:
+            if ref.startswith("refs/gdag/leases/"):
+                return self.remote.push_cas(ref, old, new)
+            return _cas(ref, old, new, timeout)
+
+        self.leases.store = _LeaseStore(store, read_ref, cas_ref)
+
+
+class _LeaseStore:
+    """The store as the lease code sees it: lease refs live on the remote."""
+
+    def __init__(self, store: Store, read_ref: Any, cas_ref: Any) -> None:
+        self._store = store
+        self.read_ref = read_ref
+        self.cas_ref = cas_ref
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
