@@ -9,6 +9,7 @@ ever writes refs under refs/gdag/ there.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -17,10 +18,21 @@ from typing import Any
 
 from gdag.errors import GdagError
 from gdag.log import Event, Log
-from gdag.repo import Store
+from gdag.repo import Store, retry_delay
 
 TRACKING = "refs/gdag/remotes/"
-CAS_FAILURES = ("stale info", "fetch first", "non-fast-forward", "already exists")
+# Rejections that mean "the ref moved (or is being moved) under us": retry after a fetch.
+CAS_FAILURES = (
+    "stale info",
+    "fetch first",
+    "non-fast-forward",
+    "already exists",
+    "failed to lock",
+    "cannot lock ref",
+    "incorrect old value",
+    "failed to update ref",
+    "is at ",
+)
 
 
 class Remote:
@@ -49,14 +61,19 @@ class Remote:
 
     def fetch(self, ref: str) -> bytes | None:
         """The remote's current value of `ref` (objects fetched), or None if it has none."""
-        proc = self._run(
-            "fetch",
-            "--quiet",
-            "--no-tags",
-            "--no-write-fetch-head",
-            self.name,
-            f"+{ref}:{self.tracking(ref)}",
-        )
+        for attempt in range(20):
+            proc = self._run(
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--no-write-fetch-head",
+                self.name,
+                f"+{ref}:{self.tracking(ref)}",
+            )
+            # Another gdag process of this clone updated the tracking ref at the same time.
+            if proc.returncode == 0 or "cannot lock ref" not in proc.stderr:
+                break
+            time.sleep(retry_delay(attempt))
         if proc.returncode != 0:
             if "couldn't find remote ref" in proc.stderr:
                 return None
@@ -78,8 +95,10 @@ class Remote:
         text = proc.stdout + proc.stderr
         if any(reason in text for reason in CAS_FAILURES):
             return False
+        reasons = [line for line in text.splitlines() if line.startswith("!") or "rejected" in line]
         raise GdagError(
-            f"remote {self.name!r} refused to update {ref}: {_last(text)}",
+            f"remote {self.name!r} refused to update {ref}: "
+            f"{reasons[0].strip() if reasons else _last(text)}",
             hint="nothing was lost locally; check permissions and hooks of the remote",
         )
 
@@ -156,9 +175,14 @@ def sync_log(remote: Remote, log: Log) -> SyncResult:
                     fetched=log.event(theirs).offset - log.event(local).offset,
                 )
             continue
-        # Diverged: our publishes since the base go on top of theirs.
+        # Diverged: our publishes since the base that theirs lacks go on top of theirs.
+        # (Publish ids survive re-application, so an event already re-applied by an
+        # earlier round, whose local update lost a race, is not applied twice.)
         stop = log.event(base).offset + 1 if base else 1
-        ours = publish_events(log, local, stop)
+        theirs_ids = {e.first("Gdag-Publish") for e in publish_events(log, theirs, stop)}
+        ours = [
+            e for e in publish_events(log, local, stop) if e.first("Gdag-Publish") not in theirs_ids
+        ]
         result = _rebase(remote, log, local, theirs, ours)
         if result is not None:
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{local.decode()[:8]}"
@@ -174,7 +198,11 @@ def _rebase(
     """Re-apply `ours` onto `theirs` in a work log; push it, then move the local log."""
     from gdag.replay import republish
 
-    work = Log(log.store, f"{log.name}.sync-{int(time.time() * 1000):x}")
+    if not ours:  # theirs has all our publishes: our local sessions are recomputed by runs
+        if log.store.cas_ref(log.ref, local, theirs):
+            return SyncResult(log.name, "fast-forward", fetched=log.event(theirs).offset)
+        return None
+    work = Log(log.store, f"{log.name}.sync-{int(time.time() * 1000):x}-{os.getpid()}")
     if not log.store.cas_ref(work.ref, None, theirs):
         return None
     try:
