@@ -427,6 +427,10 @@ def watch(
         int | None,
         typer.Option("--jobs", "-j", min=1, metavar="N", help="Parallel nodes (default: CPUs)."),
     ] = None,
+    remote: Annotated[
+        str | None,
+        typer.Option("--remote", metavar="REMOTE", help="Sync with and work for a git remote."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     path: PathOpt = None,
     log: LogOpt = None,
@@ -438,7 +442,7 @@ def watch(
     from gdag.watch import Watcher
 
     view = RunView(quiet=quiet)
-    watcher = Watcher(path, log, jobs or os.cpu_count() or 1, view, interval)
+    watcher = Watcher(path, log, jobs or os.cpu_count() or 1, view, interval, remote)
     view.emit(
         [
             (

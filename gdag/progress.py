@@ -61,6 +61,8 @@ class RunView:
                 (node, ""),
                 (f" (producer {data['producer']} did not confirm it)", "dim"),
             ]
+        if kind == "offline":
+            return [("remote unreachable, working locally: ", "yellow"), (data["error"], "dim")]
         if kind == "switched":
             return [("switched to log ", "cyan"), (data["log"], "")]
         if kind == "idle":

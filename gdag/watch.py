@@ -39,11 +39,24 @@ class Watcher:
         self.report = report
         self.interval = interval
         self.definition = self.store.workdir / "gdag.toml" if self.store.workdir else None
+        self.remote = None
+        if remote is not None:
+            from gdag.remote import Remote
+
+            self.remote = Remote(self.store, remote)
 
     def tick(self, last: tuple[Any, ...] | None) -> tuple[Any, ...]:
         """Run the engine if the branch, the log tip or the definition changed since `last`."""
         name = log_name(self.log_arg, self.store)
         ws = Workspace(self.store, name)
+        if self.remote is not None:
+            from gdag.errors import GdagError
+            from gdag.remote import sync_log
+
+            try:
+                sync_log(self.remote, ws.log)
+            except GdagError as exc:  # offline: keep working locally, catch up later
+                self.report("offline", {"node": "", "error": exc.message})
         seen = (name, ws.log.tip(), _stamp(self.definition))
         if seen == last or seen[1] is None:
             return seen
@@ -51,7 +64,7 @@ class Watcher:
             self.report("switched", {"node": "", "log": name})
         from gdag.runner import Engine
 
-        summary = Engine(ws, self.jobs, self.report).run()
+        summary = Engine(ws, self.jobs, self.report, remote=self.remote).run()
         if summary.ran or summary.failed:
             self.report(
                 "idle", {"node": "", "ran": len(summary.ran), "failed": len(summary.failed)}
