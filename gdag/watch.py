@@ -31,7 +31,13 @@ def _stamp(path: Path | None) -> tuple[int, int] | None:
 
 class Watcher:
     def __init__(
-        self, path: str | None, log: str | None, jobs: int, report: Report, interval: float = 0.5
+        self,
+        path: str | None,
+        log: str | None,
+        jobs: int,
+        report: Report,
+        interval: float = 0.5,
+        remote: str | None = None,
     ) -> None:
         self.store = Store.find(path or ".")
         self.log_arg = log
@@ -39,7 +45,7 @@ class Watcher:
         self.report = report
         self.interval = interval
         self.definition = self.store.workdir / "gdag.toml" if self.store.workdir else None
-        self.remote = None
+        self.remote: Any = None
         if remote is not None:
             from gdag.remote import Remote
 
