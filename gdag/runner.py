@@ -332,8 +332,8 @@ class Engine:
         retry_failed: bool = False,
     ) -> Summary:
         summary = Summary()
-        tip = self.ws.log.require_tip()
-        dag = self.ws.current_dag(tip)
+        dag = self.ws.current_dag(self.ws.log.require_tip())
+        tip = self.ws.log.require_tip()  # after any `dag` event the line above appended
         if not targets and not dry_run and self._is_quiescent(dag, tip, retry_failed):
             return summary  # the common no-op: answered without building the graph
         from gdag.graph import traversal

@@ -75,7 +75,9 @@ class Watcher:
             self.report(
                 "idle", {"node": "", "ran": len(summary.ran), "failed": len(summary.failed)}
             )
-        return (name, ws.log.tip(), _stamp(self.definition))
+        # What was seen before the run, not after: an event published while the engine
+        # ran must make the next tick look again (our own merges cost one no-op run).
+        return seen
 
     def loop(self, max_ticks: int | None = None) -> None:
         last = None

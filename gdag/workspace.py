@@ -52,7 +52,7 @@ class Initialised:
 
 
 class _Unchanged(Exception):
-    def __init__(self, prev: state.OutputState) -> None:
+    def __init__(self, prev: state.OutputState | None) -> None:
         self.prev = prev
 
 
@@ -99,11 +99,16 @@ class Workspace:
 
     def _append_dag(self, dag: dict[str, Any]) -> None:
         def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
+            if state.read_dag(self.store, parent) == dag:
+                raise _Unchanged(None)  # another process recorded it first
             tree = state.write_dag(self.store, parent, dag)
             trailers = [("Gdag-Offset", str(offset)), ("Gdag-Event", "dag")]
             return tree, format_message("dag: definition changed", trailers), []
 
-        self.log.append(build)
+        try:
+            self.log.append(build)
+        except _Unchanged:
+            pass
 
     # -- init ------------------------------------------------------------------
 

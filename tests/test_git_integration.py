@@ -231,7 +231,7 @@ def test_watch_processes_events_and_resumes_after_kill(work: Path) -> None:
             cwd=work,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=open(work.parent / "watch.log", "ab"),  # noqa: SIM115 - closed with the process
         )
 
     watcher = start()
