@@ -17,7 +17,7 @@ from gdag.errors import DefinitionError
 from gdag.names import is_pattern, overlaps
 from gdag.types import BYTES, Type
 
-JSON_KINDS = ("str", "int", "float", "bool", "json", "list", "dict", "optional", "model")
+JSON_KINDS = ("str", "int", "float", "bool", "json", "list", "dict", "optional", "model", "schema")
 
 
 def accepts(consumer: Type, producer: Type) -> bool:
@@ -38,8 +38,8 @@ def accepts(consumer: Type, producer: Type) -> bool:
         return p in ("float", "int")
     if c in ("list", "dict"):
         return p == c and accepts(consumer.arg or BYTES, producer.arg or BYTES)
-    if c == "model":
-        return p == "model" and consumer.ref == producer.ref
+    if c in ("model", "schema"):
+        return p == c and consumer.ref == producer.ref
     return c == p
 
 

@@ -16,7 +16,7 @@ def annotation(typ: Type | None, imports: set[str]) -> str:
     k = typ.kind
     if k in ("bytes", "str", "int", "float", "bool"):
         return k
-    if k == "json":
+    if k in ("json", "schema"):
         return "Any"
     if k == "dir":
         return "Path"

@@ -33,7 +33,7 @@ class Type:
             return f"dict[str, {self.arg}]"
         if self.kind == "optional":
             return f"{self.arg} | None"
-        if self.kind == "model":
+        if self.kind in ("model", "schema"):
             return str(self.ref)
         return self.kind
 
@@ -44,7 +44,10 @@ class Type:
 
 
 BYTES = Type("bytes")
-_TOKEN = re.compile(r"\s*(\||\[|\]|,|[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*|[A-Za-z_]\w*)")
+_TOKEN = re.compile(
+    r"\s*(\||\[|\]|,|schema:[A-Za-z0-9_./-]+\.json"
+    r"|[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*|[A-Za-z_]\w*)"
+)
 
 
 def parse_type(text: str) -> Type:
@@ -94,6 +97,8 @@ def _parse_atom(tokens: list[str], text: str) -> tuple[Type, list[str]]:
         if rest[:1] != ["]"]:
             raise _bad_type(text, "missing ']'")
         return Type(head, inner), rest[1:]
+    if head.startswith("schema:"):
+        return Type("schema", ref=head), rest
     if ":" in head:
         return Type("model", ref=head), rest
     if head in SCALARS:
@@ -148,6 +153,15 @@ def check_value(
         }  # type: ignore[arg-type]
     if k == "model":
         return _check_model(value, typ, output)
+    if k == "schema":
+        from gdag.schema import check_schema
+
+        return check_schema(
+            value,
+            typ.ref or "",
+            USER_ROOT[0] if USER_ROOT else None,
+            lambda why: _refuse(output, top or typ, why),
+        )
     raise _refuse(output, top, f"{where} is {_describe(value)}")
 
 

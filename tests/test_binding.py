@@ -330,3 +330,35 @@ def test_pydantic_model_type_validates_and_arrives_as_the_model(repo: Path) -> N
     assert gdag("lookup", "area", cwd=repo).stdout == b"10\n"
     r = gdag("publish", "photo", '{"width": "wide", "path": "a.jpg"}', cwd=repo)
     assert r.returncode == 3 and "models:Photo" in r.stderr and "width" in r.stderr
+
+
+def test_json_schema_file_types(repo: Path) -> None:
+    (repo / "schemas").mkdir()
+    (repo / "schemas" / "photo.json").write_text(
+        json.dumps(
+            {
+                "type": "object",
+                "required": ["path", "width"],
+                "properties": {
+                    "path": {"type": "string", "minLength": 1},
+                    "width": {"type": "integer", "minimum": 1},
+                    "tags": {"type": "array", "items": {"type": "string"}},
+                },
+                "additionalProperties": False,
+            }
+        )
+    )
+    (repo / "gdag.toml").write_text('[outputs.photo]\ntype = "schema:schemas/photo.json"\n')
+    ok = gdag("publish", "photo", '{"path": "a.jpg", "width": 3, "tags": ["x"]}', cwd=repo)
+    assert ok.returncode == 0, ok.stderr
+    for bad, why in (
+        ('{"path": "a.jpg"}', "has no 'width'"),
+        ('{"path": "a.jpg", "width": 0}', "value.width is less than 1"),
+        ('{"path": "a.jpg", "width": 2, "tags": [1]}', "value.tags[0] is not of type string"),
+        ('{"path": "a.jpg", "width": 2, "size": 9}', "value.size is not allowed"),
+    ):
+        r = gdag("publish", "photo", bad, cwd=repo)
+        assert r.returncode == 3 and why in r.stderr and "schema:schemas/photo.json" in r.stderr
+    assert accepts(parse_type("schema:schemas/photo.json"), parse_type("schema:schemas/photo.json"))
+    assert not accepts(parse_type("schema:schemas/photo.json"), parse_type("json"))
+    assert accepts(parse_type("json"), parse_type("schema:schemas/photo.json"))
