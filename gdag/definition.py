@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gdag.errors import DefinitionError, GdagError
-from gdag.names import check_output_name, check_simple_name, is_pattern, matches
+from gdag.names import check_output_name, check_simple_name, env_name, is_pattern, matches
 from gdag.types import BYTES, Type, parse_type
 
 FORMAT = 2  # bumped whenever compiled nodes gain keys: older dag.json recompiles
@@ -305,6 +305,7 @@ def _compile_node(spec: dict[str, Any], where: str, what: str) -> dict[str, Any]
         if not isinstance(output, str):
             raise DefinitionError(f"{where}: {what}: input {arg!r} must name an output")
         _named(check_output_name, output, where, f"{what} inputs.{arg}", allow_pattern=True)
+    _check_env_names(list(inputs), where, what)
     publishes = spec.get("publishes", [])
     if isinstance(publishes, str):
         publishes = [publishes]
@@ -329,6 +330,19 @@ def _compile_node(spec: dict[str, Any], where: str, what: str) -> dict[str, Any]
         raise DefinitionError(f"{where}: {what}: the command must be a non-empty string")
     node["code"] = code_hash(node)
     return node
+
+
+def _check_env_names(args: list[str], where: str, what: str) -> None:
+    """Two inputs must not map to one $GDAG_IN_<NAME> variable (`a-b` and `a_b` would)."""
+    seen: dict[str, str] = {}
+    for arg in args:
+        var = env_name(arg)
+        if var in seen:
+            raise DefinitionError(
+                f"{where}: {what}: inputs {seen[var]!r} and {arg!r} would both be ${var}",
+                hint="rename one of them",
+            )
+        seen[var] = arg
 
 
 def _choice(spec: dict[str, Any], key: str, allowed: tuple[str, ...], where: str, what: str) -> str:

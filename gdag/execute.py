@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -23,7 +22,7 @@ from typing import Any
 
 from gdag import state
 from gdag.errors import GdagError
-from gdag.names import check_output_name, is_pattern, matches
+from gdag.names import check_output_name, env_name, is_pattern, matches
 from gdag.repo import MODE_BLOB, Entry, Store
 from gdag.session import Outcome, Session
 from gdag.types import Type, canonical_json, check_value, parse_type, stored_to_display
@@ -37,10 +36,6 @@ class InputValue:
     version: int
     type: Type
     entry: Entry
-
-
-def env_name(arg: str) -> str:
-    return "GDAG_IN_" + re.sub(r"[^A-Z0-9_]", "_", arg.upper())
 
 
 def gather_inputs(store: Store, root: bytes, node: dict[str, Any]) -> dict[str, Any]:

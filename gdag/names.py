@@ -85,3 +85,8 @@ def overlaps(a: str, b: str) -> bool:
     if len(ha) < len(hb):
         return tail_a
     return tail_b
+
+
+def env_name(arg: str) -> str:
+    """The environment variable a shell node finds input `arg` in."""
+    return "GDAG_IN_" + re.sub(r"[^A-Z0-9_]", "_", arg.upper())

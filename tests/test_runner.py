@@ -443,6 +443,7 @@ def test_targets_limit_the_run_to_their_traversal(repo: Path) -> None:
             "cycle",
         ),
         ('[nodes.x]\npython = "nosuchmodule:f"\n', "cannot import 'nosuchmodule'"),
+        ('[nodes.x]\nrun = "t"\ninputs = { a-b = "o1", a_b = "o2" }\n', "would both be $GDAG_IN_A_B"),
     ],
 )
 def test_bad_definitions_refused_naming_file_node_and_key(
