@@ -521,6 +521,32 @@ def hook_cmd(
 
 
 @app.command()
+def doctor(
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Repair what is safe: leftovers of killed processes.")
+    ] = False,
+    json_out: JsonOpt = False,
+    path: PathOpt = None,
+    log: LogOpt = None,
+) -> int:
+    """Check gdag's store (objects, logs, leftovers of killed processes); repair what is safe."""
+    from gdag.doctor import examine
+
+    ws = Workspace.open(path, log)
+    findings = examine(ws, repair)
+    if json_out:
+        commands.print_json([f.to_json() for f in findings])
+    else:
+        for f in findings:
+            sys.stderr.write(
+                f"{f.severity}: {f.what}\n" + (f"  hint: {f.hint}\n" if f.hint else "")
+            )
+        if not findings:
+            sys.stderr.write("no problems found\n")
+    return 3 if any(f.severity == "error" for f in findings) else 0
+
+
+@app.command()
 def check(
     stubs: Annotated[
         str | None,

@@ -208,13 +208,23 @@ def lookup(
     st = ws.lookup(output, at)
     store = ws.store
     tree = st.value.sha if st.value.is_tree else None
+    typ = parse_type(st.type)
+    if tree is None and typ.is_raw and not (meta or json_out):
+        # Raw bytes go straight from the object store to the file or stdout, a chunk at a time.
+        if out_path is not None:
+            with open(out_path, "wb") as f:
+                store.stream_blob(st.value.sha, f)
+        else:
+            store.stream_blob(st.value.sha, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        return 0
     data = None if tree else store.read_blob(st.value.sha)
     # -o writes the value; --meta and --json say what goes to stdout besides.
     if out_path is not None:
         if tree:
             values.materialise(store, tree, Path(out_path))
         else:
-            Path(out_path).write_bytes(stored_to_display(data or b"", parse_type(st.type)))
+            Path(out_path).write_bytes(stored_to_display(data or b"", typ))
     if meta and not json_out:
         out(b"".join(f"{k}: {_plain(v)}\n".encode() for k, v in sorted(st.meta.items())))
     elif json_out:
@@ -228,7 +238,7 @@ def lookup(
         if tree:
             out(b"".join(f"{line}\n".encode() for line in values.describe_tree(store, tree)))
         else:
-            out(stored_to_display(data or b"", parse_type(st.type)))
+            out(stored_to_display(data or b"", typ))
     return 0
 
 

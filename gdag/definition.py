@@ -107,6 +107,8 @@ def parse_source(src: Source) -> dict[str, Any]:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise DefinitionError(f"{src.label}: {exc}", hint="fix the TOML syntax there") from None
+    except RecursionError:
+        raise DefinitionError(f"{src.label}: nested too deeply to read") from None
     if src.path is not None and src.path.name == "pyproject.toml":
         doc = doc.get("tool", {}).get("gdag", {})
     return doc

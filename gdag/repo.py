@@ -205,6 +205,32 @@ class Store:
             raise StoreError(f"object {sha.decode()} is a {obj.type_name.decode()}, not a blob")
         return obj.as_raw_string()
 
+    def stream_blob(self, sha: bytes, out: IO[bytes]) -> None:
+        """Write a blob's content to `out`, a chunk at a time when it is a loose object."""
+        try:
+            f = open(self._loose_path(sha), "rb")
+        except FileNotFoundError:
+            out.write(self.read_blob(sha))  # packed: dulwich reads it whole
+            return
+        with f:
+            inflate = zlib.decompressobj()
+            header = b""
+            try:
+                while chunk := f.read(CHUNK):
+                    data = inflate.decompress(chunk)
+                    if header is not None:
+                        header += data
+                        if b"\0" not in header:
+                            continue
+                        kind, _, data = header.partition(b"\0")
+                        if not kind.startswith(b"blob "):
+                            raise StoreError(f"object {sha.decode()} is not a blob")
+                        header = None  # type: ignore[assignment]
+                    out.write(data)
+                out.write(inflate.flush())
+            except zlib.error as exc:
+                raise StoreError(f"object {sha.decode()} is unreadable: {exc}") from None
+
     def _loose_path(self, sha: bytes) -> Path:
         hexs = sha.decode()
         return self.objects_dir / hexs[:2] / hexs[2:]

@@ -344,14 +344,14 @@ def log_name(explicit: str | None, store: Store | None = None) -> str:
     `@branch` (as --log or $GDAG_LOG), or `[log] follow = "branch"` in gdag.toml,
     selects the log of the current git branch.
     """
-    name = explicit or os.environ.get("GDAG_LOG")
+    name = explicit if explicit is not None else (os.environ.get("GDAG_LOG") or None)
     if store is not None and (name == "@branch" or (name is None and _follows(store))):
         from gdag.branch import following_log
 
         return following_log(store)
     if name == "@branch":
         raise GdagError("--log @branch needs a repository")
-    return check_simple_name(name or "main", "log")
+    return check_simple_name("main" if name is None else name, "log")
 
 
 def _follows(store: Store) -> bool:

@@ -1,0 +1,166 @@
+"""`gdag doctor`: find what is damaged or left over in gdag's store, and repair what is safe.
+
+Safe repairs lose nothing: stale lock files and old temporary objects of
+killed processes are removed, and sessions of dead runs are merged back (if
+finished) or dropped (their nodes run again). Damage that would need a choice
+(a log pointing at a missing or unreadable commit) is reported with the ref and
+what to do, never "fixed" by guessing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from gdag.errors import GdagError
+from gdag.log import LOG_PREFIX, Log
+from gdag.repo import STALE_LOCK_SECONDS, Store
+from gdag.workspace import Workspace
+
+TMP_AGE = 600.0
+
+
+@dataclass
+class Finding:
+    severity: str  # error | warning | repaired
+    what: str
+    hint: str | None = None
+
+    def to_json(self) -> dict[str, str | None]:
+        return asdict(self)
+
+
+def _git_fsck(store: Store) -> list[Finding]:
+    git = shutil.which("git")
+    if git is None:
+        return [Finding("warning", "git is not installed: object checks skipped")]
+    proc = subprocess.run(
+        [git, f"--git-dir={store.gitdir}", "fsck", "--strict", "--no-dangling", "--no-progress"],
+        capture_output=True,
+        text=True,
+    )
+    lines = [
+        line
+        for line in (proc.stdout + proc.stderr).splitlines()
+        if line.strip() and not line.startswith(("notice:", "Checking", "dangling"))
+    ]
+    if proc.returncode == 0 and not lines:
+        return []
+    return [
+        Finding(
+            "error",
+            f"git fsck: {line}",
+            "restore the object from a clone or remote (`git fetch`), then run again",
+        )
+        for line in lines[:20]
+    ]
+
+
+def _check_logs(store: Store) -> list[Finding]:
+    found = []
+    for ref in sorted(store.list_refs(LOG_PREFIX)):
+        name = ref[len(LOG_PREFIX) :]
+        try:
+            log = Log(store, name)
+            tip = log.require_tip()
+            cur: bytes | None = tip
+            for _ in range(64):  # the recent chain, with its trailers and trees
+                if cur is None:
+                    break
+                event = log.event(cur)
+                store.read_tree(store.read_commit(cur).tree)
+                cur = log.first_parent(cur)
+                if cur is not None and log.event(cur).offset != event.offset - 1:
+                    raise GdagError(f"offsets jump at {event.offset} on log {name!r}")
+        except GdagError as exc:
+            found.append(
+                Finding(
+                    "error",
+                    f"log {name!r} ({ref}): {exc.message}",
+                    f"point it back at a good commit (see `git reflog {ref}` or "
+                    f"refs/gdag/archive/) with `git update-ref {ref} <commit>`",
+                )
+            )
+    return found
+
+
+def _leftovers(store: Store) -> tuple[int, int]:
+    now = time.time()
+    locks = 0
+    for dirpath, _dirs, files in os.walk(store.gitdir / "refs" / "gdag"):
+        for name in files:
+            if name.endswith(".lock"):
+                try:
+                    if now - (Path(dirpath) / name).stat().st_mtime > STALE_LOCK_SECONDS:
+                        locks += 1
+                except FileNotFoundError:
+                    pass
+    tmp = 0
+    try:
+        for entry in os.scandir(store.objects_dir):
+            if entry.name.startswith("tmp_obj_") and now - entry.stat().st_mtime > TMP_AGE:
+                tmp += 1
+    except FileNotFoundError:
+        pass
+    return locks, tmp
+
+
+def examine(ws: Workspace, repair: bool = False) -> list[Finding]:
+    store = ws.store
+    findings = _git_fsck(store) + _check_logs(store)
+    locks, tmp = _leftovers(store)
+    if repair and (locks or tmp):
+        store.sweep(tmp_age=TMP_AGE)
+        findings.append(
+            Finding(
+                "repaired",
+                f"removed {locks} stale ref locks and {tmp} "
+                "temporary objects left by killed processes",
+            )
+        )
+    elif locks or tmp:
+        findings.append(
+            Finding(
+                "warning",
+                f"{locks} stale ref locks and {tmp} old temporary objects left by killed processes",
+                "`gdag doctor --repair` removes them",
+            )
+        )
+    from gdag.session import list_sessions
+
+    sessions = list_sessions(ws.log) if ws.log.tip() is not None else []
+    if sessions and repair:
+        from gdag.runner import Engine, Summary
+
+        summary = Summary()
+        Engine(ws).recover(summary)
+        findings.append(
+            Finding(
+                "repaired",
+                f"dealt with {len(sessions)} sessions of log "
+                f"{ws.log.name!r} (finished ones merged back)",
+            )
+        )
+    elif sessions:
+        findings.append(
+            Finding(
+                "warning",
+                f"{len(sessions)} sessions in flight or left by dead runs on log {ws.log.name!r}",
+                "`gdag run` (or `gdag doctor --repair`) recovers them",
+            )
+        )
+    from gdag.hooks import recent_errors
+
+    for line in recent_errors(store, 3):
+        findings.append(
+            Finding(
+                "warning",
+                f"hook failed: {line}",
+                "see .git/gdag/hooks.log; fix gdag.toml and commit again",
+            )
+        )
+    return findings

@@ -1,0 +1,236 @@
+"""Hostile inputs: each refused cleanly, or handled without writing where it must not."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import fsck, gdag, git
+
+from gdag import state
+from gdag.log import format_message
+from gdag.repo import MODE_BLOB, MODE_LINK, MODE_TREE, Entry
+from gdag.workspace import Workspace
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../etc/passwd",
+        "a/../../b",
+        "/abs/path",
+        "a\\b",
+        "a:b",
+        "a~b",
+        "a^b",
+        "a?b",
+        "a*b",
+        "a[b",
+        "a b",
+        "a\tb",
+        "a.lock",
+        "a/b.lock",
+        "a..b",
+        ".hidden",
+        "-flag",
+        "@{u}",
+        "HEAD@{1}",
+        "\u0430bc",  # Cyrillic a: looks like "abc"
+        "ab\u200bc",
+        "x/" * 10_000 + "y",
+    ],
+)
+def test_hostile_output_names_refused(repo: Path, name: str) -> None:
+    tip = git("rev-parse", "refs/gdag/logs/main", cwd=repo)
+    for args in (["publish", "--", name, "v"], ["lookup", "--", name]):
+        r = gdag(*args, cwd=repo)
+        assert r.returncode in (2, 3), (args, r.stderr)
+        assert r.stderr.startswith("gdag: error: ") and "Traceback" not in r.stderr
+    assert git("rev-parse", "refs/gdag/logs/main", cwd=repo) == tip
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "x.lock", "\u0430", "", "-x", "HEAD@{0}"])
+def test_hostile_log_names_refused(repo: Path, name: str) -> None:
+    r = gdag("publish", "x", "1", "--log", name, cwd=repo)
+    assert r.returncode in (2, 3) and "Traceback" not in r.stderr
+    assert git("for-each-ref", "--format=%(refname)", "refs/gdag/logs", cwd=repo).split() == [
+        "refs/gdag/logs/main"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (b"\xff\xfe[nodes]\n", "not UTF-8"),
+        (b"a = " + b"[" * 5000 + b"]" * 5000 + b"\n", "gdag.toml"),
+        (
+            b"[nodes.x]\nrun = 'true'\ninputs = " + b"{ a = " * 300 + b"1" + b" }" * 300 + b"\n",
+            "gdag.toml",
+        ),
+        (
+            b"[outputs]\n" + b"".join(b'[outputs."o%d"]\ntype = "int"\n' % i for i in range(20000)),
+            None,
+        ),
+    ],
+)
+def test_hostile_definitions(repo: Path, text: bytes, needle: str | None) -> None:
+    (repo / "gdag.toml").write_bytes(text)
+    r = gdag("check", cwd=repo)
+    assert "Traceback" not in r.stderr
+    if needle is None:
+        assert r.returncode == 0, r.stderr  # huge but valid: handled
+    else:
+        assert r.returncode == 3 and needle in r.stderr
+
+
+def test_large_value_streams_with_bounded_memory(repo: Path, tmp_path: Path) -> None:
+    """200 MB in and out; the processes' peak memory stays far below the value's size."""
+    size = 200 * 1024 * 1024
+    big = tmp_path / "big"
+    with open(big, "wb") as f:
+        chunk = os.urandom(1 << 20)
+        for _ in range(size >> 20):
+            f.write(chunk)
+    code = textwrap.dedent("""
+        import resource, sys
+        from gdag.main import main
+        rc = main(sys.argv[1:])
+        print(rc, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+    """)
+    out = tmp_path / "out"
+    for args in (["publish", "big", "--file", str(big)], ["lookup", "big", "-o", str(out)]):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args], cwd=repo, capture_output=True, text=True
+        )
+        rc, peak_kib = proc.stderr.strip().splitlines()[-1].split()
+        assert rc == "0", proc.stderr
+        assert int(peak_kib) < 120 * 1024, f"{args[0]} peaked at {int(peak_kib) // 1024} MiB"
+    assert out.stat().st_size == size
+    with open(big, "rb") as a, open(out, "rb") as b:
+        while chunk := a.read(1 << 22):
+            assert chunk == b.read(1 << 22)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > 0
+
+
+def forge_tree_value(repo: Path, output: str, entries: dict[bytes, Entry]) -> None:
+    """Publish a directory value whose tree git itself would never make."""
+    ws = Workspace.open(repo)
+    tree = ws.store.write_tree(entries)
+
+    def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
+        meta = {"version": 1, "type": "dir", "offset": offset, "kind": "tree"}
+        root = state.write_output(ws.store, parent, output, Entry(MODE_TREE, tree), meta, "forged")
+        trailers = [
+            ("Gdag-Offset", str(offset)),
+            ("Gdag-Event", "publish"),
+            ("Gdag-Output", output),
+        ]
+        return root, format_message(f"publish {output} v1", trailers), []
+
+    ws.log.append(build)
+
+
+@pytest.mark.parametrize("bad", [b"..", b".", b"a/b", b"/etc", b".git", b".GIT"])
+def test_directory_values_with_unsafe_names_never_escape(
+    repo: Path, tmp_path: Path, bad: bytes
+) -> None:
+    ws = Workspace.open(repo)
+    blob = ws.store.write_blob(b"pwned")
+    forge_tree_value(repo, "evil", {bad: Entry(MODE_BLOB, blob), b"ok": Entry(MODE_BLOB, blob)})
+
+    def outside_repo() -> set[Path]:
+        return {p for p in tmp_path.rglob("*") if repo not in p.parents and p != repo}
+
+    before = outside_repo()
+    target = tmp_path / "deep" / "target"
+    r = gdag("lookup", "evil", "-o", str(target), cwd=repo)
+    assert r.returncode == 3 and "unsafe name" in r.stderr and "Traceback" not in r.stderr
+    written = {p.relative_to(tmp_path) for p in outside_repo() - before}
+    assert written <= {Path("deep"), Path("deep/target"), Path("deep/target/ok")}
+
+
+def test_directory_value_symlink_outside_is_never_written_through(
+    repo: Path, tmp_path: Path
+) -> None:
+    ws = Workspace.open(repo)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    link = ws.store.write_blob(str(outside).encode())
+    blob = ws.store.write_blob(b"data")
+    sub = ws.store.write_tree({b"file": Entry(MODE_BLOB, blob)})
+    # "escape" is a symlink to a directory outside; "escape2/file" a normal file. A tree
+    # cannot hold "escape" as both a link and a directory, so nothing goes through it.
+    forge_tree_value(
+        repo, "links", {b"escape": Entry(MODE_LINK, link), b"escape2": Entry(MODE_TREE, sub)}
+    )
+    target = tmp_path / "target"
+    r = gdag("lookup", "links", "-o", str(target), cwd=repo)
+    assert r.returncode == 0, r.stderr
+    assert os.readlink(target / "escape") == str(outside)
+    assert (target / "escape2" / "file").read_bytes() == b"data"
+    assert list(outside.iterdir()) == []
+    # A shell node gets the same safe materialisation.
+    (repo / "gdag.toml").write_text(
+        textwrap.dedent("""
+        [nodes.look]
+        run = 'ls "$GDAG_IN_D" > "$GDAG_OUT/listing"'
+        inputs = { d = "links" }
+        publishes = ["listing"]
+    """)
+    )
+    assert gdag("run", cwd=repo).returncode == 0
+    assert gdag("lookup", "listing", cwd=repo).text.split() == ["escape", "escape2"]
+    assert list(outside.iterdir()) == []
+
+
+def test_case_colliding_names_in_a_directory_value(repo: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "Readme").write_text("upper")
+    (src / "readme").write_text("lower")
+    assert gdag("publish", "docs", "--dir", str(src), cwd=repo).returncode == 0
+    r = gdag("lookup", "docs", "-o", str(tmp_path / "out"), cwd=repo)
+    assert r.returncode == 0  # a case-sensitive file system keeps both
+    assert (tmp_path / "out" / "Readme").read_text() == "upper"
+    assert (tmp_path / "out" / "readme").read_text() == "lower"
+    fsck(repo)
+
+
+def test_corrupted_object_and_ref_are_named_and_doctor_reports(repo: Path) -> None:
+    assert gdag("publish", "x", "payload", cwd=repo).returncode == 0
+    blob = git("rev-parse", "refs/gdag/logs/main:outputs/x/@value", cwd=repo).strip()
+    path = repo / ".git" / "objects" / blob[:2] / blob[2:]
+    path.chmod(0o644)
+    path.write_bytes(b"this is not zlib")
+    r = gdag("lookup", "x", cwd=repo)
+    assert r.returncode == 3 and blob in r.stderr and "Traceback" not in r.stderr
+    r = gdag("doctor", "--json", cwd=repo)
+    assert r.returncode == 3
+    findings = json.loads(r.stdout)
+    assert any(f["severity"] == "error" and "fsck" in f["what"] for f in findings)
+    # A ref holding garbage: the error names it.
+    (repo / ".git" / "refs" / "gdag" / "logs" / "main").write_text("garbage\n")
+    r = gdag("lookup", "x", cwd=repo)
+    assert r.returncode == 3 and "refs/gdag/logs/main" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_doctor_repairs_leftovers_of_killed_processes(repo: Path) -> None:
+    import time
+
+    sessions = repo / ".git" / "refs" / "gdag" / "sessions" / "main"
+    sessions.mkdir(parents=True)
+    lock = sessions / "gone.1.a.lock"
+    lock.write_text("")
+    old = time.time() - 3600
+    os.utime(lock, (old, old))
+    r = gdag("doctor", cwd=repo)
+    assert r.returncode == 0 and "stale ref locks" in r.stderr and lock.exists()
+    r = gdag("doctor", "--repair", cwd=repo)
+    assert r.returncode == 0 and "repaired" in r.stderr and not lock.exists()
+    assert "no problems found" in gdag("doctor", cwd=repo).stderr
