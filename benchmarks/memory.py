@@ -1,0 +1,94 @@
+"""Peak memory (RSS) of gdag with large values and with many pending events.
+
+    python benchmarks/memory.py [--mb 100,500] [--events 2000]
+
+Each measurement is a fresh process that reports its own peak RSS. Target:
+publish and lookup of a value use memory far below the value's size (they
+stream it); a run over thousands of pending `each` events does not grow with
+their number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+PROBE = textwrap.dedent("""
+    import resource, sys
+    from gdag.main import main
+    rc = main(sys.argv[1:])
+    print(rc, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+""")
+
+
+def peak_mib(args: list[str], cwd: Path, env: dict[str, str]) -> float:
+    proc = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=cwd, env=env,
+                          capture_output=True, text=True)
+    rc, kib = proc.stderr.strip().splitlines()[-1].split()
+    if rc != "0":
+        raise SystemExit(f"gdag {' '.join(args)} failed: {proc.stderr}")
+    return int(kib) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mb", default="100,500", help="value sizes in MiB, comma-separated")
+    ap.add_argument("--events", type=int, default=2000)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="gdag-bench-mem-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "GDAG_"))}
+    env.update(HOME=str(tmp), GIT_CONFIG_NOSYSTEM="1")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    try:
+        repo = tmp / "repo"
+        subprocess.run([sys.executable, "-m", "gdag", "init", "-C", str(repo)], env=env,
+                       check=True, capture_output=True)
+        print("| what | value or events | peak RSS MiB |\n|---|---:|---:|")
+        print(f"| interpreter + gdag imports (publish of a tiny value) | – | "
+              f"{peak_mib(['publish', 'tiny', 'x'], repo, env):.0f} |")
+        for mb in (int(x) for x in args.mb.split(",")):
+            big = tmp / f"v{mb}"
+            with open(big, "wb") as f:
+                block = os.urandom(1 << 20)
+                for _ in range(mb):
+                    f.write(block)
+            pub = peak_mib(["publish", f"big{mb}", "--file", str(big)], repo, env)
+            out = tmp / f"out{mb}"
+            look = peak_mib(["lookup", f"big{mb}", "-o", str(out)], repo, env)
+            assert out.stat().st_size == big.stat().st_size
+            print(f"| `gdag publish --file` | {mb} MiB | {pub:.0f} |")
+            print(f"| `gdag lookup -o` | {mb} MiB | {look:.0f} |")
+            big.unlink()
+            out.unlink()
+        from gdag.workspace import ValueSource, Workspace
+
+        for count in (max(1, args.events // 10), args.events):
+            events_repo = tmp / f"events{count}"
+            subprocess.run([sys.executable, "-m", "gdag", "init", "-C", str(events_repo)],
+                           env=env, check=True, capture_output=True)
+            (events_repo / "gdag.toml").write_text(textwrap.dedent("""
+                [nodes.each]
+                run = 'cp "$GDAG_IN_X" "$GDAG_OUT/seen"'
+                inputs = { x = "ev" }
+                publishes = ["seen"]
+                mode = "each"
+            """))
+            ws = Workspace.open(events_repo)
+            for i in range(count):
+                ws.publish("ev", ValueSource(data=f"event {i}".encode()))
+            peak = peak_mib(["run", "-q", "-j", "1"], events_repo, env)  # runs every event
+            print(f"| `gdag run` over pending `each` events | {count} | {peak:.0f} |")
+        print("\ntargets: publish/lookup peak far below the value size; run memory flat in "
+              "the number of pending events")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
