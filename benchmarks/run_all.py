@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("-o", "--out", help="also write the report to this file")
     ap.add_argument("--only", help="comma-separated script names to run")
     args = ap.parse_args()
+    # Start-up is part of what is measured: let Python keep its bytecode caches.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     parts = [f"# Benchmarks\n\nMeasured {stamp} on {machine()}"
              f"{' (quick sizes)' if args.quick else ''} with "
