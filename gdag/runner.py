@@ -534,22 +534,7 @@ class Engine:
                 outcome = Runner(self.ws.store, session, node, dag, self.ws.log.name).run()
                 session.finish(outcome)
             merged = session.merge_back()
-            self.report(
-                "finish",
-                {
-                    "node": p.node,
-                    "session": sid,
-                    "status": outcome.status,
-                    "duration": outcome.duration,
-                    "error": outcome.error,
-                    "merged": merged.status,
-                    "offset": merged.offset,
-                    "outputs": merged.outputs,
-                    "unchanged": merged.unchanged,
-                    "log": outcome.log[-4096:],
-                    "cached": outcome.cached,
-                },
-            )
+            self._report_finish(p.node, sid, outcome, merged, cached=outcome.cached)
             if outcome.status == "ok" and merged.status != "dropped":
                 resolution = "merged"
             return outcome, merged
@@ -558,6 +543,26 @@ class Engine:
                 speculator.resolve(sid, resolution)
             if held is not None:
                 held.release()
+
+    def _report_finish(
+        self, node: str, sid: str, outcome: Outcome, merged: Merged, **extra: Any
+    ) -> None:
+        self.report(
+            "finish",
+            {
+                "node": node,
+                "session": sid,
+                "status": outcome.status,
+                "duration": outcome.duration,
+                "error": outcome.error,
+                "merged": merged.status,
+                "offset": merged.offset,
+                "outputs": merged.outputs,
+                "unchanged": merged.unchanged,
+                "log": outcome.log[-4096:],
+                **extra,
+            },
+        )
 
     def _speculator(self, dag: dict[str, Any]) -> Any:
         """A Speculator when speculation is on for this run or for any node, else None."""
@@ -616,23 +621,7 @@ class Engine:
                 )
                 return outcome, Merged("dropped")
             merged = session.merge_back()
-            self.report(
-                "finish",
-                {
-                    "node": name,
-                    "session": sid,
-                    "status": outcome.status,
-                    "duration": outcome.duration,
-                    "error": outcome.error,
-                    "merged": merged.status,
-                    "offset": merged.offset,
-                    "outputs": merged.outputs,
-                    "unchanged": merged.unchanged,
-                    "log": outcome.log[-4096:],
-                    "cached": None,
-                    "speculative": producer,
-                },
-            )
+            self._report_finish(name, sid, outcome, merged, speculative=producer)
             if outcome.status == "ok" and merged.status == "merged":
                 resolution = "merged"
             return outcome, merged
