@@ -152,7 +152,7 @@ def sync_log(remote: Remote, log: Log) -> SyncResult:
             )
         if theirs is None:
             if remote.push_cas(log.ref, None, local):  # type: ignore[arg-type]
-                return SyncResult(log.name, "pushed", pushed=log.event(local).offset + 1)
+                return SyncResult(log.name, "pushed", pushed=log.event(local).offset + 1)  # type: ignore[arg-type]
             continue
         if local is None:
             if log.store.cas_ref(log.ref, None, theirs):

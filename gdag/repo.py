@@ -157,7 +157,7 @@ class Store:
 
         header, _, body = raw.partition(b"\0")
         type_name = header.split(b" ", 1)[0]
-        return ShaFile.from_raw_string(_TYPE_NUMS[type_name], body, sha)
+        return ShaFile.from_raw_string(_TYPE_NUMS[type_name], body, sha)  # type: ignore[arg-type]
 
     def read(self, sha: bytes) -> ShaFile:
         """Read one object; its absence is a damaged store."""
@@ -305,7 +305,7 @@ class Store:
 
         tree = Tree()
         for name, entry in entries.items():
-            tree.add(name, entry.mode, entry.sha)
+            tree.add(name, entry.mode, entry.sha)  # type: ignore[arg-type]
         sha = self.write(tree)
         self._entries[sha] = dict(entries)
         return sha
@@ -370,7 +370,7 @@ class Store:
 
         commit = Commit()
         commit.tree = tree
-        commit.parents = parents
+        commit.parents = parents  # type: ignore[assignment]
         name, email = identity()
         commit.author = commit.committer = b"%s <%s>" % (name, email)
         now = int(when if when is not None else time.time())
@@ -384,7 +384,7 @@ class Store:
     def expand_prefix(self, prefix: str) -> list[bytes]:
         """Object ids starting with a hex `prefix` (at least 4 digits)."""
         pre = prefix.lower().encode()
-        found = set()
+        found: set[bytes] = set()
         fan = self.objects_dir / prefix[:2]
         if fan.is_dir():
             found.update(

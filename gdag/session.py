@@ -175,8 +175,8 @@ class Session:
             base=log.store.read_commit(start).parents[0],
             state_at=t["Gdag-State"][0].encode(),
             attempt=int(t["Gdag-Attempt"][0]),
-            cache_key=(t.get("Gdag-Cache-Key") or [None])[0],
-            speculates_on=(t.get("Gdag-Speculates-On") or [None])[0],
+            cache_key=next(iter(t.get("Gdag-Cache-Key", [])), None),
+            speculates_on=next(iter(t.get("Gdag-Speculates-On", [])), None),
             consumed={k: v for k, _, v in (i.partition("=") for i in t.get("Gdag-Consumed", []))}
             or None,
         )

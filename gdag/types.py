@@ -148,7 +148,7 @@ def check_value(
         return [check_value(v, typ.arg, output, f"{where}[{i}]", top) for i, v in enumerate(value)]  # type: ignore[arg-type]
     if k == "dict" and isinstance(value, dict):
         return {
-            key: check_value(v, typ.arg, output, f"{where}[{key!r}]", top)
+            key: check_value(v, typ.arg, output, f"{where}[{key!r}]", top)  # type: ignore[arg-type]
             for key, v in value.items()
         }  # type: ignore[arg-type]
     if k == "model":

@@ -215,6 +215,7 @@ class Workspace:
         try:
             commit, offset = self.log.append(build)
         except _Unchanged as exc:
+            assert exc.prev is not None
             return Published(
                 output,
                 exc.prev.version,

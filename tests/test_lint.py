@@ -14,3 +14,10 @@ def test_ruff_check_is_clean() -> None:
         [ruff, "check", "gdag", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mypy_is_clean() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "gdag"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
