@@ -443,20 +443,15 @@ def watch(
 
     view = RunView(quiet=quiet)
     watcher = Watcher(path, log, jobs or os.cpu_count() or 1, view, interval, remote)
-    view.emit(
-        [
-            (
-                f"watching {watcher.store.workdir or watcher.store.gitdir} "
-                f"every {interval:g}s; Ctrl-C stops",
-                "dim",
-            )
-        ]
-    )
+    if not quiet:
+        where = watcher.store.workdir or watcher.store.gitdir
+        view.emit([(f"watching {where} every {interval:g}s; Ctrl-C stops", "dim")])
     try:
         watcher.loop()
     except KeyboardInterrupt:
         view.stop()
-        view.emit([("stopped", "dim")])
+        if not quiet:
+            view.emit([("stopped", "dim")])
     return 0
 
 

@@ -149,7 +149,7 @@ def examine(ws: Workspace, repair: bool = False) -> list[Finding]:
         findings.append(
             Finding(
                 "warning",
-                f"{len(sessions)} sessions in flight or left by dead runs on log {ws.log.name!r}",
+                f"{len(sessions)} session(s) in flight or left by dead runs on log {ws.log.name!r}",
                 "`gdag run` (or `gdag doctor --repair`) recovers them",
             )
         )

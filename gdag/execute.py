@@ -108,6 +108,12 @@ class Runner:
         self.name = session.spec.node
 
     def run(self) -> Outcome:
+        try:
+            return self._run()
+        except GdagError as exc:  # e.g. an input that cannot be materialised
+            return Outcome("failed", None, f"gdag: {exc.message}\n".encode(), error=exc.message)
+
+    def _run(self) -> Outcome:
         root = self.store.read_commit(self.session.spec.state_at).tree
         inputs = gather_inputs(self.store, root, self.node)
         started = time.monotonic()
@@ -172,6 +178,7 @@ class Runner:
 
     def _shell_env(self, inputs: dict[str, Any], tmp: Path) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GDAG_IN_")}
+        env["GDAG_HOOK_GUARD"] = "1"  # git commands of the node do not publish git events
         env.update(self.node.get("env", {}))
         manifest: dict[str, Any] = {}
         in_dir = tmp / "in"
@@ -278,6 +285,7 @@ class Runner:
     def _run_python(self, inputs: dict[str, Any]) -> Outcome:
         from gdag.pynode import call_node
 
+        os.environ["GDAG_HOOK_GUARD"] = "1"  # git commands of the node publish no git events
         try:
             results, text = call_node(self, inputs)
         except GdagError as exc:
@@ -285,9 +293,12 @@ class Runner:
         except Exception as exc:
             tb = traceback.format_exc().encode()
             return Outcome("failed", None, tb, error=f"{type(exc).__name__}: {exc}")
-        for name, value in results:
-            check_publishable(self.name, self.node, name)
-            self.publish_value(name, value)
+        try:
+            for name, value in results:
+                check_publishable(self.name, self.node, name)
+                self.publish_value(name, value)
+        except GdagError as exc:  # a bad result is the node's failure, not the run's
+            return Outcome("failed", None, f"gdag: {exc.message}\n".encode(), error=exc.message)
         return Outcome("ok", None, text)
 
     def publish_value(self, name: str, value: Any) -> None:

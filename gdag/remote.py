@@ -45,6 +45,24 @@ class Remote:
         if self.git is None:
             raise GdagError("working with a remote needs the git command")
         self.label = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100]
+        if store.is_private:
+            # The private store has no remotes of its own: use the user repository's URL.
+            proc = subprocess.run(
+                [
+                    self.git,
+                    f"--git-dir={store.user_gitdir}",
+                    "config",
+                    "--get",
+                    f"remote.{name}.url",
+                ],
+                capture_output=True,
+                text=True,
+            )
+            url = proc.stdout.strip()
+            if proc.returncode == 0 and url:
+                if "://" not in url and not url.startswith("/") and ":" not in url:
+                    url = str(((store.workdir or store.user_gitdir) / url).resolve())
+                self.name = url
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         assert self.git is not None

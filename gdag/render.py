@@ -51,8 +51,13 @@ class LiveRunning:
         self.live.stop()
 
 
+def stdout_console() -> Console:
+    """Data on stdout: never wrapped at 80 columns when piped (ids would be split)."""
+    return Console(file=sys.stdout, highlight=False, width=None if sys.stdout.isatty() else 100_000)
+
+
 def print_status(states: list[Any]) -> None:
-    console = Console(file=sys.stdout, highlight=False)
+    console = stdout_console()
     table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
     for col in ("node", "state", "why", "last session"):
         table.add_column(col)
@@ -70,7 +75,9 @@ def graph_tree(model: dict[str, Any], file: Any = None) -> None:
     """The DAG as a rich tree: sources first, each node under the outputs it reads."""
     from rich.tree import Tree
 
-    console = Console(file=file or sys.stdout, highlight=False)
+    console = (
+        stdout_console() if file is None else Console(file=file, highlight=False, width=100_000)
+    )
     by_id = {v["id"]: v for v in model["vertices"]}
     children: dict[str, list[str]] = {vid: [] for vid in by_id}
     has_parent = set()
@@ -117,7 +124,7 @@ def print_shown(info: dict[str, Any]) -> None:
     """`gdag show` for people: a session, a node's runs, or an output's provenance."""
     from rich.tree import Tree
 
-    console = Console(file=sys.stdout, highlight=False)
+    console = stdout_console()
     if info["kind"] == "output":
         meta = info["meta"]
         console.print(

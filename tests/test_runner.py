@@ -443,7 +443,10 @@ def test_targets_limit_the_run_to_their_traversal(repo: Path) -> None:
             "cycle",
         ),
         ('[nodes.x]\npython = "nosuchmodule:f"\n', "cannot import 'nosuchmodule'"),
-        ('[nodes.x]\nrun = "t"\ninputs = { a-b = "o1", a_b = "o2" }\n', "would both be $GDAG_IN_A_B"),
+        (
+            '[nodes.x]\nrun = "t"\ninputs = { a-b = "o1", a_b = "o2" }\n',
+            "would both be $GDAG_IN_A_B",
+        ),
     ],
 )
 def test_bad_definitions_refused_naming_file_node_and_key(
@@ -568,12 +571,15 @@ def test_run_sweeps_stale_locks_and_temp_objects(repo: Path) -> None:
     import os
     import time
 
-    define(repo, """
+    define(
+        repo,
+        """
         [nodes.copy]
         run = 'cp "$GDAG_IN_X" "$GDAG_OUT/c"'
         inputs = { x = "src" }
         publishes = ["c"]
-    """)
+    """,
+    )
     sessions = repo / ".git" / "refs" / "gdag" / "sessions" / "main"
     sessions.mkdir(parents=True)
     stale, fresh = sessions / "gone.1.a.lock", sessions / "busy.2.b.lock"
@@ -587,3 +593,42 @@ def test_run_sweeps_stale_locks_and_temp_objects(repo: Path) -> None:
     run(repo)
     assert not stale.exists() and not tmp_obj.exists()
     assert fresh.exists()  # a young lock may belong to a live writer
+
+
+def test_python_node_bad_results_fail_the_node_not_the_run(repo: Path) -> None:
+    (repo / "bad.py").write_text(
+        textwrap.dedent("""
+        def wrong_type(x):
+            return "not a number"
+
+        def wrong_output(x, ctx):
+            ctx.publish("elsewhere", 1)
+    """)
+    )
+    define(
+        repo,
+        """
+        [outputs.n]
+        type = "int"
+        [nodes.wrong_type]
+        python = "bad:wrong_type"
+        inputs = { x = "src" }
+        publishes = ["n"]
+        [nodes.wrong_output]
+        python = "bad:wrong_output"
+        inputs = { x = "src" }
+        publishes = ["mine"]
+        [nodes.fine]
+        run = 'cp "$GDAG_IN_X" "$GDAG_OUT/ok"'
+        inputs = { x = "src" }
+        publishes = ["ok"]
+    """,
+    )
+    pub(repo, "src", "1")
+    err = run(repo, code=1)
+    assert "FAILED wrong_type" in err and "not a valid int" in err
+    assert "FAILED wrong_output" in err and "may not publish 'elsewhere'" in err
+    assert value(repo, "ok") == "1"
+    assert done(repo, "wrong_type")["status"] == "failed"
+    assert git("for-each-ref", "refs/gdag/sessions", cwd=repo) == ""
+    assert "nothing to do" in run(repo)
