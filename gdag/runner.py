@@ -190,8 +190,10 @@ class Engine:
         done: dict[str, Any] | None,
         reason: str,
     ) -> Pending:
-        if node["mode"] != "each" or reason == "code changed" and done is not None:
+        if node["mode"] != "each":
             return Pending(name, reason, versions, tip)
+        # "each": the oldest event not consumed yet, also after a code change (new code,
+        # same events); with none left, one run on the latest state.
         recorded = (done or {}).get("inputs", {})
         offset = self._earliest_new_event(tip, versions, recorded)
         if offset is None:

@@ -331,6 +331,8 @@ class Session:
             return tree, format_message(summary, trailers), [self.head]
 
         try:
+            if self.spec.speculates_on is None and not self._forked_from_log():
+                raise _Superseded  # the log was replaced (replay) since: these inputs are gone
             _, result.offset = self.log.append(build)
         except _Superseded:
             result = Merged("superseded")
@@ -352,6 +354,16 @@ class Session:
             versions[name] = out.version
         self.spec.inputs = versions
         done["inputs"] = versions
+
+    def _forked_from_log(self) -> bool:
+        """Whether the session's base commit is on the log's current first-parent chain."""
+        from gdag.errors import StoreError
+
+        try:
+            offset = self.log.event(self.spec.base).offset
+            return self.log.commit_at(offset) == self.spec.base
+        except (StoreError, UnknownError):
+            return False
 
     def _code_in_force(self, root: bytes | None) -> str | None:
         dag = state.read_dag(self.store, root) or {}
