@@ -181,8 +181,10 @@ def main() -> int:
     args = ap.parse_args()
     if args.runs < 3:
         ap.error("--runs must be at least 3")
-    if args.nodes < 1 or args.events < 0 or not 0 <= args.ran <= args.nodes:
-        ap.error("--nodes must be at least 1, --events at least 0, --ran between 0 and --nodes")
+    if args.nodes < 1 or not 0 <= args.ran <= args.nodes:
+        ap.error("--nodes must be at least 1, --ran between 0 and --nodes")
+    if args.events < args.nodes + SOURCES:
+        ap.error(f"--events must be at least --nodes + {SOURCES}: every output gets a value")
     try:
         import gdag.workspace as _needed  # noqa: F401  (the in-process history builder)
     except ImportError:
