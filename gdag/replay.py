@@ -36,6 +36,7 @@ class ReplayResult:
     failed: list[str] = field(default_factory=list)
     archive: str | None = None
     tip: str | None = None
+    kept: int = 0  # events kept as they were: the definition in force then is the current one
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -87,6 +88,17 @@ class Replay:
             result.events = [e.offset for e in events]
             return result
         dag = self.ws.current_dag(tip, record=onto is None)
+        if onto is None and not only:
+            # Events recorded under the current definition would come out the same:
+            # keep them as they are and replay only from the first that was not.
+            first = self._first_changed(live, tip, start, dag)
+            result.kept = sum(1 for e in events if first is None or e.offset < first)
+            if first is None:
+                result.tip = tip.decode()
+                return result
+            events = [e for e in events if e.offset >= first]
+            start, base = first, live.commit_at(first - 1)
+            result.from_offset = start
         work = Log(self.store, onto or f"{live.name}.replay-{new_id('')}")
         if onto is not None and work.tip() is not None:
             raise GdagError(f"log {onto!r} exists already", hint="--onto takes a new log name")
@@ -97,6 +109,25 @@ class Replay:
             self._swap(live, work, tip, start, only, cache_roots, result)
         result.tip = (work.tip() or b"").decode() if onto else (live.tip() or b"").decode()
         return result
+
+    def _first_changed(self, live: Log, tip: bytes, start: int, dag: dict[str, Any]) -> int | None:
+        """The first offset from `start` whose definition in force differs from `dag`."""
+        want = _shape(dag)
+        cur: bytes | None = tip
+        first: int | None = None
+        while cur is not None:
+            event = live.event(cur)
+            if event.offset < max(start, 1):
+                break
+            parent = live.first_parent(cur)
+            # The definition a publish or session ran under is the one in its parent's
+            # tree (`dag` events only record it; they produce nothing to replay).
+            if event.kind in ("publish", "session"):
+                root = self.store.read_commit(parent).tree if parent else None
+                if _shape(state.read_dag(self.store, root) or {}) != want:
+                    first = event.offset
+            cur = parent
+        return first
 
     def _begin(self, work: Log, base: bytes, dag: dict[str, Any], start: int, old: bytes) -> None:
         if not self.store.cas_ref(work.ref, None, base):
@@ -208,6 +239,11 @@ def republish(work: Log, event: Event) -> None:
         return tree, format_message(f"publish {name} v{version}", trailers), []
 
     work.append(build)
+
+
+def _shape(dag: dict[str, Any]) -> Any:
+    """What decides the results: each node's code hash and the declared output types."""
+    return ({n: v.get("code") for n, v in dag.get("nodes", {}).items()}, dag.get("outputs"))
 
 
 def archive_refs(ws: Workspace) -> dict[str, bytes]:

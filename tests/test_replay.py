@@ -82,13 +82,29 @@ def test_replay_unchanged_runs_nothing_and_equals_fresh_run(repo: Path, tmp_path
     publish_all(repo, values)
     before = snapshot(repo)
     old_tip = git("rev-parse", "refs/gdag/logs/main", cwd=repo).strip()
-    old_log = git("log", "--format=%H %s", old_tip, cwd=repo)
+    old_log = git("log", "--first-parent", "--format=%H %s", old_tip, cwd=repo)
     res = replay(repo, "--from", "1")
-    assert res["ran"] == [] and len(res["cached"]) > 0 and res["failed"] == []
+    # Recorded under the definition in force: every event is kept as it is, nothing runs.
+    assert res["ran"] == [] and res["cached"] == [] and res["kept"] == len(values)
     assert snapshot(repo) == before
-    # The archive keeps the old chain whole.
-    assert git("rev-parse", res["archive"], cwd=repo).strip() == old_tip
-    assert git("log", "--format=%H %s", res["archive"], cwd=repo) == old_log
+    assert git("rev-parse", "refs/gdag/logs/main", cwd=repo).strip() == old_tip
+    assert git("log", "--first-parent", "--format=%H %s", "refs/gdag/logs/main", cwd=repo) == (
+        old_log
+    )
+    # Under another definition whose results come out the same, the cache does the work.
+    setup(repo, tag="t")
+    (repo / "gdag.toml").write_text((repo / "gdag.toml").read_text() + "\n# a comment\n")
+    (repo / "gdag.toml").write_text(
+        (repo / "gdag.toml")
+        .read_text()
+        .replace("[nodes.other]", '[nodes.other]\nenv = { X = "1" }')
+    )
+    res = replay(repo, "--from", "1")
+    assert set(res["ran"]) == {"other"} and len(res["cached"]) > 0 and res["failed"] == []
+    assert snapshot(repo) == {**before, "size": (before["size"][0], before["size"][1])}
+    # The archive keeps the old chain whole (with the `dag` event of the new definition).
+    archived = git("log", "--first-parent", "--format=%H %s", res["archive"], cwd=repo)
+    assert archived.endswith(old_log) and "dag: definition changed" in archived.split("\n")[0]
     # A fresh repository with the same publishes ends in the same state.
     fresh = tmp_path / "fresh"
     assert gdag("init", "-C", str(fresh), cwd=tmp_path).returncode == 0
@@ -155,6 +171,8 @@ def test_replay_while_others_publish_loses_nothing(repo: Path) -> None:
         (repo / "gdag.toml").read_text().replace("tr a-z A-Z", "sleep 0.05; tr a-z A-Z")
     )
     publish_all(repo, [f"v{i}" for i in range(6)])
+    # A changed definition, so the replay has work to do while the others publish.
+    (repo / "gdag.toml").write_text((repo / "gdag.toml").read_text().replace("slow", "slower"))
     code = textwrap.dedent("""
         import sys
         from gdag.main import main
