@@ -171,7 +171,15 @@ def timed_replay(gdag: list[str], repo: Path, env: dict[str, str]) -> tuple[floa
 
 
 def check_replay(result: dict, events: int, ran: dict[str, int], what: str) -> None:
-    """The replay re-applied `events` events, ran exactly `ran` (node -> times), cached the rest."""
+    """The replay re-applied `events` events, ran exactly `ran` (node -> times), cached the rest.
+
+    With nothing changed (`ran` empty) the events recorded under the definition in
+    force are kept as they are: none is re-applied, nothing runs, nothing is rewritten.
+    """
+    if not ran:
+        if result.get("ran") or result.get("events") or result.get("kept") != events:
+            fail(f"{what}: expected every event kept and nothing run, got {result}")
+        return
     if result.get("failed"):
         fail(f"{what}: nodes failed: {result['failed']}")
     if len(result.get("events", [])) != events:
