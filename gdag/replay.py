@@ -111,8 +111,18 @@ class Replay:
         return result
 
     def _first_changed(self, live: Log, tip: bytes, start: int, dag: dict[str, Any]) -> int | None:
-        """The first offset from `start` whose definition in force differs from `dag`."""
+        """The first offset from `start` that a replay would not reproduce as it is.
+
+        An event is reproduced when it ran under the definition now in force (same
+        node code hashes and declared types in its parent's `dag.json`) and, for a
+        publish, the log reached quiescence under it before the next publish, as a
+        replay (which runs after each publish) would.
+        """
+        from gdag.runner import Engine, Pending
+
         want = _shape(dag)
+        engine = Engine(Workspace(self.store, live.name))
+        settled = tip  # the commit just before the next (later) publish
         cur: bytes | None = tip
         first: int | None = None
         while cur is not None:
@@ -120,12 +130,17 @@ class Replay:
             if event.offset < max(start, 1):
                 break
             parent = live.first_parent(cur)
-            # The definition a publish or session ran under is the one in its parent's
-            # tree (`dag` events only record it; they produce nothing to replay).
             if event.kind in ("publish", "session"):
                 root = self.store.read_commit(parent).tree if parent else None
                 if _shape(state.read_dag(self.store, root) or {}) != want:
                     first = event.offset
+            if event.kind == "publish":
+                if any(
+                    isinstance(engine.pending(n, node, settled, False), Pending)
+                    for n, node in dag["nodes"].items()
+                ):
+                    first = event.offset  # not run to quiescence before the next publish
+                settled = parent or cur
             cur = parent
         return first
 
