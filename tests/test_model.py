@@ -26,7 +26,8 @@ after a kill the model holds every state that sequence (in any order the
 scheduler may take) can reach; the next completed run must land on one of them
 run to quiescence, and the model follows that one.
 
-Failures hypothesis found and shrank are the plain regression tests at the end.
+Counterexamples (hypothesis's shrunk ones, and one built by hand while modelling
+crashes across replays) are plain regression tests at the end.
 """
 
 from __future__ import annotations
@@ -158,24 +159,24 @@ def write_definition(repo: Path, variants: dict[str, int]) -> None:
 
 # -- the reference model -------------------------------------------------------------
 
-# Known gdag bugs, each with a strict-xfail regression test at the end of this
-# file that asserts the specified behaviour. While a flag is True the state
-# machine stays green around its bug (the model emulates it, or the rules avoid
-# what triggers it); when the bug is fixed its regression test XPASSes, which
-# fails the suite: then set the flag to False. GDAG_MODEL_STRICT=1 turns them all
+# Known gdag bugs. Each gets a regression test at the end of this file that
+# asserts the specified behaviour (strict xfail while the bug is open), and a
+# flag: while it is True the state machine stays green around the bug (the model
+# emulates it, or the rules avoid what triggers it); once the bug is fixed and
+# its test passes, set the flag to False. GDAG_MODEL_STRICT=1 turns every flag
 # off, to hunt with the specified semantics only:
 #   GDAG_MODEL_STRICT=1 GDAG_MODEL_EXAMPLES=300 pytest tests/test_model.py
 STRICT = os.environ.get("GDAG_MODEL_STRICT") == "1"
-# When an `each` node's code changes while it has unconsumed input events, gdag
-# runs it once on the latest state and never on the events in between
-# (runner.Engine._job). The model emulates that.
-EACH_CODE_CHANGE_SKIPS_EVENTS = False  # fixed: the regression test below guards it
-# A finished session a crash left unmerged before a replay is merged into the
-# replayed log by the next run's recovery; when its input versions (numbers on
-# the replaced chain) are above the new chain's, the node then re-runs forever,
-# every re-run refused as superseded. The rules do not replay while the model
-# holds a crashed session.
-CRASHED_SESSION_CROSSES_REPLAY = False  # fixed: the regression test below guards it
+# (fixed in 2b8d815) When an `each` node's code changed while it had unconsumed
+# input events, gdag ran it once on the latest state and never on the events in
+# between (runner.Engine._job). With the flag, the model emulates that.
+EACH_CODE_CHANGE_SKIPS_EVENTS = False
+# (fixed in 2b8d815) A finished session a crash left unmerged before a replay was
+# merged into the replayed log by the next run's recovery; when its input versions
+# (numbers on the replaced chain) were above the new chain's, the node then re-ran
+# forever, every re-run refused as superseded. With the flag, the rules do not
+# replay while the model holds a crashed session.
+CRASHED_SESSION_CROSSES_REPLAY = False
 
 # A run that merges more sessions than this is taken to run forever.
 MAX_SESSIONS_PER_RUN = 100
@@ -746,7 +747,10 @@ def value_history(repo: Path, output: str) -> list[tuple[int, str]]:
 
 
 def test_each_node_with_changed_code_runs_once_per_unconsumed_event(tmp_path: Path) -> None:
-    """Shrunk by the state machine (there with a replay as the first run)."""
+    """Shrunk by the state machine (there with a replay as the first run).
+
+    gdag ran hist once, on num v3 only: h went "-/0" v1 -> "2+-" v2.
+    """
     repo, ws = new_repo(tmp_path)
     publish(ws, "num", "0")
     run(ws)  # hist consumed num v1: h = "-/0"
@@ -761,6 +765,12 @@ def test_each_node_with_changed_code_runs_once_per_unconsumed_event(tmp_path: Pa
 
 
 def test_session_crashed_before_replay_does_not_reach_the_new_log(tmp_path: Path) -> None:
+    """Found while modelling crashed sessions (`crash_session`) across replays.
+
+    Written by hand: hypothesis did not reach it in 300 strict examples (it needs a
+    definition change that is undone, a crash downstream of it, then a replay).
+    The run after the replay never ended (`RunawayRun` after 100 sessions).
+    """
     repo, ws = new_repo(tmp_path)
     publish(ws, "src", "a")
     run(ws)  # a = "A" v1, b = "t:A" v1
