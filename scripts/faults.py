@@ -17,7 +17,8 @@ kind uninterrupted, and the crash twin runs the same command and is SIGKILLed:
                directory), with or without the run of its subscribers;
 - run          `gdag run -j 2` of a small pipeline of shell nodes (chain, fan-in,
                early cutoff, a `mode = "each"` node, a dir input);
-- replay       `gdag replay --from 1`, sometimes after a definition change;
+- replay       `gdag replay --from 1`, mostly after a definition change or a publish
+               whose subscribers did not run (else it has nothing to rewrite);
 - speculative  `gdag run -j 3 --speculative` of a chain whose nodes `gdag publish`
                their output early, then finish.
 
@@ -800,10 +801,14 @@ class Trial:
                 setup.append(self._publish_big())
             return setup, ["run", "-j", "2", "-q"], None, facts
         if kind == "replay":
+            # A replay rewrites the log from the first event it would not reproduce (a
+            # publish whose subscribers did not run yet, a definition change) and keeps
+            # it as it is otherwise: mostly give it something to rewrite.
             out = rng.choice(["src/a", "src/b"])
-            setup.append(["publish", out, random_text(rng)])
-            if rng.random() < 0.5:
-                pair.tag = f"t{rng.randrange(5)}"  # a definition change: nodes rerun
+            no_run = ["--no-run"] if rng.random() < 0.6 else []
+            setup.append(["publish", out, random_text(rng), *no_run])
+            if rng.random() < 0.7:
+                pair.tag = rng.choice([f"t{k}" for k in range(5) if f"t{k}" != pair.tag])
             return setup, ["replay", "--from", "1", "-j", "2", "-q"], None, facts
         # publish
         if rng.random() < 0.3:
