@@ -23,26 +23,9 @@ from typing import Any, NoReturn
 
 import pytest
 from conftest import gdag
+from test_graphview import DEFINITION
 
 # The same DAG as tests/test_graphview.py: dynamic outputs, a failed and a never-run node.
-DEFINITION = """
-    [nodes.split]
-    run = 'for w in $(cat "$GDAG_IN_X"); do printf "$w" > "$GDAG_OUT/parts/$w"; done'
-    inputs = { x = "doc" }
-    publishes = ["parts/*"]
-    [nodes.join]
-    run = 'cat "$GDAG_IN_P"/* > "$GDAG_OUT/joined"'
-    inputs = { p = "parts/*" }
-    publishes = ["joined"]
-    [nodes.broken]
-    run = 'echo "it broke" >&2; exit 3'
-    inputs = { x = "doc" }
-    publishes = ["never"]
-    [nodes.lazy]
-    run = 'cp "$GDAG_IN_X" "$GDAG_OUT/copy"'
-    inputs = { x = "other" }
-    publishes = ["copy"]
-"""
 
 CHROMIUM_ARGS = [
     "--no-sandbox",  # CI runs as root
