@@ -10,6 +10,7 @@ what to do, never "fixed" by guessing.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -109,6 +110,36 @@ def _leftovers(store: Store) -> tuple[int, int]:
     return locks, tmp
 
 
+WORK_LOG = re.compile(r"\.(replay|sync)-([0-9a-f]+)-")
+WORK_LOG_AGE = 3600.0
+
+
+def _work_logs(store: Store, repair: bool) -> list[Finding]:
+    """Work logs of replays or syncs that were killed: the live log never saw them."""
+    stale = []
+    for ref, sha in store.list_refs(LOG_PREFIX).items():
+        m = WORK_LOG.search(ref)
+        if m and time.time() - int(m.group(2), 16) / 1000 > WORK_LOG_AGE:
+            stale.append((ref, sha))
+    if not stale:
+        return []
+    if not repair:
+        return [
+            Finding(
+                "warning",
+                f"{len(stale)} work log(s) of killed replays or syncs",
+                "`gdag doctor --repair` removes them; the live logs never used them",
+            )
+        ]
+    for ref, sha in stale:
+        name = ref[len(LOG_PREFIX) :]
+        for prefix in (f"refs/gdag/sessions/{name}/", f"refs/gdag/leases/{name}/"):
+            for sub, sub_sha in store.list_refs(prefix).items():
+                store.delete_ref(sub, sub_sha)
+        store.delete_ref(ref, sha)
+    return [Finding("repaired", f"removed {len(stale)} work log(s) of killed replays or syncs")]
+
+
 def examine(ws: Workspace, repair: bool = False) -> list[Finding]:
     store = ws.store
     findings = _git_fsck(store) + _check_logs(store)
@@ -153,6 +184,7 @@ def examine(ws: Workspace, repair: bool = False) -> list[Finding]:
                 "`gdag run` (or `gdag doctor --repair`) recovers them",
             )
         )
+    findings += _work_logs(store, repair)
     from gdag.hooks import recent_errors
 
     for line in recent_errors(store, 3):

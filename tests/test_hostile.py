@@ -234,3 +234,22 @@ def test_doctor_repairs_leftovers_of_killed_processes(repo: Path) -> None:
     r = gdag("doctor", "--repair", cwd=repo)
     assert r.returncode == 0 and "repaired" in r.stderr and not lock.exists()
     assert "no problems found" in gdag("doctor", cwd=repo).stderr
+
+
+def test_doctor_removes_work_logs_of_killed_replays(repo: Path) -> None:
+    import time
+
+    tip = git("rev-parse", "refs/gdag/logs/main", cwd=repo).strip()
+    old = f"{int((time.time() - 7200) * 1000):x}"
+    work = f"refs/gdag/logs/main.replay-{old}-abcdef"
+    fresh = f"refs/gdag/logs/main.replay-{int(time.time() * 1000):x}-abcdef"
+    git("update-ref", work, tip, cwd=repo)
+    git("update-ref", fresh, tip, cwd=repo)  # a replay running now: left alone
+    git("update-ref", f"refs/gdag/sessions/main.replay-{old}-abcdef/n.1.x", tip, cwd=repo)
+    r = gdag("doctor", cwd=repo)
+    assert r.returncode == 0 and "work log(s) of killed replays" in r.stderr
+    r = gdag("doctor", "--repair", cwd=repo)
+    assert r.returncode == 0 and "removed 1 work log(s)" in r.stderr
+    refs = git("for-each-ref", "--format=%(refname)", "refs/gdag", cwd=repo).split()
+    assert refs == ["refs/gdag/logs/main", fresh]
+    assert git("rev-parse", "refs/gdag/logs/main", cwd=repo).strip() == tip
