@@ -9,7 +9,6 @@ definition in under 1 s.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -18,10 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def gdag_cmd() -> list[str]:
-    script = Path(sys.executable).parent / "gdag"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "gdag"]
+from common import clean_env, gdag_command
 
 
 def definition(nodes: int) -> str:
@@ -32,7 +28,7 @@ def definition(nodes: int) -> str:
         table = ", ".join(f"i{k} = {name!r}".replace("'", '"') for k, name in enumerate(ins))
         lines += [
             f"[nodes.n{i}]",
-            f"run = 'cat \"$GDAG_IN_I0\" > \"$GDAG_OUT/o{i}\"'",
+            f'run = \'cat "$GDAG_IN_I0" > "$GDAG_OUT/o{i}"\'',
             f"inputs = {{ {table} }}",
             f'publishes = ["o{i}"]',
             "",
@@ -61,12 +57,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gdag-bench-compile-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "GDAG_"))}
-    env.update(HOME=str(tmp), GIT_CONFIG_NOSYSTEM="1")
+    env = clean_env(tmp)
+
     try:
         repo = tmp / "repo"
-        subprocess.run([*gdag_cmd(), "init", "-C", str(repo)], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [*gdag_command(), "init", "-C", str(repo)], env=env, check=True, capture_output=True
+        )
         (repo / "gdag.toml").write_text(definition(args.nodes))
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
         from gdag.definition import compile_definition, read_source
@@ -76,16 +73,20 @@ def main() -> None:
         dag = compile_definition(src)
         in_process = time.perf_counter() - t
         edges = sum(len(n["inputs"]) + len(n["publishes"]) for n in dag["nodes"].values())
-        check = timed([*gdag_cmd(), "check"], repo, args.runs, env)
+        check = timed([*gdag_command(), "check"], repo, args.runs, env)
         (repo / "models.py").write_text(
             "from pydantic import BaseModel\n\n"
             "class Photo(BaseModel):\n    path: str\n    width: int\n    tags: list[str]\n"
         )
         (repo / "gdag.toml").write_text('[outputs.photo]\ntype = "models:Photo"\n')
-        subprocess.run([*gdag_cmd(), "check"], cwd=repo, env=env, check=True, capture_output=True)
+        subprocess.run(
+            [*gdag_command(), "check"], cwd=repo, env=env, check=True, capture_output=True
+        )
         value = '{"path": "a.jpg", "width": 640, "tags": ["cat", "sofa"]}'
-        typed = timed([*gdag_cmd(), "publish", "photo", value, "--no-run"], repo, args.runs, env)
-        raw = timed([*gdag_cmd(), "publish", "plain", value, "--no-run"], repo, args.runs, env)
+        typed = timed(
+            [*gdag_command(), "publish", "photo", value, "--no-run"], repo, args.runs, env
+        )
+        raw = timed([*gdag_command(), "publish", "plain", value, "--no-run"], repo, args.runs, env)
         print(f"{args.nodes} nodes, {edges} edges (inputs + publishes), {args.runs} runs\n")
         print("| what | median ms | max ms |\n|---|---:|---:|")
         print(f"| compile in-process | {in_process * 1000:.0f} | {in_process * 1000:.0f} |")

@@ -48,25 +48,11 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from common import clean_env, gdag_command
+
 TARGET_S = 2.0
 TARGET = "targets: `gdag graph --format json` and `--format html` each under 2 s median"
 SOURCES = 31  # compile.py's definition reads src/s1 .. src/s31
-
-
-def gdag_command() -> list[str]:
-    script = Path(sys.executable).parent / "gdag"
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script)]
-    return [sys.executable, "-m", "gdag"]
-
-
-def clean_env(home: Path) -> dict[str, str]:
-    """The environment of every process: no user/system git config, no GIT_* or GDAG_*."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "GDAG_"))}
-    env.update(
-        HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), GIT_CONFIG_NOSYSTEM="1", LC_ALL="C"
-    )
-    return env
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> bytes:

@@ -14,25 +14,26 @@ import shutil
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-def gdag_cmd() -> list[str]:
-    script = Path(sys.executable).parent / "gdag"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "gdag"]
+from common import clean_env, gdag_command
 
 
 def make_repo(root: Path, name: str, env: dict[str, str], hooks: bool) -> Path:
     repo = root / name
     subprocess.run(["git", "init", "-q", str(repo)], check=True, env=env)
-    subprocess.run([*gdag_cmd(), "init", "-C", str(repo)], check=True, env=env,
-                   capture_output=True)
+    subprocess.run(
+        [*gdag_command(), "init", "-C", str(repo)], check=True, env=env, capture_output=True
+    )
     if hooks:
-        subprocess.run([*gdag_cmd(), "hooks", "install", "-C", str(repo)], check=True, env=env,
-                       capture_output=True)
+        subprocess.run(
+            [*gdag_command(), "hooks", "install", "-C", str(repo)],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
     return repo
 
 
@@ -58,25 +59,40 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--commits", type=int, default=50)
     ap.add_argument("--idle", type=float, default=30.0, help="seconds of idle watch to measure")
-    ap.add_argument("--pause", type=float, default=0.5,
-                    help="untimed seconds between commits (0: back to back, so the background "
-                    "publishes compete with the next commit for the CPU)")
+    ap.add_argument(
+        "--pause",
+        type=float,
+        default=0.5,
+        help="untimed seconds between commits (0: back to back, so the background "
+        "publishes compete with the next commit for the CPU)",
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gdag-bench-hooks-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "GDAG_"))}
-    env.update(HOME=str(tmp), GIT_CONFIG_NOSYSTEM="1", GIT_AUTHOR_NAME="b",
-               GIT_AUTHOR_EMAIL="b@example.com", GIT_COMMITTER_NAME="b",
-               GIT_COMMITTER_EMAIL="b@example.com")
+    env = clean_env(tmp)
+    env.update(
+        GIT_AUTHOR_NAME="b",
+        GIT_AUTHOR_EMAIL="b@example.com",
+        GIT_COMMITTER_NAME="b",
+        GIT_COMMITTER_EMAIL="b@example.com",
+    )
     try:
         plain = make_repo(tmp, "plain", env, hooks=False)
         hooked = make_repo(tmp, "hooked", env, hooks=True)
         without = commit_times(plain, args.commits, env, args.pause)
         with_hooks = commit_times(hooked, args.commits, env, args.pause)
         time.sleep(2)  # let the background publishes finish before checking them
-        log = subprocess.run([*gdag_cmd(), "log", "--output", "git/commit", "-C", str(hooked)],
-                             capture_output=True, text=True, env=env).stdout.splitlines()
-        watch = subprocess.Popen([*gdag_cmd(), "watch", "-C", str(hooked), "-q"], env=env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log = subprocess.run(
+            [*gdag_command(), "log", "--output", "git/commit", "-C", str(hooked)],
+            capture_output=True,
+            text=True,
+            env=env,
+        ).stdout.splitlines()
+        watch = subprocess.Popen(
+            [*gdag_command(), "watch", "-C", str(hooked), "-q"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(2)  # start-up and the first look are not idle time
         before = cpu_seconds(watch.pid)
         time.sleep(args.idle)
@@ -84,21 +100,29 @@ def main() -> None:
         watch.send_signal(signal.SIGTERM)
         watch.wait(timeout=30)
         m0, m1 = statistics.median(without), statistics.median(with_hooks)
-        print(f"{args.commits} commits each, {args.pause:g} s apart; idle watch measured over "
-              f"{args.idle:g} s\n")
+        print(
+            f"{args.commits} commits each, {args.pause:g} s apart; idle watch measured over "
+            f"{args.idle:g} s\n"
+        )
         print("| what | median ms | p90 ms |\n|---|---:|---:|")
-        for label, ts in (("`git commit`, no hooks", without),
-                          ("`git commit` with gdag's hooks", with_hooks)):
+        for label, ts in (
+            ("`git commit`, no hooks", without),
+            ("`git commit` with gdag's hooks", with_hooks),
+        ):
             p90 = sorted(ts)[int(0.9 * (len(ts) - 1))]
             print(f"| {label} | {statistics.median(ts) * 1000:.1f} | {p90 * 1000:.1f} |")
         print(f"| added by the hooks | {(m1 - m0) * 1000:.1f} | |")
         print(f"\ngit/commit events published: {len(log)} of {args.commits}")
-        print(f"idle `gdag watch`: {idle:.3f} CPU s in {args.idle:g} s = "
-              f"{100 * idle / args.idle:.2f} % of one core")
+        print(
+            f"idle `gdag watch`: {idle:.3f} CPU s in {args.idle:g} s = "
+            f"{100 * idle / args.idle:.2f} % of one core"
+        )
         met = "met" if (m1 - m0) < 0.060 else "MISSED"
         met_idle = "met" if idle / args.idle < 0.02 else "MISSED"
-        print(f"targets: under 60 ms added per commit ({met}); idle watch under 2 % of a core "
-              f"({met_idle})")
+        print(
+            f"targets: under 60 ms added per commit ({met}); idle watch under 2 % of a core "
+            f"({met_idle})"
+        )
         if len(log) != args.commits:
             raise SystemExit("not every commit was published: the benchmark is not valid")
     finally:

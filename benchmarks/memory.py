@@ -19,6 +19,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from common import clean_env
+
 PROBE = textwrap.dedent("""
     import resource, sys
     from gdag.main import main
@@ -28,8 +30,9 @@ PROBE = textwrap.dedent("""
 
 
 def peak_mib(args: list[str], cwd: Path, env: dict[str, str]) -> float:
-    proc = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=cwd, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
     rc, kib = proc.stderr.strip().splitlines()[-1].split()
     if rc != "0":
         raise SystemExit(f"gdag {' '.join(args)} failed: {proc.stderr}")
@@ -42,16 +45,21 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=2000)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gdag-bench-mem-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "GDAG_"))}
-    env.update(HOME=str(tmp), GIT_CONFIG_NOSYSTEM="1")
+    env = clean_env(tmp)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     try:
         repo = tmp / "repo"
-        subprocess.run([sys.executable, "-m", "gdag", "init", "-C", str(repo)], env=env,
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "gdag", "init", "-C", str(repo)],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         print("| what | value or events | peak RSS MiB |\n|---|---:|---:|")
-        print(f"| interpreter + gdag imports (publish of a tiny value) | – | "
-              f"{peak_mib(['publish', 'tiny', 'x'], repo, env):.0f} |")
+        print(
+            f"| interpreter + gdag imports (publish of a tiny value) | – | "
+            f"{peak_mib(['publish', 'tiny', 'x'], repo, env):.0f} |"
+        )
         for mb in (int(x) for x in args.mb.split(",")):
             big = tmp / f"v{mb}"
             with open(big, "wb") as f:
@@ -70,22 +78,30 @@ def main() -> None:
 
         for count in (max(1, args.events // 10), args.events):
             events_repo = tmp / f"events{count}"
-            subprocess.run([sys.executable, "-m", "gdag", "init", "-C", str(events_repo)],
-                           env=env, check=True, capture_output=True)
-            (events_repo / "gdag.toml").write_text(textwrap.dedent("""
+            subprocess.run(
+                [sys.executable, "-m", "gdag", "init", "-C", str(events_repo)],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+            (events_repo / "gdag.toml").write_text(
+                textwrap.dedent("""
                 [nodes.each]
                 run = 'cp "$GDAG_IN_X" "$GDAG_OUT/seen"'
                 inputs = { x = "ev" }
                 publishes = ["seen"]
                 mode = "each"
-            """))
+            """)
+            )
             ws = Workspace.open(events_repo)
             for i in range(count):
                 ws.publish("ev", ValueSource(data=f"event {i}".encode()))
             peak = peak_mib(["run", "-q", "-j", "1"], events_repo, env)  # runs every event
             print(f"| `gdag run` over pending `each` events | {count} | {peak:.0f} |")
-        print("\ntargets: publish/lookup peak far below the value size; run memory flat in "
-              "the number of pending events")
+        print(
+            "\ntargets: publish/lookup peak far below the value size; run memory flat in "
+            "the number of pending events"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -48,6 +48,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from common import clean_env, gdag_command
+
 CHAIN = 100
 FANOUT = 100
 REFERENCE = (
@@ -59,26 +61,6 @@ TARGET = (
     "per-node overhead flat from 10 to 1,000 nodes"
 )
 TARGET_S = {"chain": 3.0, "fanout": 3.0, "noop": 0.3}
-
-
-def gdag_command() -> list[str]:
-    script = Path(sys.executable).parent / "gdag"
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script)]
-    return [sys.executable, "-m", "gdag"]
-
-
-def clean_env(home: Path) -> dict[str, str]:
-    """The environment of every process: no user/system git config, no GIT_* or GDAG_*."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GIT_", "GDAG_", "MAKE")) and k not in ("MFLAGS",)
-    }
-    env.update(
-        HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), GIT_CONFIG_NOSYSTEM="1", LC_ALL="C"
-    )
-    return env
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> bytes:
@@ -324,7 +306,7 @@ def main() -> int:
     try:
         home = tmp / "home"
         home.mkdir()
-        env = clean_env(home)
+        env = clean_env(home, drop=("MAKE", "MFLAGS"))
         os.environ.clear()
         os.environ.update(env)  # the in-process checks obey the same rules
 

@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from common import clean_env, gdag_command
+
 SMALL = 10
 LARGE = 10_000
 LOG_REF = "refs/gdag/logs/main"
@@ -36,27 +38,13 @@ VALUE_PATH = "outputs/out/x/@value"
 TARGET = "targets: publish and lookup each under 120 ms median; lookup flat in history length"
 
 
-def gdag_command() -> list[str]:
-    script = Path(sys.executable).parent / "gdag"
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script)]
-    return [sys.executable, "-m", "gdag"]
-
-
-def clean_env(home: Path) -> dict[str, str]:
-    """The environment of every process: no user/system git config, no GIT_* or GDAG_*."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GIT_", "GDAG_"))}
-    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
-               GIT_CONFIG_NOSYSTEM="1", LC_ALL="C")
-    return env
-
-
 def run(cmd: list[str], cwd: Path, env: dict[str, str], stdin: bytes | None = None) -> bytes:
     p = subprocess.run(cmd, cwd=cwd, env=env, input=stdin, capture_output=True)
     if p.returncode != 0:
-        sys.exit(f"benchmark: {' '.join(cmd)} (in {cwd}) exited {p.returncode}:\n"
-                 f"{p.stderr.decode(errors='replace')}")
+        sys.exit(
+            f"benchmark: {' '.join(cmd)} (in {cwd}) exited {p.returncode}:\n"
+            f"{p.stderr.decode(errors='replace')}"
+        )
     return p.stdout
 
 
@@ -111,8 +99,10 @@ def main() -> int:
     try:
         import gdag.workspace as _needed  # noqa: F401  (the in-process history builder)
     except ImportError:
-        sys.exit(f"benchmark: gdag is not importable from {sys.executable}; run this script "
-                 "with the Python of the environment where gdag is installed")
+        sys.exit(
+            f"benchmark: gdag is not importable from {sys.executable}; run this script "
+            "with the Python of the environment where gdag is installed"
+        )
 
     gdag = gdag_command()
     tmp = Path(tempfile.mkdtemp(prefix="gdag-bench-"))
@@ -141,8 +131,13 @@ def main() -> int:
             run([*gdag, "publish", "out/x", f"bench {i}"], small, env)
 
         def git_publish(i: int) -> None:
-            sha = run(["git", "hash-object", "-w", "--stdin"], small, env,
-                      stdin=f"bench {i}".encode()).strip().decode()
+            sha = (
+                run(
+                    ["git", "hash-object", "-w", "--stdin"], small, env, stdin=f"bench {i}".encode()
+                )
+                .strip()
+                .decode()
+            )
             run(["git", "update-ref", "refs/bench/x", sha], small, env)
 
         def lookup_small(i: int) -> None:
@@ -155,16 +150,21 @@ def main() -> int:
             expect(run([*gdag, "lookup", "out/x"], large, env), large_last, "lookup (10,000)")
 
         def git_cat_file(i: int) -> None:
-            expect(run(["git", "cat-file", "-p", f"{LOG_REF}:{VALUE_PATH}"], large, env),
-                   large_last, "git cat-file")
+            expect(
+                run(["git", "cat-file", "-p", f"{LOG_REF}:{VALUE_PATH}"], large, env),
+                large_last,
+                "git cat-file",
+            )
 
         def lookup_at_old(i: int) -> None:
-            expect(run([*gdag, "lookup", "out/x", "--at", "5"], large, env), at_old,
-                   "lookup --at 5")
+            expect(
+                run([*gdag, "lookup", "out/x", "--at", "5"], large, env), at_old, "lookup --at 5"
+            )
 
         def lookup_at_prev(i: int) -> None:
-            expect(run([*gdag, "lookup", "out/x", "--at", "-1"], large, env), at_prev,
-                   "lookup --at -1")
+            expect(
+                run([*gdag, "lookup", "out/x", "--at", "-1"], large, env), at_prev, "lookup --at -1"
+            )
 
         small_h = f"{SMALL}"
         growing = f"{SMALL}→{SMALL + args.runs + 1}"  # the publish cases append to this log
@@ -172,8 +172,9 @@ def main() -> int:
         cases = [
             Case("`python -c pass` (interpreter floor)", "–", py_pass),
             Case("`gdag publish out/x <value>`", growing, gdag_publish),
-            Case("`git hash-object -w --stdin` + `git update-ref` (baseline)", small_h,
-                 git_publish),
+            Case(
+                "`git hash-object -w --stdin` + `git update-ref` (baseline)", small_h, git_publish
+            ),
             Case("`gdag lookup out/x`", growing, lookup_small),
             Case("`gdag lookup out/x`", large_h, lookup_large),
             Case("`git cat-file -p <ref>:path` (baseline)", large_h, git_cat_file),
@@ -189,10 +190,12 @@ def main() -> int:
                 c.time_once(i)
         bench_s = time.perf_counter() - t0
 
-        print(f"gdag: `{' '.join(gdag)}` · {git_version} · Python "
-              f"{sys.version.split()[0]} · {os.cpu_count()} CPUs · {args.runs} runs per case, "
-              f"round-robin after one warm-up · history built in {build_s:.1f} s, "
-              f"timed in {bench_s:.1f} s")
+        print(
+            f"gdag: `{' '.join(gdag)}` · {git_version} · Python "
+            f"{sys.version.split()[0]} · {os.cpu_count()} CPUs · {args.runs} runs per case, "
+            f"round-robin after one warm-up · history built in {build_s:.1f} s, "
+            f"timed in {bench_s:.1f} s"
+        )
         print()
         print("| command | events of history | median ms | p90 ms |")
         print("|---|---:|---:|---:|")
@@ -208,11 +211,15 @@ def main() -> int:
         def verdict(x: float) -> str:
             return "met" if x < 120 else "MISSED"
 
-        print(f"  publish {pub:.1f} ms: {verdict(pub)}; lookup {max(lk_small, lk_large):.1f} ms "
-              f"(worst of 10 and 10,000 events): {verdict(max(lk_small, lk_large))}")
-        print(f"  lookup at 10,000 events vs 10: {lk_large - lk_small:+.1f} ms "
-              f"(×{lk_large / lk_small:.2f}); --at 5: {at5 - lk_small:+.1f} ms; "
-              f"--at -1: {atm1 - lk_small:+.1f} ms")
+        print(
+            f"  publish {pub:.1f} ms: {verdict(pub)}; lookup {max(lk_small, lk_large):.1f} ms "
+            f"(worst of 10 and 10,000 events): {verdict(max(lk_small, lk_large))}"
+        )
+        print(
+            f"  lookup at 10,000 events vs 10: {lk_large - lk_small:+.1f} ms "
+            f"(×{lk_large / lk_small:.2f}); --at 5: {at5 - lk_small:+.1f} ms; "
+            f"--at -1: {atm1 - lk_small:+.1f} ms"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -13,7 +13,6 @@ markdown table of events/s fully processed.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import socket
 import subprocess
@@ -21,6 +20,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import clean_env, gdag_command
 
 WORKER = """
 import os, sys, time
@@ -32,23 +33,23 @@ while not os.path.exists(stop):
 """
 
 
-def gdag_cmd() -> list[str]:
-    script = Path(sys.executable).parent / "gdag"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "gdag"]
-
-
 def definition(nodes: int) -> str:
     lines = [
         "[nodes.n1]",
-        "run = 'cp \"$GDAG_IN_X\" \"$GDAG_OUT/o1\"'",
+        'run = \'cp "$GDAG_IN_X" "$GDAG_OUT/o1"\'',
         'inputs = { x = "src" }',
         'publishes = ["o1"]',
         'mode = "each"',
         "",
     ]
     for i in range(2, nodes + 1):
-        lines += [f"[nodes.n{i}]", f"run = 'cp \"$GDAG_IN_X\" \"$GDAG_OUT/o{i}\"'",
-                  f'inputs = {{ x = "o{i - 1}" }}', f'publishes = ["o{i}"]', ""]
+        lines += [
+            f"[nodes.n{i}]",
+            f'run = \'cp "$GDAG_IN_X" "$GDAG_OUT/o{i}"\'',
+            f'inputs = {{ x = "o{i - 1}" }}',
+            f'publishes = ["o{i}"]',
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -59,14 +60,20 @@ def free_port() -> int:
 
 
 def sh(*args: str, cwd: Path | None = None, env: dict[str, str]) -> str:
-    return subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
 
 
 def processed(bare: Path, env: dict[str, str]) -> int:
     """How many n1 sessions (one per event) the remote log holds."""
-    out = sh("git", f"--git-dir={bare}", "log", "--first-parent", "--format=%s",
-             "refs/gdag/logs/main", env=env)
+    out = sh(
+        "git",
+        f"--git-dir={bare}",
+        "log",
+        "--first-parent",
+        "--format=%s",
+        "refs/gdag/logs/main",
+        env=env,
+    )
     return sum(1 for line in out.splitlines() if line == "session n1 ok")
 
 
@@ -77,34 +84,61 @@ def measure(root: Path, workers: int, events: int, nodes: int, env: dict[str, st
     sh("git", "init", "-q", "--bare", "-b", "main", str(bare), env=env)
     port = free_port()
     daemon = subprocess.Popen(
-        ["git", "daemon", "--reuseaddr", f"--base-path={base}", "--export-all",
-         "--enable=receive-pack", "--listen=127.0.0.1", f"--port={port}", str(base)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            f"--base-path={base}",
+            "--export-all",
+            "--enable=receive-pack",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            str(base),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(0.5)
         url = f"git://127.0.0.1:{port}/shared.git"
         seed = base / "m0"
         sh("git", "init", "-q", "-b", "main", str(seed), env=env)
-        sh(*gdag_cmd(), "init", "-C", str(seed), env=env)
+        sh(*gdag_command(), "init", "-C", str(seed), env=env)
         (seed / "gdag.toml").write_text(definition(nodes))
         sh("git", "add", "gdag.toml", cwd=seed, env=env)
         sh("git", "commit", "-qm", "definition", cwd=seed, env=env)
         sh("git", "remote", "add", "origin", url, cwd=seed, env=env)
         sh("git", "push", "-q", "origin", "main", cwd=seed, env=env)
         for i in range(events):
-            sh(*gdag_cmd(), "publish", "src", f"event-{i}", "--no-run", "-C", str(seed), env=env)
-        sh(*gdag_cmd(), "sync", "-C", str(seed), env=env)
+            sh(
+                *gdag_command(),
+                "publish",
+                "src",
+                f"event-{i}",
+                "--no-run",
+                "-C",
+                str(seed),
+                env=env,
+            )
+        sh(*gdag_command(), "sync", "-C", str(seed), env=env)
         clones = [seed]
         for k in range(1, workers):
             clone = base / f"m{k}"
             sh("git", "clone", "-q", url, str(clone), env=env)
-            sh(*gdag_cmd(), "sync", "-C", str(clone), env=env)
+            sh(*gdag_command(), "sync", "-C", str(clone), env=env)
             clones.append(clone)
         stop = base / "stop"
         t = time.perf_counter()
-        procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(stop)], cwd=c, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for c in clones]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", WORKER, str(stop)],
+                cwd=c,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for c in clones
+        ]
         while processed(bare, env) < events:
             time.sleep(0.2)
         took = time.perf_counter() - t
@@ -124,10 +158,13 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2,3")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gdag-bench-remote-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "GDAG_"))}
-    env.update(HOME=str(tmp), GIT_CONFIG_NOSYSTEM="1", GIT_AUTHOR_NAME="b",
-               GIT_AUTHOR_EMAIL="b@example.com", GIT_COMMITTER_NAME="b",
-               GIT_COMMITTER_EMAIL="b@example.com")
+    env = clean_env(tmp)
+    env.update(
+        GIT_AUTHOR_NAME="b",
+        GIT_AUTHOR_EMAIL="b@example.com",
+        GIT_COMMITTER_NAME="b",
+        GIT_COMMITTER_EMAIL="b@example.com",
+    )
     try:
         print(f"{args.nodes}-node pipeline, {args.events} events, workers over git daemon\n")
         print("| workers | seconds | events/s |\n|---:|---:|---:|")

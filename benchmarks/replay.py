@@ -46,6 +46,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import clean_env, gdag_command
+
 NODES = ["a", "b", "c", "d", "e"]
 OUTPUTS = ["src", *NODES]
 OLD_TAG, NEW_TAG = "|e", "|E2"  # the change to node e; different lengths, so no stale .pyc
@@ -53,22 +55,6 @@ TARGET = (
     "targets: replay with nothing changed runs no node and is at least 10× faster than the "
     "original processing; after changing the last node, only it re-runs"
 )
-
-
-def gdag_command() -> list[str]:
-    script = Path(sys.executable).parent / "gdag"
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script)]
-    return [sys.executable, "-m", "gdag"]
-
-
-def clean_env(home: Path) -> dict[str, str]:
-    """The environment of every process: no user/system git config, no GIT_* or GDAG_*."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "GDAG_"))}
-    env.update(
-        HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), GIT_CONFIG_NOSYSTEM="1", LC_ALL="C"
-    )
-    return env
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> bytes:

@@ -23,21 +23,45 @@ HERE = Path(__file__).resolve().parent
 
 # (script, title, full arguments, quick arguments)
 SUITE = [
-    ("publish_lookup.py", "Start-up: publish and lookup beside git", ["--runs", "15"],
-     ["--runs", "10"]),
-    ("pipeline.py", "Pipelines beside make: chain, fan-out, no-op, per-node scaling",
-     ["--runs", "3", "--sizes", "10,100,1000"], ["--runs", "2"]),
+    (
+        "publish_lookup.py",
+        "Start-up: publish and lookup beside git",
+        ["--runs", "15"],
+        ["--runs", "10"],
+    ),
+    (
+        "pipeline.py",
+        "Pipelines beside make: chain, fan-out, no-op, per-node scaling",
+        ["--runs", "3", "--sizes", "10,100,1000"],
+        ["--runs", "2"],
+    ),
     ("compile.py", "Compiling a 1,000-node definition; publish with a pydantic type", [], []),
     ("replay.py", "Replay with the run cache", ["--events", "10000"], []),
-    ("graph.py", "gdag graph on a 1,000-node DAG with 10,000 events", [],
-     ["--nodes", "300", "--events", "2000", "--runs", "3"]),
-    ("hooks.py", "Git hooks and an idle watch", ["--commits", "50", "--idle", "30"],
-     ["--commits", "20", "--idle", "5"]),
+    (
+        "graph.py",
+        "gdag graph on a 1,000-node DAG with 10,000 events",
+        [],
+        ["--nodes", "300", "--events", "2000", "--runs", "3"],
+    ),
+    (
+        "hooks.py",
+        "Git hooks and an idle watch",
+        ["--commits", "50", "--idle", "30"],
+        ["--commits", "20", "--idle", "5"],
+    ),
     ("speculative.py", "Speculative runs", ["--runs", "2"], ["--runs", "1"]),
-    ("remote.py", "Workers sharing a DAG through git daemon", ["--events", "200", "--nodes", "20"],
-     ["--events", "30", "--nodes", "5"]),
-    ("memory.py", "Memory with large values and many pending events",
-     ["--mb", "100,1000", "--events", "10000"], ["--mb", "100", "--events", "500"]),
+    (
+        "remote.py",
+        "Workers sharing a DAG through git daemon",
+        ["--events", "200", "--nodes", "20"],
+        ["--events", "30", "--nodes", "5"],
+    ),
+    (
+        "memory.py",
+        "Memory with large values and many pending events",
+        ["--mb", "100,1000", "--events", "10000"],
+        ["--mb", "100", "--events", "500"],
+    ),
 ]
 
 
@@ -51,8 +75,10 @@ def machine() -> str:
     except OSError:
         pass
     git = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout.strip()
-    return (f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} CPUs, "
-            f"Python {platform.python_version()}, {git}")
+    return (
+        f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, {git}"
+    )
 
 
 def main() -> None:
@@ -64,12 +90,16 @@ def main() -> None:
     # Start-up is part of what is measured: let Python keep its bytecode caches.
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    parts = [f"# Benchmarks\n\nMeasured {stamp} on {machine()}"
-             f"{' (quick sizes)' if args.quick else ''} with "
-             f"`python benchmarks/run_all.py{' --quick' if args.quick else ''}`.\n"]
+    parts = [
+        f"# Benchmarks\n\nMeasured {stamp} on {machine()}"
+        f"{' (quick sizes)' if args.quick else ''} with "
+        f"`python benchmarks/run_all.py{' --quick' if args.quick else ''}`.\n"
+    ]
     if shutil.which("dvc") is None:
-        parts.append("DVC is not on PATH here: the DVC rows of the design brief (41 s, 29 s and "
-                     "1.4 s for the chain, fan-out and no-op) are quoted, not re-measured.\n")
+        parts.append(
+            "DVC is not on PATH here: the DVC rows of the design brief (41 s, 29 s and "
+            "1.4 s for the chain, fan-out and no-op) are quoted, not re-measured.\n"
+        )
     only = set(args.only.split(",")) if args.only else None
     for script, title, full, quick in SUITE:
         if only and script not in only:
@@ -82,8 +112,10 @@ def main() -> None:
         body = proc.stdout.strip() or "(no output)"
         if proc.returncode != 0:
             body += f"\n\n**failed** (exit {proc.returncode}):\n\n```\n{proc.stderr[-2000:]}\n```"
-        parts.append(f"## {title}\n\n`python benchmarks/{script} {' '.join(cmd[2:])}` "
-                     f"({took:.0f} s)\n\n{body}\n")
+        parts.append(
+            f"## {title}\n\n`python benchmarks/{script} {' '.join(cmd[2:])}` "
+            f"({took:.0f} s)\n\n{body}\n"
+        )
     report = "\n".join(parts)
     print(report)
     if args.out:

@@ -12,19 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-def gdag_cmd() -> list[str]:
-    script = Path(sys.executable).parent / "gdag"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "gdag"]
+from common import clean_env, gdag_command
 
 
 def definition(nodes: int, work: float) -> str:
@@ -32,8 +27,8 @@ def definition(nodes: int, work: float) -> str:
     for i in range(1, nodes + 1):
         lines += [
             f"[nodes.n{i}]",
-            f"run = 'v=\"$(cat \"$GDAG_IN_X\")+{i}\"; gdag publish o{i} \"$v\"; "
-            f"sleep {work}; printf %s \"$v\" > \"$GDAG_OUT/o{i}\"'",
+            f'run = \'v="$(cat "$GDAG_IN_X")+{i}"; gdag publish o{i} "$v"; '
+            f'sleep {work}; printf %s "$v" > "$GDAG_OUT/o{i}"\'',
             f'inputs = {{ x = "{prev}" }}',
             f'publishes = ["o{i}"]',
             "",
@@ -44,8 +39,13 @@ def definition(nodes: int, work: float) -> str:
 
 def final_state(repo: Path, env: dict[str, str]) -> dict[str, tuple[str, int]]:
     def run(*args: str) -> str:
-        return subprocess.run([*gdag_cmd(), *args, "-C", str(repo)], env=env, check=True,
-                              capture_output=True, text=True).stdout
+        return subprocess.run(
+            [*gdag_command(), *args, "-C", str(repo)],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
 
     state = {}
     for name in run("lookup", "**").split():
@@ -61,23 +61,28 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=2)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gdag-bench-spec-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "GDAG_"))}
-    env.update(HOME=str(tmp), GIT_CONFIG_NOSYSTEM="1")
+    env = clean_env(tmp)
+
     jobs = str(args.nodes)
     try:
         repos = {}
         for mode in ("plain", "speculative"):
             repo = tmp / mode
-            subprocess.run([*gdag_cmd(), "init", "-C", str(repo)], env=env, check=True,
-                           capture_output=True)
+            subprocess.run(
+                [*gdag_command(), "init", "-C", str(repo)], env=env, check=True, capture_output=True
+            )
             (repo / "gdag.toml").write_text(definition(args.nodes, args.work))
             repos[mode] = repo
         times: dict[str, list[float]] = {"plain": [], "speculative": []}
         for i in range(args.runs):
             for mode, repo in repos.items():
-                subprocess.run([*gdag_cmd(), "publish", "src", f"v{i}", "--no-run", "-C",
-                                str(repo)], env=env, check=True, capture_output=True)
-                cmd = [*gdag_cmd(), "run", "-q", "-j", jobs, "-C", str(repo)]
+                subprocess.run(
+                    [*gdag_command(), "publish", "src", f"v{i}", "--no-run", "-C", str(repo)],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                )
+                cmd = [*gdag_command(), "run", "-q", "-j", jobs, "-C", str(repo)]
                 if mode == "speculative":
                     cmd.append("--speculative")
                 t = time.perf_counter()
@@ -85,8 +90,10 @@ def main() -> None:
                 times[mode].append(time.perf_counter() - t)
         same = final_state(repos["plain"], env) == final_state(repos["speculative"], env)
         plain, spec = statistics.median(times["plain"]), statistics.median(times["speculative"])
-        print(f"{args.nodes}-node chain, each node advising early then working {args.work:g} s; "
-              f"-j {jobs}; {args.runs} runs each\n")
+        print(
+            f"{args.nodes}-node chain, each node advising early then working {args.work:g} s; "
+            f"-j {jobs}; {args.runs} runs each\n"
+        )
         print("| mode | median s | min s | max s |\n|---|---:|---:|---:|")
         for mode in ("plain", "speculative"):
             ts = times[mode]
