@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 from gdag import state
-from gdag.log import parse_trailers
 from gdag.names import is_pattern
 from gdag.repo import MODE_BLOB, Entry, Store
 
@@ -50,21 +49,3 @@ def lookup(store: Store, roots: list[bytes | None], key: str) -> bytes | None:
 def record(store: Store, root: bytes | None, key: str, head: bytes) -> bytes:
     blob = store.write_blob(head + b"\n")
     return store.tree_update(root, _path(key)[:2], {key.encode(): Entry(MODE_BLOB, blob)})
-
-
-def session_outputs(store: Store, head: bytes) -> list[state.OutputState]:
-    """The outputs a finished session wrote, in order, with the values of its head."""
-    names: list[str] = []
-    cur = head
-    while True:
-        commit = store.read_commit(cur)
-        trailers = parse_trailers(commit.message)
-        for name in trailers.get("Gdag-Output", []):
-            if name not in names:
-                names.append(name)
-        if trailers.get("Gdag-Event") == ["session-start"] or not commit.parents:
-            break
-        cur = commit.parents[0]
-    root = store.read_commit(head).tree
-    found = [state.read_output(store, root, n) for n in reversed(names)]
-    return [o for o in found if o is not None]

@@ -59,15 +59,8 @@ def _input(store: Store, root: bytes, name: str) -> InputValue | None:
     return InputValue(name, out.version, parse_type(out.type), out.value)
 
 
-def input_versions(inputs: dict[str, Any]) -> dict[str, int]:
-    versions: dict[str, int] = {}
-    for value in inputs.values():
-        for iv in _members(value):
-            versions[iv.name] = iv.version
-    return versions
-
-
-def _members(value: Any) -> list[InputValue]:
+def members(value: Any) -> list[InputValue]:
+    """The InputValues of one gathered input: none, one, or a pattern's members."""
     if value is None:
         return []
     if isinstance(value, dict):

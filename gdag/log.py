@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from gdag.errors import NoLogError, StoreError, UnknownError
 from gdag.names import check_simple_name
-from gdag.repo import MODE_BLOB, MODE_TREE, Entry, Store, retry_delay
+from gdag.repo import MODE_BLOB, Entry, Store, retry_delay
 
 LOG_PREFIX = "refs/gdag/logs/"
 CHECKPOINT = 64
@@ -242,11 +242,6 @@ class Log:
         while cur is not None:
             yield self.event(cur)
             cur = self.first_parent(cur)
-
-
-def tree_dir(store: Store, root: bytes | None, path: list[bytes]) -> bytes | None:
-    entry = store.tree_get(root, path) if root else None
-    return entry.sha if entry is not None and entry.mode == MODE_TREE else None
 
 
 def parse_since(text: str) -> float:

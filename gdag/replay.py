@@ -259,7 +259,3 @@ def republish(work: Log, event: Event) -> None:
 def _shape(dag: dict[str, Any]) -> Any:
     """What decides the results: each node's code hash and the declared output types."""
     return ({n: v.get("code") for n, v in dag.get("nodes", {}).items()}, dag.get("outputs"))
-
-
-def archive_refs(ws: Workspace) -> dict[str, bytes]:
-    return ws.store.list_refs(f"{ARCHIVE_PREFIX}{ws.log.name}/")

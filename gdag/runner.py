@@ -592,7 +592,7 @@ class Engine:
         speculator: Any,
     ) -> tuple[Outcome, Merged] | None:
         """Run `name` on a producer's advised state; merge only once the producer has."""
-        from gdag.execute import Runner, gather_inputs
+        from gdag.execute import Runner, gather_inputs, members
         from gdag.speculate import MERGED
 
         node = dag["nodes"][name]
@@ -606,7 +606,7 @@ class Engine:
             consumed = {
                 iv.name: iv.entry.sha.decode()
                 for value in gather_inputs(self.ws.store, root, node).values()
-                for iv in (value.values() if isinstance(value, dict) else [value] if value else [])
+                for iv in members(value)
             }
             spec = Spec(name, node["code"], versions, head, head, 1, None, producer, consumed)
             session = Session.start(self.ws.log, spec, sid)

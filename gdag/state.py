@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gdag.names import matches
-from gdag.repo import MODE_BLOB, MODE_TREE, Entry, Store
+from gdag.repo import MODE_BLOB, Entry, Store
 
 OUTPUTS = b"outputs"
 NODES = b"nodes"
@@ -105,7 +105,3 @@ def read_dag(store: Store, root: bytes | None) -> dict[str, Any] | None:
 def write_dag(store: Store, root: bytes | None, dag: dict[str, Any]) -> bytes:
     blob = store.write_blob(json.dumps(dag, sort_keys=True, indent=1).encode() + b"\n")
     return store.tree_update(root, [], {DAG_FILE: Entry(MODE_BLOB, blob)})
-
-
-def is_tree_value(entry: Entry) -> bool:
-    return entry.mode == MODE_TREE
