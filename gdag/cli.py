@@ -518,7 +518,11 @@ def hook_cmd(
 @app.command()
 def doctor(
     repair: Annotated[
-        bool, typer.Option("--repair", help="Repair what is safe: leftovers of killed processes.")
+        bool,
+        typer.Option(
+            "--repair",
+            help="Repair what is safe: leftovers of killed processes; pack loose objects.",
+        ),
     ] = False,
     json_out: JsonOpt = False,
     path: PathOpt = None,

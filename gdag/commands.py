@@ -211,11 +211,13 @@ def lookup(
     typ = parse_type(st.type)
     if tree is None and typ.is_raw and not (meta or json_out):
         # Raw bytes go straight from the object store to the file or stdout, a chunk at a time.
+        size = st.meta.get("size")
+        size = size if isinstance(size, int) else None
         if out_path is not None:
             with open(out_path, "wb") as f:
-                store.stream_blob(st.value.sha, f)
+                store.stream_blob(st.value.sha, f, size)
         else:
-            store.stream_blob(st.value.sha, sys.stdout.buffer)
+            store.stream_blob(st.value.sha, sys.stdout.buffer, size)
             sys.stdout.buffer.flush()
         return 0
     data = None if tree else store.read_blob(st.value.sha)

@@ -23,6 +23,8 @@ from gdag.repo import STALE_LOCK_SECONDS, Store
 from gdag.workspace import Workspace
 
 TMP_AGE = 600.0
+# Loose objects worth packing: git's own `gc.auto` default (the config key is obeyed).
+LOOSE_LIMIT = 6700
 
 
 @dataclass
@@ -140,6 +142,63 @@ def _work_logs(store: Store, repair: bool) -> list[Finding]:
     return [Finding("repaired", f"removed {len(stale)} work log(s) of killed replays or syncs")]
 
 
+def loose_objects(store: Store) -> int:
+    """An estimate of the store's loose objects, the way `git gc --auto` makes it: the
+    objects in one of the 256 fan-out directories, times 256."""
+    try:
+        return 256 * sum(len(name) == 38 for name in os.listdir(store.objects_dir / "17"))
+    except FileNotFoundError:
+        return 0
+
+
+def _pack_loose(store: Store, repair: bool) -> list[Finding]:
+    """Every gdag command writes loose objects (one file each); past git's `gc.auto`
+    threshold they cost disk and directory scans, so they are packed. `repack -A -d -l`
+    loses nothing in flight: loose objects nothing references yet stay loose, and
+    unreferenced packed ones are loosened, not dropped."""
+    git = shutil.which("git")
+    limit = LOOSE_LIMIT
+    if git is not None:
+        proc = subprocess.run(
+            [git, f"--git-dir={store.gitdir}", "config", "--int", "--get", "gc.auto"],
+            capture_output=True,
+            text=True,
+        )
+        limit = int(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else limit
+    count = loose_objects(store)
+    if limit <= 0 or count <= limit:  # gc.auto = 0 turns automatic packing off in git too
+        return []
+    if not repair or git is None:
+        return [
+            Finding(
+                "warning",
+                f"about {count:,} loose objects in the store",
+                "`gdag doctor --repair` packs them (with git's `repack`)"
+                if git
+                else "install git, then `gdag doctor --repair` packs them",
+            )
+        ]
+    proc = subprocess.run(
+        [git, f"--git-dir={store.gitdir}", "repack", "-A", "-d", "-l", "-q"],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        return [
+            Finding(
+                "error",
+                f"git repack failed: {proc.stderr.strip() or proc.returncode}",
+                "nothing was lost: the loose objects are still there",
+            )
+        ]
+    return [
+        Finding(
+            "repaired",
+            f"packed about {count:,} loose objects ({loose_objects(store):,} left loose)",
+        )
+    ]
+
+
 def examine(ws: Workspace, repair: bool = False) -> list[Finding]:
     store = ws.store
     findings = _git_fsck(store) + _check_logs(store)
@@ -185,6 +244,7 @@ def examine(ws: Workspace, repair: bool = False) -> list[Finding]:
             )
         )
     findings += _work_logs(store, repair)
+    findings += _pack_loose(store, repair)
     from gdag.hooks import recent_errors
 
     for line in recent_errors(store, 3):
