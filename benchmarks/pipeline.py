@@ -2,11 +2,13 @@
 """Wall time of `gdag run` propagating a change through `cp` nodes, against `make` doing the same.
 
 Usage: python benchmarks/pipeline.py [--quick | [--runs N] [--full | --sizes 10,100,...]]
+                                     [--no-dvc]
 
   default   3 timed runs per case; per-node scaling on chains of 10 and 100 nodes
             (about 1.5 min on 2 idle cores, 2.5 min on 2 busy ones)
   --quick   exactly the default, whatever --runs, --full and --sizes say
-  --full    adds a chain of 1,000 nodes to the scaling rows (hours today: see README)
+  --full    adds a chain of 1,000 nodes to the scaling rows
+  --no-dvc  leave DVC out even when a `dvc` executable is on PATH
 
 Run it with the Python of the environment where gdag is installed (e.g.
 /tmp/dev/bin/python): the `gdag` script next to that interpreter is timed, or
@@ -23,6 +25,11 @@ built once, untimed, first:
 - no-op: `gdag run --quiet` / `make -s` on the built 100-chain, nothing changed.
 - `gdag publish o0 V` on the 100-chain: publish and run the subscribers in one
   process (jobs=1, as publish does).
+
+When a `dvc` executable is on PATH, the chain, fan-out and no-op cases are
+also built as DVC stages (`dvc.yaml`, one stage per node running the same `cp`,
+in a `dvc init --no-scm` directory) and `dvc repro` is timed beside them; a
+second table compares gdag with DVC.
 
 Every timed command is a whole process, timed from spawn to exit. The cases are
 run round-robin so that load from other work on the machine falls on all of
@@ -110,6 +117,15 @@ def chain_makefile(n: int) -> str:
 def fanout_makefile(n: int) -> str:
     rules = "".join(f"f{i}: o0\n\tcp o0 f{i}\n" for i in range(1, n + 1))
     return "all: " + " ".join(f"f{i}" for i in range(1, n + 1)) + f"\n\n{rules}"
+
+
+def dvc_yaml(pairs: list[tuple[str, str]]) -> str:
+    """A dvc.yaml with one stage per (source, target) pair: `cp source target`."""
+    stages = "".join(
+        f"  {dst}:\n    cmd: cp {src} {dst}\n    deps: [{src}]\n    outs: [{dst}]\n"
+        for src, dst in pairs
+    )
+    return f"stages:\n{stages}"
 
 
 # -- fixtures ------------------------------------------------------------------
@@ -226,6 +242,33 @@ class MakeDir:
         return t
 
 
+class DvcDir(MakeDir):
+    """A `dvc init --no-scm` directory whose stages copy o0 into `outputs`, built once."""
+
+    def __init__(
+        self, dvc: str, path: Path, env: dict[str, str], yaml: str, outputs: list[str]
+    ) -> None:
+        self.path, self.env, self.outputs = path, env, outputs
+        self.cmd = [dvc, "repro", "--quiet"]
+        path.mkdir()
+        run([dvc, "init", "--no-scm", "--quiet"], path, env)
+        (path / "dvc.yaml").write_text(yaml)
+        (path / "o0").write_text("build")
+        self.build_s = timed(self.cmd, path, env)
+        self.check("build")
+
+    def noop(self) -> float:
+        # DVC keeps its outputs' content in its cache: a no-op must leave them alone.
+        before = {n: (self.path / n).read_bytes() for n in self.outputs}
+        lock = (self.path / "dvc.lock").read_bytes()
+        t = timed(self.cmd, self.path, self.env)
+        if (self.path / "dvc.lock").read_bytes() != lock or before != {
+            n: (self.path / n).read_bytes() for n in self.outputs
+        }:
+            sys.exit(f"benchmark: dvc {self.path.name}: a no-op dvc repro changed the stages")
+        return t
+
+
 class Case:
     def __init__(self, key: str, fn: Callable[[str], float]) -> None:
         self.key, self.fn = key, fn
@@ -271,6 +314,9 @@ def main() -> int:
         help="per-node scaling chain lengths, comma-separated "
         "(default 10,100; --full: 10,100,1000)",
     )
+    ap.add_argument(
+        "--no-dvc", action="store_true", help="leave DVC out even when `dvc` is on PATH"
+    )
     args = ap.parse_args()
     if args.quick:
         args.runs, args.full, args.sizes = 3, False, None
@@ -294,19 +340,14 @@ def main() -> int:
             "with the Python of the environment where gdag is installed"
         )
     make = shutil.which("make")
-    if sizes[-1] > 300:
-        print(
-            f"benchmark: a {sizes[-1]:,}-node chain takes long (a 300-node chain propagated "
-            "in about 96 s on 2 cores): expect tens of minutes per run",
-            file=sys.stderr,
-        )
-
+    dvc = None if args.no_dvc else shutil.which("dvc")
     gdag = gdag_command()
     tmp = Path(tempfile.mkdtemp(prefix="gdag-bench-"))
     try:
         home = tmp / "home"
         home.mkdir()
         env = clean_env(home, drop=("MAKE", "MFLAGS"))
+        env.update(DVC_NO_ANALYTICS="1")  # no network; the machine has none
         os.environ.clear()
         os.environ.update(env)  # the in-process checks obey the same rules
 
@@ -341,6 +382,22 @@ def main() -> int:
                 [f"f{i}" for i in range(1, FANOUT + 1)],
                 2,
             )
+        dchain = dfan = None
+        if dvc:
+            dchain = DvcDir(
+                dvc,
+                tmp / "dvc-chain",
+                env,
+                dvc_yaml([(f"o{i - 1}", f"o{i}") for i in range(1, CHAIN + 1)]),
+                [f"o{i}" for i in range(1, CHAIN + 1)],
+            )
+            dfan = DvcDir(
+                dvc,
+                tmp / "dvc-fanout",
+                env,
+                dvc_yaml([("o0", f"f{i}") for i in range(1, FANOUT + 1)]),
+                [f"f{i}" for i in range(1, FANOUT + 1)],
+            )
         build_s = time.perf_counter() - t0
 
         g: dict[str, Case] = {
@@ -358,8 +415,15 @@ def main() -> int:
             m["noop"] = Case("make noop", lambda v: mchains[CHAIN].noop())
             m["noop"].fn("warm-up")  # the full builds warmed up everything else
         g["noop"].fn("warm-up")
+        d: dict[str, Case] = {}
+        if dchain is not None and dfan is not None:
+            d = {
+                "chain": Case("dvc chain", dchain.propagate),
+                "fanout": Case("dvc fanout", dfan.propagate),
+                "noop": Case("dvc noop", lambda v: dchain.noop()),
+            }
 
-        cases = list({id(c): c for c in [*g.values(), *m.values()]}.values())
+        cases = list({id(c): c for c in [*g.values(), *m.values(), *d.values()]}.values())
         t0 = time.perf_counter()
         for i in range(runs):
             for c in cases:
@@ -370,8 +434,11 @@ def main() -> int:
         make_version = (
             run([make, "--version"], tmp, env).decode().splitlines()[0] if make else "no make found"
         )
+        dvc_version = (
+            "DVC " + run([dvc, "--version"], tmp, env).decode().strip() if dvc else "no dvc on PATH"
+        )
         print(
-            f"gdag: `{' '.join(gdag)}` · {make_version} · {git_version} · Python "
+            f"gdag: `{' '.join(gdag)}` · {make_version} · {dvc_version} · {git_version} · Python "
             f"{sys.version.split()[0]} · {os.cpu_count()} CPUs · {runs} runs per case, "
             f"round-robin · repositories built in {build_s:.1f} s, timed in {bench_s:.1f} s"
         )
@@ -409,6 +476,17 @@ def main() -> int:
                 m.get(f"chain{n}"),
                 per=n,
             )
+        if d:
+            print()
+            print("| case | gdag median | DVC median | DVC min – max | gdag ÷ DVC |")
+            print("|---|---:|---:|---:|---:|")
+            for key, label in [
+                ("chain", f"{CHAIN}-node chain, propagate one change (`dvc repro`)"),
+                ("fanout", f"{FANOUT}-node fan-out, propagate one change (gdag `-j 2`)"),
+                ("noop", f"no-op on the {CHAIN}-node chain"),
+            ]:
+                gm, dm = g[key].median, d[key].median
+                print(f"| {label} | {fmt(gm)} | {fmt(dm)} | {spread(d[key])} | ×{gm / dm:.2f} |")
         print()
         print(REFERENCE)
         print(TARGET)
@@ -435,6 +513,11 @@ def main() -> int:
             "  first full build (untimed setup, one sample): "
             + ", ".join(f"gdag {n:,}-chain {fmt(r.build_s)}" for n, r in chains.items())
             + f", gdag fan-out {fmt(fan.build_s)}"
+            + (
+                f", DVC chain {fmt(dchain.build_s)}, DVC fan-out {fmt(dfan.build_s)}"
+                if dchain and dfan
+                else ""
+            )
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
