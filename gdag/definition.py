@@ -369,6 +369,17 @@ def _env(spec: dict[str, Any], where: str, what: str) -> dict[str, str]:
     env = spec.get("env", {})
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
         raise DefinitionError(f"{where}: {what}: env must be a table of strings")
+    for key, value in env.items():
+        if not key or "=" in key or "\0" in key or "\0" in value:
+            raise DefinitionError(
+                f"{where}: {what}: env: {key!r} = {value!r} cannot be an environment variable",
+                hint="names are non-empty without '=' and NUL; values have no NUL",
+            )
+        if key.startswith("GDAG_"):
+            raise DefinitionError(
+                f"{where}: {what}: env: {key} is gdag's to set (GDAG_* names are reserved)",
+                hint="rename the variable",
+            )
     return dict(sorted(env.items()))
 
 

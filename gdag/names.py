@@ -52,7 +52,8 @@ def check_simple_name(name: str, what: str) -> str:
     if why is not None:
         raise GdagError(
             f"bad {what} name {name!r}: {why}",
-            hint=f"a {what} name matches [A-Za-z0-9_][A-Za-z0-9._-]*",
+            hint=f"{'an' if what[:1] in 'aeiou' else 'a'} {what} name matches "
+            "[A-Za-z0-9_][A-Za-z0-9._-]*",
         )
     return name
 

@@ -447,6 +447,11 @@ def test_targets_limit_the_run_to_their_traversal(repo: Path) -> None:
             '[nodes.x]\nrun = "t"\ninputs = { a-b = "o1", a_b = "o2" }\n',
             "would both be $GDAG_IN_A_B",
         ),
+        ('[nodes.x]\nrun = "t"\nenv = { "A=B" = "1" }\n', "cannot be an environment variable"),
+        ('[nodes.x]\nrun = "t"\nenv = { "" = "1" }\n', "cannot be an environment variable"),
+        ('[nodes.x]\nrun = "t"\nenv = { A = "x\\u0000y" }\n', "cannot be an environment"),
+        ('[nodes.x]\nrun = "t"\nenv = { GDAG_OUT = "/tmp" }\n', "GDAG_OUT is gdag's to set"),
+        ('[nodes.x]\nrun = "t"\ninputs = { "a b" = "o" }\n', "an input name matches"),
     ],
 )
 def test_bad_definitions_refused_naming_file_node_and_key(
