@@ -43,9 +43,20 @@ class Daemon:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["git", "daemon", "--reuseaddr", f"--base-path={self.base}", "--export-all",
-             "--enable=receive-pack", "--listen=127.0.0.1", f"--port={self.port}", str(self.base)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "git",
+                "daemon",
+                "--reuseaddr",
+                f"--base-path={self.base}",
+                "--export-all",
+                "--enable=receive-pack",
+                "--listen=127.0.0.1",
+                f"--port={self.port}",
+                str(self.base),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for _ in range(100):
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", self.port)) == 0:
@@ -98,21 +109,43 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-
 def remote_sessions(bare: Path) -> list[tuple[str, str]]:
     """(node, input versions) of every ok session on the remote log."""
     found = []
-    for c in subprocess.run(["git", f"--git-dir={bare}", "log", "--first-parent", "--format=%H",
-                             "--grep=^session .* ok$", "refs/gdag/logs/main"],
-                            capture_output=True, text=True, check=True).stdout.split():
-        msg = subprocess.run(["git", f"--git-dir={bare}", "log", "-1", "--format=%B", c],
-                             capture_output=True, text=True, check=True).stdout
+    for c in subprocess.run(
+        [
+            "git",
+            f"--git-dir={bare}",
+            "log",
+            "--first-parent",
+            "--format=%H",
+            "--grep=^session .* ok$",
+            "refs/gdag/logs/main",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split():
+        msg = subprocess.run(
+            ["git", f"--git-dir={bare}", "log", "-1", "--format=%B", c],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         node = msg.split()[1]
-        done = subprocess.run(["git", f"--git-dir={bare}", "show", f"{c}:nodes/{node}/@done.json"],
-                              capture_output=True, text=True, check=True).stdout
+        done = subprocess.run(
+            ["git", f"--git-dir={bare}", "show", f"{c}:nodes/{node}/@done.json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         found.append((node, json.dumps(json.loads(done)["inputs"], sort_keys=True)))
     return found
 
 
 def fsck_bare(path: Path) -> None:
-    proc = subprocess.run(["git", f"--git-dir={path}", "fsck", "--strict", "--no-dangling"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["git", f"--git-dir={path}", "fsck", "--strict", "--no-dangling"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -143,11 +176,23 @@ def test_three_machines_one_dag(cluster, tmp_path: Path) -> None:  # type: ignor
     # 15 a machine keeps the suite quick; GDAG_REMOTE_EVENTS=100 gives the full 300.
     per_machine = int(os.environ.get("GDAG_REMOTE_EVENTS", "15"))
     stop = tmp_path / "stop"
-    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(stop)], cwd=m,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-               for m in machines]
-    pubs = [subprocess.Popen([sys.executable, "-c", PUBLISHER, f"m{i}", str(per_machine)],
-                             cwd=m, stdout=subprocess.DEVNULL) for i, m in enumerate(machines)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(stop)],
+            cwd=m,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for m in machines
+    ]
+    pubs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PUBLISHER, f"m{i}", str(per_machine)],
+            cwd=m,
+            stdout=subprocess.DEVNULL,
+        )
+        for i, m in enumerate(machines)
+    ]
     for p in pubs:
         assert p.wait(timeout=300) == 0
     stop.write_text("")
@@ -158,17 +203,37 @@ def test_three_machines_one_dag(cluster, tmp_path: Path) -> None:  # type: ignor
         assert gdag("run", "--remote", "origin", cwd=m).returncode == 0
     tips = {git("rev-parse", "refs/gdag/logs/main", cwd=m) for m in machines}
     assert len(tips) == 1
-    remote_tip = subprocess.run(["git", f"--git-dir={bare}", "rev-parse", "refs/gdag/logs/main"],
-                                capture_output=True, text=True, check=True).stdout
+    remote_tip = subprocess.run(
+        ["git", f"--git-dir={bare}", "rev-parse", "refs/gdag/logs/main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert tips == {remote_tip}
     # Every publish event arrived exactly once.
     values = subprocess.run(
-        ["git", f"--git-dir={bare}", "log", "--first-parent", "--format=%H",
-         "--grep=^publish src", "refs/gdag/logs/main"], capture_output=True, text=True, check=True
+        [
+            "git",
+            f"--git-dir={bare}",
+            "log",
+            "--first-parent",
+            "--format=%H",
+            "--grep=^publish src",
+            "refs/gdag/logs/main",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     published = sorted(
-        subprocess.run(["git", f"--git-dir={bare}", "show", f"{c}:outputs/src/@value"],
-                       capture_output=True, text=True, check=True).stdout for c in values)
+        subprocess.run(
+            ["git", f"--git-dir={bare}", "show", f"{c}:outputs/src/@value"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for c in values
+    )
     assert published == sorted(f"m{i}-{k}" for i in range(3) for k in range(per_machine))
     # Each (node, input versions) completed once on the remote log.
     sessions = remote_sessions(bare)
@@ -182,7 +247,8 @@ def test_three_machines_one_dag(cluster, tmp_path: Path) -> None:  # type: ignor
 
 
 def test_killed_worker_is_taken_over_and_never_applies_its_stale_session(
-    cluster, tmp_path: Path  # type: ignore[no-untyped-def]
+    cluster,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     machines, bare, _ = cluster
     a, b, _c = machines
@@ -192,20 +258,36 @@ def test_killed_worker_is_taken_over_and_never_applies_its_stale_session(
     assert gdag("publish", "src", "x", "--no-run", cwd=a).returncode == 0
     assert gdag("sync", cwd=a).returncode == 0
     env = {**os.environ, "GDAG_LEASE_TTL": "2"}
-    victim = subprocess.Popen([sys.executable, "-m", "gdag", "run", "--remote", "origin"],
-                              cwd=a, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "gdag", "run", "--remote", "origin"],
+        cwd=a,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(1.5)  # it holds the lease of `up` and runs it
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    r = subprocess.run([sys.executable, "-m", "gdag", "run", "--remote", "origin"], cwd=b,
-                       env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "gdag", "run", "--remote", "origin"],
+        cwd=b,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert gdag("sync", cwd=a).returncode == 0
     assert gdag("lookup", "up", cwd=a).stdout == b"X"
     # The killed worker, restarted, recovers or drops its own session: never applied twice.
-    r = subprocess.run([sys.executable, "-m", "gdag", "run", "--remote", "origin"], cwd=a,
-                       env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "gdag", "run", "--remote", "origin"],
+        cwd=a,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     sessions = remote_sessions(bare)
     assert sessions.count(("up", '{"src": 1}')) == 1
@@ -229,10 +311,28 @@ def test_offline_publishes_arrive_once_in_order(cluster) -> None:  # type: ignor
     r = gdag("sync", cwd=a)
     assert r.returncode == 0 and "re-applied 50" in r.text, r.stderr
     order = subprocess.run(
-        ["git", f"--git-dir={bare}", "log", "--first-parent", "--reverse", "--format=%H",
-         "--grep=^publish src", "refs/gdag/logs/main"], capture_output=True, text=True, check=True
+        [
+            "git",
+            f"--git-dir={bare}",
+            "log",
+            "--first-parent",
+            "--reverse",
+            "--format=%H",
+            "--grep=^publish src",
+            "refs/gdag/logs/main",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
-    values = [subprocess.run(["git", f"--git-dir={bare}", "show", f"{c}:outputs/src/@value"],
-                             capture_output=True, text=True, check=True).stdout for c in order]
+    values = [
+        subprocess.run(
+            ["git", f"--git-dir={bare}", "show", f"{c}:outputs/src/@value"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for c in order
+    ]
     assert values == [f"online-{i}" for i in range(3)] + [f"offline-{i}" for i in range(50)]
     fsck_bare(bare)
