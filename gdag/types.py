@@ -225,6 +225,10 @@ def load_model(ref: str) -> Any:
     return obj
 
 
+# How a scalar is written when publishing it (as JSON), for the error that says so.
+SCALAR_EXAMPLES = {"int": "42", "float": "1.5 or 42", "bool": "true or false"}
+
+
 def decode_text_value(data: bytes, typ: Type, output: str) -> Any:
     """Turn published bytes into a value of `typ` (not for raw types)."""
     try:
@@ -240,6 +244,11 @@ def decode_text_value(data: bytes, typ: Type, output: str) -> Any:
         raise _refuse(output, typ, "nested too deeply") from None
     except ValueError as exc:
         shown = text.strip()[:40]
+        example = SCALAR_EXAMPLES.get(_base(typ))
+        if example is not None:
+            raise _refuse(
+                output, typ, f"{shown!r} is not one (it is written as JSON: {example})"
+            ) from None
         why = getattr(exc, "msg", str(exc))
         raise _refuse(output, typ, f"{shown!r} is not a JSON value ({why})") from None
 

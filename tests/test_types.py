@@ -74,3 +74,20 @@ def test_display_of_str_is_the_text_itself() -> None:
     assert stored_to_display(b'"a\\nb"', parse_type("str")) == b"a\nb"
     assert stored_to_display(b"42", parse_type("int")) == b"42\n"
     assert stored_to_display(b"\x00\x01", parse_type("bytes")) == b"\x00\x01"
+
+
+@pytest.mark.parametrize(
+    ("typ", "data", "says"),
+    [
+        ("int", b"forty-two", "'forty-two' is not one (it is written as JSON: 42)"),
+        ("optional[int]", b"many", "(it is written as JSON: 42)"),
+        ("bool", b"yes", "(it is written as JSON: true or false)"),
+        ("float", b"pi", "(it is written as JSON: 1.5 or 42)"),
+        ("list[int]", b"abc", "'abc' is not a JSON value"),
+    ],
+)
+def test_unparsable_values_say_how_they_are_written(typ: str, data: bytes, says: str) -> None:
+    with pytest.raises(ValueRefusedError) as info:
+        decode_text_value(data, parse_type(typ), "o")
+    assert info.value.message.startswith(f"value for 'o' is not a valid {parse_type(typ)}: ")
+    assert says in info.value.message
