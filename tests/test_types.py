@@ -80,7 +80,7 @@ def test_display_of_str_is_the_text_itself() -> None:
     ("typ", "data", "says"),
     [
         ("int", b"forty-two", "'forty-two' is not one (it is written as JSON: 42)"),
-        ("optional[int]", b"many", "(it is written as JSON: 42)"),
+        ("int | None", b"many", "(it is written as JSON: 42)"),
         ("bool", b"yes", "(it is written as JSON: true or false)"),
         ("float", b"pi", "(it is written as JSON: 1.5 or 42)"),
         ("list[int]", b"abc", "'abc' is not a JSON value"),
