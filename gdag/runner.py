@@ -227,6 +227,11 @@ class Engine:
         from gdag.graph import node_order
 
         root = self.ws.store.read_commit(tip).tree
+        from gdag.session import list_sessions
+
+        left: dict[str, list[str]] = {}
+        for sid in list_sessions(self.ws.log):
+            left.setdefault(sid.rsplit(".", 2)[0], []).append(sid)
         states = []
         for name in node_order(dag):
             node = dag["nodes"][name]
@@ -238,7 +243,10 @@ class Engine:
             p = self.pending(name, node, tip, retry_failed=False)
             if isinstance(p, Pending):
                 kind = "never-run" if done is None else "stale"
-                states.append(NodeState(name, kind, p.reason, done))
+                reason = p.reason
+                if name in left:  # no live holder: a run was killed under it
+                    reason += f"; a killed run left {left[name][-1]} (`gdag run` recovers it)"
+                states.append(NodeState(name, kind, reason, done))
             else:
                 kind = {"up to date": "up-to-date", "failed": "failed"}.get(p, "waiting")
                 reason = (done or {}).get("error") or "" if kind == "failed" else p

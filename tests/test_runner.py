@@ -637,3 +637,40 @@ def test_python_node_bad_results_fail_the_node_not_the_run(repo: Path) -> None:
     assert done(repo, "wrong_type")["status"] == "failed"
     assert git("for-each-ref", "refs/gdag/sessions", cwd=repo) == ""
     assert "nothing to do" in run(repo)
+
+
+def test_status_names_the_session_a_killed_run_left(repo: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    define(
+        repo,
+        """
+        [nodes.slow]
+        run = 'echo $$ > "$GDAG_REPO/node.pid"; exec sleep 60'
+        inputs = { x = "src" }
+        publishes = ["o"]
+    """,
+    )
+    pub(repo, "src", "1")
+    proc = subprocess.Popen([sys.executable, "-m", "gdag", "run"], cwd=repo)
+    pid_file = repo / "node.pid"
+    for _ in range(600):
+        if pid_file.exists() and pid_file.read_text().strip():
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)  # the node outlives its run
+    left = git("for-each-ref", "--format=%(refname:lstrip=4)", "refs/gdag/sessions/", cwd=repo)
+    assert left.startswith("slow.")
+    (state,) = json.loads(gdag("status", "--json", cwd=repo).stdout)
+    assert state["state"] == "never-run"
+    assert f"a killed run left {left.strip()} (`gdag run` recovers it)" in state["reason"]
+    assert gdag("doctor", "--repair", cwd=repo).returncode == 0  # drops the unfinished one
+    (state,) = json.loads(gdag("status", "--json", cwd=repo).stdout)
+    assert state["state"] == "never-run" and "killed" not in state["reason"]
+    fsck(repo)
