@@ -55,6 +55,7 @@ NODE_KEYS = {
     "speculative",
     "description",
     "cache",
+    "sources",
 }
 OUTPUT_KEYS = {"type", "description"}
 DAG_KEYS = {"modules"}
@@ -141,6 +142,7 @@ def compile_definition(src: Source, load_python: bool = True) -> dict[str, Any]:
         table[name] = spec
     nodes = _compile_nodes(table, where)
     watch, functions = _hash_python_nodes(nodes, root, where) if load_python else ({}, {})
+    globs = _hash_sources(nodes, root, where, watch)
     _type_returns(outputs, nodes, functions)
     _fold_types(outputs, nodes)
     dag = {
@@ -151,6 +153,8 @@ def compile_definition(src: Source, load_python: bool = True) -> dict[str, Any]:
         "nodes": nodes,
         "watch": watch,
     }
+    if globs:
+        dag["globs"] = globs
     if nodes:
         from gdag.graph import check_graph
 
@@ -232,6 +236,105 @@ def _hash_python_nodes(
     return watch, functions
 
 
+GLOB_CHARS = frozenset("*?[")
+
+
+def expand_sources(pattern: str, root: Path) -> list[str]:
+    """The regular files (paths relative to `root`, sorted) that a `sources` entry names.
+
+    Glob rules per path segment (`*`, `?`, `[...]`; a leading dot is matched only by a
+    leading dot), and `**` for any number of directories. `.git` is never entered: a
+    pattern is expanded on every command that checks the definition."""
+    parts = pattern.split("/")
+    first = next((i for i, seg in enumerate(parts) if GLOB_CHARS & set(seg)), None)
+    if first is None:
+        if (root / pattern).is_dir():  # a directory: every file below it
+            return expand_sources(f"{pattern.rstrip('/')}/**", root)
+        return [pattern] if (root / pattern).is_file() else []
+    found: set[str] = set()
+    _walk_sources(root.joinpath(*parts[:first]), parts[first:], "/".join(parts[:first]), found)
+    return sorted(found)
+
+
+def _walk_sources(directory: Path, rest: list[str], rel: str, found: set[str]) -> None:
+    import os
+    from fnmatch import fnmatchcase
+
+    seg, prefix = rest[0], f"{rel}/" if rel else ""
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    if seg == "**":  # zero or more directories; last, every file below
+        if len(rest) > 1:
+            _walk_sources(directory, rest[1:], rel, found)
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                _walk_sources(Path(entry.path), rest, prefix + entry.name, found)
+            elif len(rest) == 1 and entry.is_file():
+                found.add(prefix + entry.name)
+        return
+    for entry in entries:
+        if entry.name == ".git" or not fnmatchcase(entry.name, seg):
+            continue
+        if entry.name.startswith(".") and not seg.startswith("."):
+            continue
+        if len(rest) == 1:
+            if entry.is_file():
+                found.add(prefix + entry.name)
+        elif entry.is_dir():
+            _walk_sources(Path(entry.path), rest[1:], prefix + entry.name, found)
+
+
+def _check_source_pattern(pattern: Any, where: str, what: str) -> str:
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise DefinitionError(f"{where}: {what}: sources must be a list of paths or patterns")
+    if pattern.startswith("/") or ".." in pattern.split("/") or "\0" in pattern:
+        raise DefinitionError(
+            f"{where}: {what}: sources: {pattern!r} is not inside the repository",
+            hint="sources are relative paths or patterns without '..', e.g. scripts/*.sh",
+        )
+    return pattern
+
+
+def _hash_sources(
+    nodes: dict[str, Any], root: Path | None, where: str, watch: dict[str, str]
+) -> dict[str, list[str]]:
+    """Fold the content of each node's `sources` files into its code hash; add the files
+    to `watch`, and return every glob pattern with what it matched (new files count)."""
+    globs: dict[str, list[str]] = {}
+    for name, node in nodes.items():
+        patterns = node.get("sources", [])
+        if not patterns:
+            continue
+        what = f"[nodes.{name}]"
+        if root is None:
+            raise DefinitionError(f"{where}: {what}: sources need a definition file")
+        real_root = root.resolve()
+        digests: dict[str, str] = {}
+        for pattern in patterns:
+            files = expand_sources(pattern, root)
+            if not files:
+                raise DefinitionError(
+                    f"{where}: {what}: sources: {pattern!r} matches no file",
+                    hint=f"paths and patterns are relative to {root}",
+                )
+            for rel in files:
+                path = (root / rel).resolve()
+                if not path.is_relative_to(real_root):
+                    raise DefinitionError(
+                        f"{where}: {what}: sources: {rel!r} leads outside the repository"
+                    )
+                digests[rel] = watch[str(path)] = file_digest(path)
+            if files != [pattern]:  # a pattern or a directory: new files count too
+                globs[pattern] = files
+        extra = json.dumps(sorted(digests.items()))
+        node["code"] = hashlib.sha256((node["code"] + extra).encode()).hexdigest()[:16]
+    return globs
+
+
 def file_digest(path: Path | str) -> str:
     try:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -243,7 +346,13 @@ def is_current(dag: dict[str, Any], src: Source) -> bool:
     """Whether a compiled definition still matches its sources (toml and Python files)."""
     if dag.get("source") != src.digest or dag.get("format") != FORMAT:
         return False
-    return all(file_digest(p) == h for p, h in dag.get("watch", {}).items())
+    if not all(file_digest(p) == h for p, h in dag.get("watch", {}).items()):
+        return False
+    globs = dag.get("globs", {})
+    if globs and src.path is not None:
+        root = src.path.parent
+        return all(expand_sources(g, root) == files for g, files in globs.items())
+    return True
 
 
 def _no_unknown(table: Any, allowed: set[str], where: str, what: str) -> None:
@@ -328,6 +437,13 @@ def _compile_node(spec: dict[str, Any], where: str, what: str) -> dict[str, Any]
         "speculative": bool(spec.get("speculative", False)),
         "cache": bool(spec.get("cache", True)),
     }
+    sources = spec.get("sources", [])
+    if isinstance(sources, str):
+        sources = [sources]
+    if not isinstance(sources, list):
+        raise DefinitionError(f"{where}: {what}: sources must be a list of paths or patterns")
+    if sources:
+        node["sources"] = sorted({_check_source_pattern(p, where, what) for p in sources})
     if not isinstance(node["command"], str) or not node["command"].strip():
         raise DefinitionError(f"{where}: {what}: the command must be a non-empty string")
     node["code"] = code_hash(node)

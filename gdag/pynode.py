@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -35,13 +36,61 @@ class Context:
         self._runner.publish_value(name, value)
 
 
+# The repository's own modules imported so far, with the stat of their files: when one
+# changes on disk, all of them are imported afresh (a long `gdag watch` must never run
+# old code under a code hash taken from the new source).
+_user_modules: dict[str, tuple[str, tuple[int, int] | None]] = {}
+
+
+def _stat(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def _forget_changed_user_modules() -> None:
+    if not any(_stat(path) != stamp for path, stamp in _user_modules.values()):
+        return
+    for name in list(_user_modules):
+        sys.modules.pop(name, None)
+    _user_modules.clear()
+    importlib.invalidate_caches()
+
+
+def _note_user_modules(root: Path) -> None:
+    """Record the modules imported from the repository itself: below its root, but not
+    below another import path there (a virtualenv inside the work tree), and not gdag."""
+    top = os.path.abspath(root)
+    prefix = top + os.sep
+    elsewhere = tuple(
+        os.path.abspath(p) + os.sep
+        for p in {*sys.path, sys.prefix, sys.exec_prefix}
+        if p and os.path.abspath(p) != top and os.path.abspath(p).startswith(prefix)
+    )
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if name in _user_modules or not path or name == "gdag" or name.startswith("gdag."):
+            continue
+        path = os.path.abspath(path)
+        if path.startswith(prefix) and not (elsewhere and path.startswith(elsewhere)):
+            _user_modules[name] = (path, _stat(path))
+
+
 def load_module(module_name: str, root: Path | None, what: str) -> Any:
-    """Import a module of the repository (its root goes first on sys.path)."""
+    """Import a module of the repository (its root goes first on sys.path); modules of
+    the repository that changed on disk since they were imported are imported again."""
     with _import_lock:
         if root is not None and str(root) not in sys.path:
             sys.path.insert(0, str(root))
+        if root is not None:
+            _forget_changed_user_modules()
         try:
-            return importlib.import_module(module_name)
+            module = importlib.import_module(module_name)
+            if root is not None:
+                _note_user_modules(root)
+            return module
         except Exception as exc:  # a broken user module is a definition error, not a crash
             raise DefinitionError(
                 f"{what}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"

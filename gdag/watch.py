@@ -1,8 +1,9 @@
 """`gdag watch`: a foreground loop that runs pending work as events arrive.
 
 It keeps no state that matters: each tick reads HEAD (when following the
-branch), the log ref and the definition file's stat, and runs the engine only
-when one of them changed; kill it at any moment and the next start carries on
+branch), the log ref, the stat of the definition file and of the files the
+definition depends on (Python nodes' modules, nodes' `sources`), and runs the
+engine only when one of them changed; kill it at any moment and the next start carries on
 from what is in git. SIGINT and SIGTERM stop it after the sessions in flight
 finish (or, on a second signal, leave them for the next run to recover).
 """
@@ -45,11 +46,31 @@ class Watcher:
         self.report = report
         self.interval = interval
         self.definition = self.store.workdir / "gdag.toml" if self.store.workdir else None
+        self._dag_tip: bytes | None = None
+        self._watched: tuple[list[str], list[str]] = ([], [])
         self.remote: Any = None
         if remote is not None:
             from gdag.remote import Remote
 
             self.remote = Remote(self.store, remote)
+
+    def _sources(self, tip: bytes) -> tuple[Any, ...]:
+        """Stamps of the files the definition in force depends on besides itself (Python
+        nodes' modules, nodes' `sources`) and what the `sources` patterns match now."""
+        if self._dag_tip != tip:
+            from gdag import state
+
+            dag = state.read_dag(self.store, self.store.read_commit(tip).tree) or {}
+            self._watched = (sorted(dag.get("watch", {})), sorted(dag.get("globs", {})))
+            self._dag_tip = tip
+        files, globs = self._watched
+        root = self.store.workdir
+        matched: tuple[Any, ...] = ()
+        if globs and root is not None:
+            from gdag.definition import expand_sources
+
+            matched = tuple(tuple(expand_sources(g, root)) for g in globs)
+        return (tuple(_stamp(Path(f)) for f in files), matched)
 
     def tick(self, last: tuple[Any, ...] | None) -> tuple[Any, ...]:
         """Run the engine if the branch, the log tip or the definition changed since `last`."""
@@ -63,8 +84,11 @@ class Watcher:
                 sync_log(self.remote, ws.log)
             except GdagError as exc:  # offline: keep working locally, catch up later
                 self.report("offline", {"node": "", "error": exc.message})
-        seen = (name, ws.log.tip(), _stamp(self.definition))
-        if seen == last or seen[1] is None:
+        tip = ws.log.tip()
+        if tip is None:
+            return (name, None)
+        seen = (name, tip, _stamp(self.definition), self._sources(tip))
+        if seen == last:
             return seen
         if last is not None and last[0] != name:
             self.report("switched", {"node": "", "log": name})

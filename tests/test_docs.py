@@ -109,6 +109,19 @@ def test_exit_statuses_are_documented() -> None:
         assert re.search(rf"^\.B {code}$", exit_section, re.M), f"exit status {code} undocumented"
 
 
+def test_definition_file_keys_are_documented() -> None:
+    from gdag import definition
+
+    text = man_text()
+    m = re.search(r'^\.SH "?THE DEFINITION FILE"?\n(.*?)(?=^\.SH )', text, re.M | re.S)
+    assert m, "man/gdag.1 has no THE DEFINITION FILE section before another .SH"
+    # A documented key is the tag of a `.TP` entry: `.B key` or `.BR key " = type"`.
+    entries = set(re.findall(r"^\.TP\n\.BR? \"?([A-Za-z_]+)\b", m.group(1), re.M))
+    keys = definition.NODE_KEYS | definition.OUTPUT_KEYS | definition.DAG_KEYS | {"follow"}
+    missing = sorted(keys - entries)
+    assert not missing, "THE DEFINITION FILE in man/gdag.1 has no entry for: " + ", ".join(missing)
+
+
 def test_man_page_renders_without_warnings() -> None:
     groff = shutil.which("groff")
     if groff is None:

@@ -1,0 +1,193 @@
+"""A node's `sources`: files whose content is part of its code (scripts, helper modules)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from conftest import fsck, gdag, git
+
+from gdag.definition import expand_sources
+
+LOG = "refs/gdag/logs/main"
+
+
+def define(repo: Path, toml: str) -> None:
+    (repo / "gdag.toml").write_text(textwrap.dedent(toml))
+
+
+def status(repo: Path) -> dict[str, dict]:
+    r = gdag("status", "--json", cwd=repo)
+    assert r.returncode == 0, r.stderr
+    return {s["node"]: s for s in json.loads(r.stdout)}
+
+
+def ok_sessions(repo: Path, node: str) -> int:
+    return len(
+        git(
+            "log", "--first-parent", f"--grep=session {node} ok", "--format=%H", LOG, cwd=repo
+        ).split()
+    )
+
+
+def test_editing_adding_or_removing_a_source_makes_the_node_stale(repo: Path) -> None:
+    (repo / "scripts").mkdir()
+    (repo / "scripts" / "step.sh").write_text('printf v1 > "$GDAG_OUT/o"\n')
+    define(
+        repo,
+        """
+        [nodes.step]
+        run = 'sh scripts/step.sh'
+        inputs = { x = "src" }
+        publishes = ["o"]
+        sources = ["scripts/*.sh"]
+    """,
+    )
+    assert gdag("publish", "src", "1", cwd=repo).returncode == 0
+    assert gdag("lookup", "o", cwd=repo).stdout == b"v1"
+    assert status(repo)["step"]["state"] == "up-to-date"
+    assert ok_sessions(repo, "step") == 1
+
+    # An edit: stale because of its code, and the run uses the new script.
+    (repo / "scripts" / "step.sh").write_text('printf v2 > "$GDAG_OUT/o"\n')
+    st = status(repo)["step"]
+    assert st["state"] == "stale" and "code changed" in st["reason"], st
+    assert gdag("run", cwd=repo).returncode == 0
+    assert gdag("lookup", "o", cwd=repo).stdout == b"v2"
+    assert ok_sessions(repo, "step") == 2
+
+    # A new file the pattern matches, then its removal: each makes the node stale.
+    (repo / "scripts" / "extra.sh").write_text("# helper\n")
+    assert status(repo)["step"]["state"] == "stale"
+    assert gdag("run", cwd=repo).returncode == 0
+    assert ok_sessions(repo, "step") == 3
+    (repo / "scripts" / "extra.sh").unlink()
+    assert status(repo)["step"]["state"] == "stale"
+    assert gdag("run", cwd=repo).returncode == 0
+    assert ok_sessions(repo, "step") == 4
+
+    # A file outside the patterns changes nothing.
+    (repo / "notes.txt").write_text("unrelated\n")
+    tip = git("rev-parse", LOG, cwd=repo)
+    assert status(repo)["step"]["state"] == "up-to-date"
+    assert gdag("run", cwd=repo).returncode == 0
+    assert git("rev-parse", LOG, cwd=repo) == tip
+    fsck(repo)
+
+
+@pytest.mark.parametrize(
+    ("sources", "needle"),
+    [
+        ('["/etc/passwd"]', "is not inside the repository"),
+        ('["../outside/*.sh"]', "is not inside the repository"),
+        ('["scripts/../../x"]', "is not inside the repository"),
+        ('["nothing/*.sh"]', "matches no file"),
+        ('["missing.sh"]', "matches no file"),
+        ('[""]', "must be a list of paths or patterns"),
+        ("3", "must be a list of paths or patterns"),
+        ('["link/*"]', "leads outside the repository"),
+    ],
+)
+def test_bad_sources_are_refused(repo: Path, tmp_path: Path, sources: str, needle: str) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.sh").write_text("true\n")
+    (repo / "link").symlink_to(outside)
+    define(repo, f"[nodes.x]\nrun = 'true'\nsources = {sources}\n")
+    tip = git("rev-parse", LOG, cwd=repo)
+    for cmd in (["check"], ["run"], ["publish", "src", "1"]):
+        r = gdag(*cmd, cwd=repo)
+        assert r.returncode == 3, (cmd, r.stderr)
+        assert r.stderr.startswith("gdag: error: gdag.toml: [nodes.x]") and needle in r.stderr
+        assert "Traceback" not in r.stderr
+    assert git("rev-parse", LOG, cwd=repo) == tip
+
+
+def test_expand_sources_patterns(tmp_path: Path) -> None:
+    for rel in [
+        "lib/x.py",
+        "lib/a/y.py",
+        "lib/a/b/z.py",
+        "lib/a/b/.hidden.py",
+        "lib/.cache/c.py",
+        "scripts/t.sh",
+        "top.py",
+        ".git/hooks/h.py",
+        "sub/.git/objects/o.py",
+    ]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rel)
+    cases = {
+        "lib/**/*.py": ["lib/a/b/z.py", "lib/a/y.py", "lib/x.py"],
+        "**/*.py": ["lib/a/b/z.py", "lib/a/y.py", "lib/x.py", "top.py"],
+        "lib/*/*.py": ["lib/a/y.py"],
+        "lib/**": ["lib/a/b/z.py", "lib/a/y.py", "lib/x.py"],
+        "lib": ["lib/a/b/z.py", "lib/a/y.py", "lib/x.py"],
+        "lib/.cache/*.py": ["lib/.cache/c.py"],
+        "scripts/t.sh": ["scripts/t.sh"],
+        "scripts/?.sh": ["scripts/t.sh"],
+        "*.py": ["top.py"],
+        "**/b/*.py": ["lib/a/b/z.py"],
+        "nothing/*": [],
+        "missing.sh": [],
+    }
+    for pattern, want in cases.items():
+        assert expand_sources(pattern, tmp_path) == want, pattern
+
+
+def test_watch_runs_new_code_after_module_and_source_edits(repo: Path) -> None:
+    """A long `gdag watch` re-runs a Python node when its module or a helper listed in
+    `sources` changes, and runs the new code, not the modules it imported first."""
+    (repo / "helper.py").write_text("SUFFIX = '-h1'\n")
+    (repo / "pipeline.py").write_text(
+        "import helper\n\n\ndef step(x: str) -> str:\n    return x + '-m1' + helper.SUFFIX\n"
+    )
+    define(
+        repo,
+        """
+        [outputs.src]
+        type = "str"
+        [outputs.o]
+        type = "str"
+        [nodes.step]
+        python = "pipeline:step"
+        inputs = { x = "src" }
+        publishes = ["o"]
+        sources = ["helper.py"]
+    """,
+    )
+    assert gdag("publish", "src", "a", "--no-run", cwd=repo).returncode == 0
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "gdag", "watch", "--interval", "0.1"],
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def becomes(value: bytes) -> bool:
+        for _ in range(300):
+            if gdag("lookup", "o", cwd=repo).stdout == value:
+                return True
+            time.sleep(0.1)
+        return False
+
+    try:
+        assert becomes(b"a-m1-h1")
+        # Sizes change with each edit: Python's bytecode cache keys on mtime and size.
+        (repo / "helper.py").write_text("SUFFIX = '-helper2'\n")
+        assert becomes(b"a-m1-helper2")
+        (repo / "pipeline.py").write_text(
+            "import helper\n\n\ndef step(x: str) -> str:\n    return x + '-module2' + helper.SUFFIX\n"
+        )
+        assert becomes(b"a-module2-helper2")
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        assert watcher.wait(timeout=30) == 0
+    assert ok_sessions(repo, "step") == 3
+    fsck(repo)
