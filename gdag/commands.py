@@ -7,12 +7,16 @@ library and dulwich.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from gdag.errors import UsageError
+from gdag.errors import GdagError, UsageError
 from gdag.names import is_pattern
 from gdag.workspace import ValueSource, Workspace
 
@@ -184,6 +188,36 @@ def run_detached(ws: Workspace, targets: list[str]) -> None:
         )
 
 
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[IO[bytes]]:
+    """Write a regular file whole or not at all: into a temporary file beside it,
+    renamed over it at the end (a failed lookup leaves the old file as it was). Other
+    files (a FIFO, /dev/stdout) are written in place."""
+    try:
+        if path.exists() and not path.is_file():
+            with open(path, "wb") as f:
+                yield f
+            return
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise GdagError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def lookup(
     output: str,
     *,
@@ -214,7 +248,7 @@ def lookup(
         size = st.meta.get("size")
         size = size if isinstance(size, int) else None
         if out_path is not None:
-            with open(out_path, "wb") as f:
+            with _replacing(Path(out_path)) as f:
                 store.stream_blob(st.value.sha, f, size)
         else:
             store.stream_blob(st.value.sha, sys.stdout.buffer, size)

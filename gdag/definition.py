@@ -232,20 +232,37 @@ def _hash_python_nodes(
             raise DefinitionError(f"{where}: [nodes.{name}]: {exc.message}", exc.hint) from None
         node["code"] = code_hash(node, source_hash)
         if path is not None:
-            watch[str(path)] = file_digest(path)
+            watch[watch_key(path, root)] = file_digest(path)
     return watch, functions
 
 
+def watch_key(path: Path, root: Path | None) -> str:
+    """How `dag.json` names a file the definition depends on: relative to the definition's
+    directory when inside it, so that clones, copies and worktrees check their own."""
+    if root is not None:
+        try:
+            return path.relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return str(path)
+
+
 GLOB_CHARS = frozenset("*?[")
+# Never part of a node's sources: git's own directory, and Python's bytecode caches
+# (written by running the code, and different per Python version).
+NEVER_SOURCES = frozenset({".git", "__pycache__"})
 
 
 def expand_sources(pattern: str, root: Path) -> list[str]:
     """The regular files (paths relative to `root`, sorted) that a `sources` entry names.
 
     Glob rules per path segment (`*`, `?`, `[...]`; a leading dot is matched only by a
-    leading dot), and `**` for any number of directories. `.git` is never entered: a
-    pattern is expanded on every command that checks the definition."""
-    parts = pattern.split("/")
+    leading dot), and `**` for any number of directories. `.git` and `__pycache__` are
+    never entered, `*.pyc` never matched: a pattern is expanded on every command that
+    checks the definition, and bytecode is not code the user wrote."""
+    parts = [seg for seg in pattern.strip("/").split("/") if seg]
+    parts = [seg for i, seg in enumerate(parts) if not (seg == "**" and parts[i - 1 : i] == ["**"])]
+    pattern = "/".join(parts)
     first = next((i for i, seg in enumerate(parts) if GLOB_CHARS & set(seg)), None)
     if first is None:
         if (root / pattern).is_dir():  # a directory: every file below it
@@ -269,15 +286,17 @@ def _walk_sources(directory: Path, rest: list[str], rel: str, found: set[str]) -
         if len(rest) > 1:
             _walk_sources(directory, rest[1:], rel, found)
         for entry in entries:
-            if entry.name.startswith("."):
+            if entry.name.startswith(".") or entry.name in NEVER_SOURCES:
                 continue
             if entry.is_dir(follow_symlinks=False):
                 _walk_sources(Path(entry.path), rest, prefix + entry.name, found)
-            elif len(rest) == 1 and entry.is_file():
+            elif len(rest) == 1 and entry.is_file() and not entry.name.endswith((".pyc", ".pyo")):
                 found.add(prefix + entry.name)
         return
     for entry in entries:
-        if entry.name == ".git" or not fnmatchcase(entry.name, seg):
+        if entry.name in NEVER_SOURCES or not fnmatchcase(entry.name, seg):
+            continue
+        if entry.name.endswith((".pyc", ".pyo")):
             continue
         if entry.name.startswith(".") and not seg.startswith("."):
             continue
@@ -327,7 +346,7 @@ def _hash_sources(
                     raise DefinitionError(
                         f"{where}: {what}: sources: {rel!r} leads outside the repository"
                     )
-                digests[rel] = watch[str(path)] = file_digest(path)
+                digests[rel] = watch[rel] = file_digest(path)
             if files != [pattern]:  # a pattern or a directory: new files count too
                 globs[pattern] = files
         extra = json.dumps(sorted(digests.items()))
@@ -336,8 +355,10 @@ def _hash_sources(
 
 
 def file_digest(path: Path | str) -> str:
+    """The sha256 of a file's content, read a chunk at a time ("" when unreadable)."""
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
     except OSError:
         return ""
 
@@ -346,13 +367,11 @@ def is_current(dag: dict[str, Any], src: Source) -> bool:
     """Whether a compiled definition still matches its sources (toml and Python files)."""
     if dag.get("source") != src.digest or dag.get("format") != FORMAT:
         return False
-    if not all(file_digest(p) == h for p, h in dag.get("watch", {}).items()):
+    root = src.path.parent if src.path is not None else Path()
+    if not all(file_digest(root / p) == h for p, h in dag.get("watch", {}).items()):
         return False
     globs = dag.get("globs", {})
-    if globs and src.path is not None:
-        root = src.path.parent
-        return all(expand_sources(g, root) == files for g, files in globs.items())
-    return True
+    return all(expand_sources(g, root) == files for g, files in globs.items())
 
 
 def _no_unknown(table: Any, allowed: set[str], where: str, what: str) -> None:

@@ -53,6 +53,9 @@ def _git_fsck(store: Store) -> list[Finding]:
     ]
     if proc.returncode == 0 and not lines:
         return []
+    lines = _still_broken(git, store, lines)
+    if not lines:
+        return []
     return [
         Finding(
             "error",
@@ -61,6 +64,39 @@ def _git_fsck(store: Store) -> list[Finding]:
         )
         for line in lines[:20]
     ]
+
+
+SHA = re.compile(r"\b[0-9a-f]{40}\b")
+
+
+def _still_broken(git: str, store: Store, lines: list[str]) -> list[str]:
+    """fsck lines left once objects that other gdag processes wrote meanwhile are
+    discounted: fsck reads the objects before the refs, so a commit written between the
+    two looks missing. A "missing" or "broken link" line whose objects all exist and
+    read whole now is dropped; every other line stays."""
+    kept = []
+    for line in lines:
+        shas = SHA.findall(line)
+        if shas and ("missing" in line or "broken link" in line):
+            check = subprocess.run(
+                [git, f"--git-dir={store.gitdir}", "cat-file", "--batch-check"],
+                input="".join(f"{sha}\n" for sha in shas),
+                capture_output=True,
+                text=True,
+            )
+            if check.returncode == 0 and "missing" not in check.stdout:
+                found = [
+                    subprocess.run(
+                        [git, f"--git-dir={store.gitdir}", "cat-file", "-p", sha],
+                        capture_output=True,
+                    ).returncode
+                    == 0
+                    for sha in shas
+                ]
+                if all(found):
+                    continue
+        kept.append(line)
+    return kept
 
 
 def _check_logs(store: Store) -> list[Finding]:
@@ -142,47 +178,53 @@ def _work_logs(store: Store, repair: bool) -> list[Finding]:
     return [Finding("repaired", f"removed {len(stale)} work log(s) of killed replays or syncs")]
 
 
-def loose_objects(store: Store) -> int:
-    """An estimate of the store's loose objects, the way `git gc --auto` makes it: the
-    objects in one of the 256 fan-out directories, times 256."""
+def loose_sample(store: Store) -> int:
+    """Loose objects in `objects/17/`, the fan-out directory `git gc --auto` samples."""
     try:
-        return 256 * sum(len(name) == 38 for name in os.listdir(store.objects_dir / "17"))
+        return sum(len(name) == 38 for name in os.listdir(store.objects_dir / "17"))
     except FileNotFoundError:
         return 0
 
 
+def _gc_auto(git: str, store: Store) -> int:
+    """The user's `gc.auto` (their repository's config, also for a private store)."""
+    proc = subprocess.run(
+        [git, f"--git-dir={store.user_commondir}", "config", "--int", "--get", "gc.auto"],
+        capture_output=True,
+        text=True,
+    )
+    return int(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else LOOSE_LIMIT
+
+
 def _pack_loose(store: Store, repair: bool) -> list[Finding]:
     """Every gdag command writes loose objects (one file each); past git's `gc.auto`
-    threshold they cost disk and directory scans, so they are packed. `repack -A -d -l`
-    loses nothing in flight: loose objects nothing references yet stay loose, and
-    unreferenced packed ones are loosened, not dropped."""
+    threshold they cost disk and directory scans, so they are packed.
+
+    `git repack --cruft -d`: reachable objects into one pack, unreachable ones (in
+    flight, or left by killed or losing writers) into a cruft pack with no expiry, then
+    the loose copies go. Nothing is dropped, so it is safe beside running commands, and
+    no `-l`: a private store must keep its own copy of objects it borrows."""
     git = shutil.which("git")
-    limit = LOOSE_LIMIT
-    if git is not None:
-        proc = subprocess.run(
-            [git, f"--git-dir={store.gitdir}", "config", "--int", "--get", "gc.auto"],
-            capture_output=True,
-            text=True,
-        )
-        limit = int(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else limit
-    count = loose_objects(store)
-    if limit <= 0 or count <= limit:  # gc.auto = 0 turns automatic packing off in git too
+    if git is None:
         return []
-    if not repair or git is None:
+    limit = _gc_auto(git, store)
+    sample = loose_sample(store)
+    # git's own test: more than ceil(limit / 256) objects in 17/; 0 turns it off.
+    if limit <= 0 or sample <= -(-limit // 256):
+        return []
+    count = sample * 256
+    if not repair:
         return [
             Finding(
                 "warning",
                 f"about {count:,} loose objects in the store",
-                "`gdag doctor --repair` packs them (with git's `repack`)"
-                if git
-                else "install git, then `gdag doctor --repair` packs them",
+                "`gdag doctor --repair` packs them (with git's `repack`)",
             )
         ]
-    proc = subprocess.run(
-        [git, f"--git-dir={store.gitdir}", "repack", "-A", "-d", "-l", "-q"],
-        capture_output=True,
-        text=True,
-    )
+    base = [git, f"--git-dir={store.gitdir}", "repack", "-d", "-q"]
+    proc = subprocess.run([*base, "--cruft"], capture_output=True, text=True)
+    if proc.returncode != 0 and "cruft" in proc.stderr:  # git before 2.37
+        proc = subprocess.run([*base, "-A"], capture_output=True, text=True)
     if proc.returncode != 0:
         return [
             Finding(
@@ -194,7 +236,7 @@ def _pack_loose(store: Store, repair: bool) -> list[Finding]:
     return [
         Finding(
             "repaired",
-            f"packed about {count:,} loose objects ({loose_objects(store):,} left loose)",
+            f"packed about {count:,} loose objects ({loose_sample(store) * 256:,} left loose)",
         )
     ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import json
@@ -9,6 +10,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,10 +38,25 @@ class Context:
         self._runner.publish_value(name, value)
 
 
-# The repository's own modules imported so far, with the stat of their files: when one
-# changes on disk, all of them are imported afresh (a long `gdag watch` must never run
-# old code under a code hash taken from the new source).
-_user_modules: dict[str, tuple[str, tuple[int, int] | None]] = {}
+def load_module(module_name: str, root: Path | None, what: str) -> Any:
+    """Import a module of the repository (its root goes first on sys.path)."""
+    with _import_lock:
+        if root is not None and str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+        try:
+            return importlib.import_module(module_name)
+        except Exception as exc:  # a broken user module is a definition error, not a crash
+            raise DefinitionError(
+                f"{what}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+            ) from None
+
+
+# A long-lived process (`gdag watch`) imports the repository's modules once; when their
+# files change, the code hash follows the files but the imported code would not. So,
+# between runs, `refresh_user_modules` drops every module of the repository once any of
+# them changed, and the next run imports them afresh.
+_seen_modules: dict[str, tuple[str, tuple[int, int] | None]] = {}
+_last_refresh_ns: list[int] = []
 
 
 def _stat(path: str) -> tuple[int, int] | None:
@@ -50,51 +67,60 @@ def _stat(path: str) -> tuple[int, int] | None:
     return (st.st_mtime_ns, st.st_size)
 
 
-def _forget_changed_user_modules() -> None:
-    if not any(_stat(path) != stamp for path, stamp in _user_modules.values()):
-        return
-    for name in list(_user_modules):
-        sys.modules.pop(name, None)
-    _user_modules.clear()
-    importlib.invalidate_caches()
-
-
-def _note_user_modules(root: Path) -> None:
-    """Record the modules imported from the repository itself: below its root, but not
-    below another import path there (a virtualenv inside the work tree), and not gdag."""
-    top = os.path.abspath(root)
-    prefix = top + os.sep
-    elsewhere = tuple(
-        os.path.abspath(p) + os.sep
-        for p in {*sys.path, sys.prefix, sys.exec_prefix}
-        if p and os.path.abspath(p) != top and os.path.abspath(p).startswith(prefix)
+def _user_modules(root: Path) -> dict[str, str]:
+    """The imported modules whose files are the repository's own: below its root, but
+    not installed packages (a virtualenv inside the work tree) and not gdag."""
+    top = os.path.abspath(root) + os.sep
+    installed = tuple(
+        os.path.abspath(p) + os.sep for p in {sys.prefix, sys.exec_prefix, sys.base_prefix}
     )
+    found = {}
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
-        if name in _user_modules or not path or name == "gdag" or name.startswith("gdag."):
+        if not path or name == "gdag" or name.startswith("gdag."):
             continue
         path = os.path.abspath(path)
-        if path.startswith(prefix) and not (elsewhere and path.startswith(elsewhere)):
-            _user_modules[name] = (path, _stat(path))
+        parts = path.split(os.sep)
+        if (
+            path.startswith(top)
+            and not path.startswith(installed)
+            and "site-packages" not in parts
+            and "dist-packages" not in parts
+        ):
+            found[name] = path
+    return found
 
 
-def load_module(module_name: str, root: Path | None, what: str) -> Any:
-    """Import a module of the repository (its root goes first on sys.path); modules of
-    the repository that changed on disk since they were imported are imported again."""
+def refresh_user_modules(root: Path) -> bool:
+    """Drop the repository's modules from sys.modules if any changed on disk since the
+    last call (True then). Call it only while no node runs in this process.
+
+    A module first seen now was imported since the last call; if its file is newer than
+    that call, it may have changed after the import, and counts as changed."""
+    now = time.time_ns()
+    modules = _user_modules(root)
+    last = _last_refresh_ns[0] if _last_refresh_ns else None
+    changed = False
+    for name, path in modules.items():
+        stamp = _stat(path)
+        known = _seen_modules.get(name)
+        if known is not None:
+            changed = changed or known != (path, stamp)
+        elif last is not None:
+            changed = changed or stamp is None or stamp[0] >= last
+    _last_refresh_ns[:] = [now]
+    _seen_modules.clear()
+    if not changed:
+        _seen_modules.update({name: (path, _stat(path)) for name, path in modules.items()})
+        return False
     with _import_lock:
-        if root is not None and str(root) not in sys.path:
-            sys.path.insert(0, str(root))
-        if root is not None:
-            _forget_changed_user_modules()
-        try:
-            module = importlib.import_module(module_name)
-            if root is not None:
-                _note_user_modules(root)
-            return module
-        except Exception as exc:  # a broken user module is a definition error, not a crash
-            raise DefinitionError(
-                f"{what}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
-            ) from None
+        for name in modules:
+            cached = getattr(sys.modules.pop(name, None), "__cached__", None)
+            if cached:  # bytecode keyed on whole seconds could outlive a quick edit
+                with contextlib.suppress(OSError):
+                    os.unlink(cached)
+        importlib.invalidate_caches()
+    return True
 
 
 def load_function(ref: str, root: Path | None) -> Any:

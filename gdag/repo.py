@@ -246,7 +246,9 @@ class Store:
         when git cannot read it, so the caller's own read names the problem."""
         import subprocess
 
-        cmd = [git, f"--git-dir={self.gitdir}", "cat-file", "blob", sha.decode()]
+        # Below core.bigFileThreshold (512 MiB) git would inflate the blob whole itself.
+        cmd = [git, f"--git-dir={self.gitdir}", "-c", "core.bigFileThreshold=1m"]
+        cmd += ["cat-file", "blob", sha.decode()]
         with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
             assert proc.stdout is not None
             first = proc.stdout.read(CHUNK)
@@ -413,11 +415,11 @@ class Store:
         """Object ids starting with a hex `prefix` (at least 4 digits)."""
         pre = prefix.lower().encode()
         found: set[bytes] = set()
-        fan = self.objects_dir / prefix[:2]
-        if fan.is_dir():
-            found.update(
-                (prefix[:2] + n).encode() for n in os.listdir(fan) if n.startswith(prefix[2:])
-            )
+        try:  # the fan-out directory may go at any moment (git prune-packed)
+            names = os.listdir(self.objects_dir / prefix[:2])
+        except (FileNotFoundError, NotADirectoryError):
+            names = []
+        found.update((prefix[:2] + n).encode() for n in names if n.startswith(prefix[2:]))
         found.update(s for s in self._objdb().iter_prefix(pre) if s.startswith(pre))
         return sorted(found)
 

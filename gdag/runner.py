@@ -244,8 +244,12 @@ class Engine:
             if isinstance(p, Pending):
                 kind = "never-run" if done is None else "stale"
                 reason = p.reason
-                if name in left:  # no live holder: a run was killed under it
-                    reason += f"; a killed run left {left[name][-1]} (`gdag run` recovers it)"
+                # No live holder: a run was killed under it, unless the run ended just
+                # now (the session is gone then).
+                gone = set(left.get(name, [])) - set(list_sessions(self.ws.log))
+                still = [sid for sid in left.get(name, []) if sid not in gone]
+                if still:
+                    reason += f"; a killed run left {still[-1]} (`gdag run` recovers it)"
                 states.append(NodeState(name, kind, reason, done))
             else:
                 kind = {"up to date": "up-to-date", "failed": "failed"}.get(p, "waiting")

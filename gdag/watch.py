@@ -70,7 +70,8 @@ class Watcher:
             from gdag.definition import expand_sources
 
             matched = tuple(tuple(expand_sources(g, root)) for g in globs)
-        return (tuple(_stamp(Path(f)) for f in files), matched)
+        base = root or Path()
+        return (tuple(_stamp(base / f) for f in files), matched)
 
     def tick(self, last: tuple[Any, ...] | None) -> tuple[Any, ...]:
         """Run the engine if the branch, the log tip or the definition changed since `last`."""
@@ -92,8 +93,11 @@ class Watcher:
             return seen
         if last is not None and last[0] != name:
             self.report("switched", {"node": "", "log": name})
+        from gdag.pynode import refresh_user_modules
         from gdag.runner import Engine
 
+        if self.store.workdir is not None:  # no node runs now: drop changed modules
+            refresh_user_modules(self.store.workdir)
         summary = Engine(ws, self.jobs, self.report, remote=self.remote).run()
         if summary.ran or summary.failed:
             self.report(

@@ -74,3 +74,17 @@ def repo(tmp_path: Path) -> Path:
     r = gdag("init", "-C", str(path), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     return path
+
+
+def fanout_17_values(count: int) -> list[bytes]:
+    """`count` small values whose blobs land in objects/17/, the directory that git (and
+    `gdag doctor`) samples to estimate the loose objects."""
+    import hashlib
+
+    found, i = [], 0
+    while len(found) < count:
+        data = b"sample %d" % i
+        if hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest().startswith("17"):
+            found.append(data)
+        i += 1
+    return found

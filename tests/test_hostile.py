@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import fsck, gdag, git
+from conftest import fanout_17_values, fsck, gdag, git
 
 from gdag import state
 from gdag.log import format_message
@@ -259,41 +259,72 @@ def test_doctor_removes_work_logs_of_killed_replays(repo: Path) -> None:
     assert git("rev-parse", "refs/gdag/logs/main", cwd=repo).strip() == tip
 
 
-def loose_count(repo: Path) -> int:
-    stats = dict(
-        line.split(": ") for line in git("count-objects", "-v", cwd=repo).strip().splitlines()
-    )
-    return int(stats["count"])
-
-
-def test_doctor_packs_loose_objects_and_values_still_stream(repo: Path, tmp_path: Path) -> None:
-    """Past git's `gc.auto` threshold doctor says so, and `--repair` packs the loose objects;
-    every value reads back the same, a large packed one streamed with bounded memory."""
-    ws = Workspace.open(repo)
-    from gdag.workspace import ValueSource
-
-    i = 0
-    while not (repo / ".git" / "objects" / "17").is_dir():  # git's estimate samples 17/
-        ws.publish(f"v{i % 7}", ValueSource(data=f"value {i}".encode()))
-        i += 1
+@pytest.mark.parametrize("private", [False, True], ids=["plain", "private"])
+def test_doctor_packs_loose_objects_and_values_still_stream(
+    repo: Path, tmp_path: Path, private: bool
+) -> None:
+    """Past git's `gc.auto` threshold doctor says so, and `--repair` packs every loose
+    object, reachable or not; values read back the same (a large packed one streamed with
+    bounded memory), and a private store keeps its own copy of what the user's repository
+    also holds."""
+    shared = b"a value the user's repository holds too"
+    (repo / "shared.txt").write_bytes(shared)
+    git("add", "shared.txt", cwd=repo)
+    git("commit", "-qm", "shared", cwd=repo)
+    git("gc", "-q", cwd=repo)
+    if private:
+        assert gdag("init", "--private", cwd=repo).returncode == 0
+    store = repo / ".git" / "gdag" / "store.git" if private else repo / ".git"
+    reachable, unreachable = fanout_17_values(6)[:3], fanout_17_values(6)[3:]
+    for k, data in enumerate(reachable):
+        assert gdag("publish", f"v{k}", data.decode(), cwd=repo).returncode == 0
+    for data in unreachable:  # what killed or losing writers leave
+        subprocess.run(
+            ["git", f"--git-dir={store}", "hash-object", "-w", "--stdin"], input=data, check=True
+        )
+    assert gdag("publish", "shared", shared.decode(), cwd=repo).returncode == 0
     big = tmp_path / "big"
     big.write_bytes(os.urandom(48 << 20))  # incompressible, above BIG_PACKED
     assert gdag("publish", "big", "--file", str(big), cwd=repo).returncode == 0
+
     git("config", "gc.auto", "0", cwd=repo)  # off, as in git: no warning
     assert "loose objects" not in gdag("doctor", cwd=repo).stderr
-    git("config", "gc.auto", "1", cwd=repo)
+    git("config", "gc.auto", "256", cwd=repo)  # more than one object in 17/
     r = gdag("doctor", cwd=repo)
     assert r.returncode == 0 and "loose objects" in r.stderr and "--repair" in r.stderr
-    before = loose_count(repo)
-    tip = git("rev-parse", "refs/gdag/logs/main", cwd=repo)
+    tip = subprocess.run(
+        ["git", f"--git-dir={store}", "rev-parse", "refs/gdag/logs/main"],
+        capture_output=True,
+        check=True,
+    ).stdout
     r = gdag("doctor", "--repair", cwd=repo)
-    assert r.returncode == 0 and "packed about" in r.stderr, r.stderr
-    assert loose_count(repo) < before // 10
-    assert git("rev-parse", "refs/gdag/logs/main", cwd=repo) == tip
+    assert r.returncode == 0 and "packed about" in r.stderr and "(0 left loose)" in r.stderr
+    assert "loose objects" not in gdag("doctor", cwd=repo).stderr  # nothing left to pack
+    assert not list((store / "objects" / "17").glob("*"))
+    for data in unreachable:  # packed (in the cruft pack), not dropped
+        subprocess.run(
+            ["git", f"--git-dir={store}", "cat-file", "-e", hashlib_sha(data)], check=True
+        )
+    assert (
+        subprocess.run(
+            ["git", f"--git-dir={store}", "rev-parse", "refs/gdag/logs/main"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        == tip
+    )
+    if private:  # self-contained: fsck is clean without the user's objects
+        (store / "objects" / "info" / "alternates").unlink(missing_ok=True)
+        proc = subprocess.run(
+            ["git", f"--git-dir={store}", "fsck", "--strict", "--no-dangling"],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr
     fsck(repo)
-    for n in range(min(i, 7)):
-        last = max(k for k in range(i) if k % 7 == n)
-        assert gdag("lookup", f"v{n}", cwd=repo).stdout == f"value {last}".encode()
+    for k, data in enumerate(reachable):
+        assert gdag("lookup", f"v{k}", cwd=repo).stdout == data
+    assert gdag("lookup", "shared", cwd=repo).stdout == shared
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "-c", PEAK, "lookup", "big", "-o", str(out)],
@@ -305,7 +336,27 @@ def test_doctor_packs_loose_objects_and_values_still_stream(repo: Path, tmp_path
     assert rc == "0", proc.stderr
     assert int(peak_kib) < 40 * 1024, f"lookup of a packed value peaked at {int(peak_kib)} KiB"
     assert out.read_bytes() == big.read_bytes()
-    # The store goes on as before: publish, run, and doctor finds nothing left to pack.
+    # The store goes on as before.
     assert gdag("publish", "after", "x", cwd=repo).returncode == 0
     assert gdag("lookup", "after", cwd=repo).stdout == b"x"
     fsck(repo)
+
+
+def hashlib_sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def test_lookup_output_file_is_replaced_whole_or_named_in_an_error(repo: Path) -> None:
+    assert gdag("publish", "x", "new value", cwd=repo).returncode == 0
+    target = repo / "out.txt"
+    target.write_text("old value")
+    assert gdag("lookup", "x", "-o", str(target), cwd=repo).returncode == 0
+    assert target.read_text() == "new value"
+    assert sorted(p.name for p in repo.iterdir() if p.name.startswith(".out")) == []
+    r = gdag("lookup", "x", "-o", str(repo / "no" / "such" / "dir"), cwd=repo)
+    assert r.returncode == 3 and r.stderr.startswith("gdag: error: cannot write ")
+    assert "Traceback" not in r.stderr
+    r = gdag("lookup", "x", "-o", "/dev/null", cwd=repo)  # not a regular file: written in place
+    assert r.returncode == 0 and Path("/dev/null").exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -142,12 +144,28 @@ def test_expand_sources_patterns(tmp_path: Path) -> None:
 
 
 def test_watch_runs_new_code_after_module_and_source_edits(repo: Path) -> None:
-    """A long `gdag watch` re-runs a Python node when its module or a helper listed in
-    `sources` changes, and runs the new code, not the modules it imported first."""
-    (repo / "helper.py").write_text("SUFFIX = '-h1'\n")
-    (repo / "pipeline.py").write_text(
-        "import helper\n\n\ndef step(x: str) -> str:\n    return x + '-m1' + helper.SUFFIX\n"
-    )
+    """A long `gdag watch` re-runs a Python node when its module or a file of its
+    `sources` changes, and runs the new code: modules imported at the top, lazily inside
+    the function (a package's submodule), and from a `src/` directory on PYTHONPATH."""
+    files = {
+        "helper.py": "SUFFIX = '-h1'\n",
+        "pkg/__init__.py": "",
+        "pkg/lazy.py": "TAG = '-l1'\n",
+        "src/srcmod.py": "MARK = '-s1'\n",
+        "pipeline.py": textwrap.dedent("""
+            import helper
+            import srcmod
+
+
+            def step(x: str) -> str:
+                from pkg import lazy
+
+                return x + '-m1' + helper.SUFFIX + lazy.TAG + srcmod.MARK
+        """),
+    }
+    for rel, text in files.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(text)
     define(
         repo,
         """
@@ -159,13 +177,16 @@ def test_watch_runs_new_code_after_module_and_source_edits(repo: Path) -> None:
         python = "pipeline:step"
         inputs = { x = "src" }
         publishes = ["o"]
-        sources = ["helper.py"]
+        sources = ["helper.py", "pkg", "src"]
     """,
     )
-    assert gdag("publish", "src", "a", "--no-run", cwd=repo).returncode == 0
+    env = {**os.environ, "PYTHONPATH": str(repo / "src")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode caches as users have them
+    assert gdag("publish", "src", "a", "--no-run", cwd=repo, env=env).returncode == 0
     watcher = subprocess.Popen(
         [sys.executable, "-m", "gdag", "watch", "--interval", "0.1"],
         cwd=repo,
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -178,16 +199,70 @@ def test_watch_runs_new_code_after_module_and_source_edits(repo: Path) -> None:
         return False
 
     try:
-        assert becomes(b"a-m1-h1")
-        # Sizes change with each edit: Python's bytecode cache keys on mtime and size.
-        (repo / "helper.py").write_text("SUFFIX = '-helper2'\n")
-        assert becomes(b"a-m1-helper2")
-        (repo / "pipeline.py").write_text(
-            "import helper\n\n\ndef step(x: str) -> str:\n    return x + '-module2' + helper.SUFFIX\n"
-        )
-        assert becomes(b"a-module2-helper2")
+        assert becomes(b"a-m1-h1-l1-s1")
+        # Same-size edits: bytecode caches (keyed on whole seconds and size) must not
+        # bring the old code back.
+        for rel, old, new, want in [
+            ("helper.py", "-h1", "-h2", b"a-m1-h2-l1-s1"),
+            ("pkg/lazy.py", "-l1", "-l2", b"a-m1-h2-l2-s1"),
+            ("src/srcmod.py", "-s1", "-s2", b"a-m1-h2-l2-s2"),
+            ("pipeline.py", "-m1", "-m2", b"a-m2-h2-l2-s2"),
+        ]:
+            path = repo / rel
+            path.write_text(path.read_text().replace(old, new))
+            assert becomes(want), rel
     finally:
         watcher.send_signal(signal.SIGTERM)
         assert watcher.wait(timeout=30) == 0
-    assert ok_sessions(repo, "step") == 3
+    assert ok_sessions(repo, "step") == 5
     fsck(repo)
+
+
+def test_a_copy_of_the_repository_checks_its_own_sources(repo: Path, tmp_path: Path) -> None:
+    """`dag.json` names the files relative to the definition: a copy (or a clone, or a
+    worktree) sees its own edits, not the original's files."""
+    (repo / "step.sh").write_text('printf one > "$GDAG_OUT/o"\n')
+    define(
+        repo,
+        """
+        [nodes.step]
+        run = 'sh step.sh'
+        inputs = { x = "src" }
+        publishes = ["o"]
+        sources = ["step.sh"]
+    """,
+    )
+    assert gdag("publish", "src", "1", cwd=repo).returncode == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(repo, copy, symlinks=True)
+    (copy / "step.sh").write_text('printf two > "$GDAG_OUT/o"\n')
+    assert status(copy)["step"]["state"] == "stale"
+    assert status(repo)["step"]["state"] == "up-to-date"
+    assert gdag("run", cwd=copy).returncode == 0
+    assert gdag("lookup", "o", cwd=copy).stdout == b"two"
+    assert gdag("lookup", "o", cwd=repo).stdout == b"one"
+    fsck(copy)
+
+
+def test_bytecode_caches_in_sources_change_nothing(repo: Path) -> None:
+    """A sources directory of Python modules gets `__pycache__/` when the node runs: not
+    code, so the node is not stale afterwards."""
+    (repo / "helpers").mkdir()
+    (repo / "helpers" / "__init__.py").write_text("")
+    (repo / "helpers" / "text.py").write_text("def shout(s):\n    return s.upper()\n")
+    define(
+        repo,
+        """
+        [nodes.step]
+        run = 'python3 -c "import helpers.text, sys; print(helpers.text.shout(open(sys.argv[1]).read()), end=\\"\\")" "$GDAG_IN_X" > "$GDAG_OUT/o"'
+        inputs = { x = "src" }
+        publishes = ["o"]
+        sources = ["helpers"]
+    """,
+    )
+    env = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPATH": str(repo)}  # "" is unset
+    assert gdag("publish", "src", "hi", cwd=repo, env=env).returncode == 0
+    assert gdag("lookup", "o", cwd=repo).stdout == b"HI"
+    assert list((repo / "helpers" / "__pycache__").glob("*.pyc")), "no bytecode was written"
+    assert status(repo)["step"]["state"] == "up-to-date"
+    assert ok_sessions(repo, "step") == 1
