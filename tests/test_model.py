@@ -704,8 +704,15 @@ STEPS = int(os.environ.get("GDAG_MODEL_STEPS", "12"))
 
 
 def test_state_machine(tmp_path: Path) -> None:
+    sequences = 0
+
+    def machine() -> GdagMachine:
+        nonlocal sequences
+        sequences += 1
+        return GdagMachine(tmp_path)
+
     run_state_machine_as_test(
-        lambda: GdagMachine(tmp_path),
+        machine,
         settings=settings(
             max_examples=EXAMPLES,
             stateful_step_count=STEPS,
@@ -714,6 +721,9 @@ def test_state_machine(tmp_path: Path) -> None:
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         ),
     )
+    # What a long run reports (pytest -s): sequences run, each checked to the end.
+    print(f"\nmodel: {sequences} sequences of up to {STEPS} steps (max_examples={EXAMPLES})")
+    assert sequences >= EXAMPLES
 
 
 # -- shrunk counterexamples ----------------------------------------------------------
