@@ -115,7 +115,9 @@ def parse_source(src: Source) -> dict[str, Any]:
     return doc
 
 
-def compile_definition(src: Source, load_python: bool = True) -> dict[str, Any]:
+def compile_definition(
+    src: Source, load_python: bool = True, digest: Digests | None = None
+) -> dict[str, Any]:
     """Check the definition and return its compiled, JSON-able form (dag.json).
 
     With `load_python=False`, Python nodes are not imported (no source hashes,
@@ -142,7 +144,7 @@ def compile_definition(src: Source, load_python: bool = True) -> dict[str, Any]:
         table[name] = spec
     nodes = _compile_nodes(table, where)
     watch, functions = _hash_python_nodes(nodes, root, where) if load_python else ({}, {})
-    globs = _hash_sources(nodes, root, where, watch)
+    globs = _hash_sources(nodes, root, where, watch, digest or PLAIN)
     _type_returns(outputs, nodes, functions)
     _fold_types(outputs, nodes)
     dag = {
@@ -319,7 +321,11 @@ def _check_source_pattern(pattern: Any, where: str, what: str) -> str:
 
 
 def _hash_sources(
-    nodes: dict[str, Any], root: Path | None, where: str, watch: dict[str, str]
+    nodes: dict[str, Any],
+    root: Path | None,
+    where: str,
+    watch: dict[str, str],
+    digest: Digests,
 ) -> dict[str, list[str]]:
     """Fold the content of each node's `sources` files into its code hash; add the files
     to `watch`, and return every glob pattern with what it matched (new files count)."""
@@ -346,7 +352,7 @@ def _hash_sources(
                     raise DefinitionError(
                         f"{where}: {what}: sources: {rel!r} leads outside the repository"
                     )
-                digests[rel] = watch[rel] = file_digest(path)
+                digests[rel] = watch[rel] = digest(path)
             if files != [pattern]:  # a pattern or a directory: new files count too
                 globs[pattern] = files
         extra = json.dumps(sorted(digests.items()))
@@ -363,12 +369,78 @@ def file_digest(path: Path | str) -> str:
         return ""
 
 
-def is_current(dag: dict[str, Any], src: Source) -> bool:
+class Digests:
+    """File digests, with those of big files remembered by (mtime, size, inode) in a JSON
+    file, so that every command checking the definition does not read them again.
+
+    A file changed within 2 s of being hashed is not remembered (a later edit in the
+    same clock tick, with the same size, would look unchanged: git's "racily clean")."""
+
+    BIG = 1 << 20
+    LIMIT = 4096  # entries kept
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._known: dict[str, list[Any]] | None = None
+
+    def _load(self) -> dict[str, list[Any]]:
+        if self._known is None:
+            self._known = {}
+            if self.path is not None:
+                try:
+                    loaded = json.loads(self.path.read_bytes())
+                    self._known = loaded if isinstance(loaded, dict) else {}
+                except (OSError, ValueError):
+                    pass
+        return self._known
+
+    def __call__(self, path: Path | str) -> str:
+        import os
+        import time
+
+        try:
+            st = os.stat(path)
+        except OSError:
+            return ""
+        if self.path is None or st.st_size < self.BIG:
+            return file_digest(path)
+        key, stamp = os.path.abspath(path), [st.st_mtime_ns, st.st_size, st.st_ino]
+        known = self._load()
+        entry = known.get(key)
+        if isinstance(entry, list) and entry[:3] == stamp:
+            return str(entry[3])
+        digest = file_digest(path)
+        if time.time_ns() - st.st_mtime_ns > 2_000_000_000:
+            known[key] = [*stamp, digest]
+            while len(known) > self.LIMIT:
+                known.pop(next(iter(known)))
+            self._save()
+        return digest
+
+    def _save(self) -> None:
+        import os
+        import tempfile
+
+        assert self.path is not None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".digests.", dir=self.path.parent)
+            with os.fdopen(fd, "w") as f:
+                json.dump(self._known, f)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # only a cache
+
+
+PLAIN = Digests(None)
+
+
+def is_current(dag: dict[str, Any], src: Source, digest: Digests = PLAIN) -> bool:
     """Whether a compiled definition still matches its sources (toml and Python files)."""
     if dag.get("source") != src.digest or dag.get("format") != FORMAT:
         return False
     root = src.path.parent if src.path is not None else Path()
-    if not all(file_digest(root / p) == h for p, h in dag.get("watch", {}).items()):
+    if not all(digest(root / p) == h for p, h in dag.get("watch", {}).items()):
         return False
     globs = dag.get("globs", {})
     return all(expand_sources(g, root) == files for g, files in globs.items())

@@ -90,9 +90,10 @@ class Workspace:
         root = self.store.read_commit(tip).tree
         stored = state.read_dag(self.store, root) or {}
         src = self.definition_source()
-        if definition.is_current(stored, src):
+        digest = definition.Digests(self.store.gdag_dir / "digests.json")
+        if definition.is_current(stored, src, digest):
             return stored
-        dag = definition.compile_definition(src)
+        dag = definition.compile_definition(src, digest=digest)
         if record:
             self._append_dag(dag)
         return dag

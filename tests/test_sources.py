@@ -266,3 +266,40 @@ def test_bytecode_caches_in_sources_change_nothing(repo: Path) -> None:
     assert list((repo / "helpers" / "__pycache__").glob("*.pyc")), "no bytecode was written"
     assert status(repo)["step"]["state"] == "up-to-date"
     assert ok_sessions(repo, "step") == 1
+
+
+def test_big_sources_are_hashed_once_per_change(repo: Path) -> None:
+    """Files of 1 MiB and more are remembered by (mtime, size, inode) in .git/gdag/
+    digests.json: a publish does not read them again, an edit (even of the same size)
+    is still seen, and a file changed within 2 s of hashing is not remembered."""
+    big = repo / "model" / "weights.bin"
+    big.parent.mkdir()
+    big.write_bytes(b"a" * (2 << 20))
+    os.utime(big, (time.time() - 60, time.time() - 60))
+    define(
+        repo,
+        """
+        [nodes.x]
+        run = 'cat "$GDAG_IN_I" > "$GDAG_OUT/o"'
+        inputs = { i = "src" }
+        publishes = ["o"]
+        sources = ["model"]
+    """,
+    )
+    assert gdag("publish", "src", "1", cwd=repo).returncode == 0
+    cache = repo / ".git" / "gdag" / "digests.json"
+    (entry,) = json.loads(cache.read_text()).values()
+    assert entry[1] == 2 << 20
+    assert status(repo)["x"]["state"] == "up-to-date"
+    # The remembered digest is what counts while the stat is unchanged ...
+    cache.write_text(json.dumps({str(big.resolve()): [*entry[:3], "0" * 64]}))
+    assert status(repo)["x"]["state"] == "stale"
+    cache.write_text(json.dumps({str(big.resolve()): entry}))
+    assert status(repo)["x"]["state"] == "up-to-date"
+    # ... and any edit changes the stat: same size, other content, seen.
+    big.write_bytes(b"b" * (2 << 20))
+    assert status(repo)["x"]["state"] == "stale"
+    assert json.loads(cache.read_text())[str(big.resolve())] == entry  # too fresh to keep
+    assert gdag("run", cwd=repo).returncode == 0
+    assert status(repo)["x"]["state"] == "up-to-date"
+    fsck(repo)
