@@ -43,7 +43,8 @@ Node commands a killed `gdag run` started keep running (they have their own
 process groups); they are waited for before the recovery. Then the crash twin
 is recovered the normal way (lock files the kill left are aged by 10 s first,
 since gdag breaks only locks older than 5 s; sometimes the refs are packed
-first; sometimes the recovery is killed too and recovered again):
+first; sometimes `gdag doctor --repair` runs first, packing every object;
+sometimes the recovery is killed too and recovered again):
 
 - publish      the log must hold the killed publish 0 or 1 times (exactly once if
                it was not killed); if 0, publish again; then `gdag run OUTPUT -j 1`
@@ -943,6 +944,16 @@ class Trial:
             recovery = [argv]
         if p.killed and rng.random() < 0.15:
             self._pack_refs(pair.crash, "the recovery")
+        if p.killed and rng.random() < 0.1:
+            # The user's other way back: doctor settles the dead run's sessions and, with
+            # gc.auto = 1, packs every object (a cruft pack for what nothing refers to).
+            git(pair.crash, "config", "gc.auto", "1")
+            lane.launcher.run(
+                [on(pair.crash, ["doctor", "--repair"])], "`gdag doctor --repair` after the kill"
+            )
+            self.out.notes[
+                "doctor --repair (settles sessions, packs objects) before the recovery"
+            ] += 1
         if recovery and p.killed and rng.random() < 0.1:
             self._kill_recovery(pair.crash, recovery, ref_seconds)
         recovered_at = time.time()
