@@ -478,7 +478,7 @@ def main() -> int:
             )
         if d:
             print()
-            print("| case | gdag median | DVC median | DVC min – max | gdag ÷ DVC |")
+            print("| case | gdag median | DVC median | DVC min – max | DVC ÷ gdag |")
             print("|---|---:|---:|---:|---:|")
             for key, label in [
                 ("chain", f"{CHAIN}-node chain, propagate one change (`dvc repro`)"),
@@ -486,7 +486,7 @@ def main() -> int:
                 ("noop", f"no-op on the {CHAIN}-node chain"),
             ]:
                 gm, dm = g[key].median, d[key].median
-                print(f"| {label} | {fmt(gm)} | {fmt(dm)} | {spread(d[key])} | ×{gm / dm:.2f} |")
+                print(f"| {label} | {fmt(gm)} | {fmt(dm)} | {spread(d[key])} | ×{dm / gm:.1f} |")
         print()
         print(REFERENCE)
         print(TARGET)
