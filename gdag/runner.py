@@ -325,7 +325,7 @@ class Engine:
 
     def _recover_one(self, session: Session, summary: Summary) -> None:
         if session.is_done:
-            merged = session.merge_back()
+            merged = session.merge_back(recovering=True)
             self.report(
                 "recovered",
                 {"node": session.spec.node, "session": session.id, "result": merged.status},

@@ -75,6 +75,10 @@ class _Superseded(Exception):
     pass
 
 
+class _AlreadyMerged(Exception):
+    pass
+
+
 def covers(done: dict[str, Any] | None, spec: Spec, status: str) -> bool:
     """Whether a node's recorded @done already covers what this session computed."""
     if not done or done.get("code") != spec.code:
@@ -285,8 +289,11 @@ class Session:
                     names.append(name)
         return names[::-1]
 
-    def merge_back(self) -> Merged:
-        """Apply the finished session to the log tip by compare-and-swap, then delete it."""
+    def merge_back(self, recovering: bool = False) -> Merged:
+        """Apply the finished session to the log tip by compare-and-swap, then delete it.
+
+        `recovering`: the session was left by a dead run, which may have merged it just
+        before dying (then it is only deleted: a session is never applied twice)."""
         head_tree = self.store.read_commit(self.head).tree
         done = {**(read_done(self.store, head_tree, self.spec.node) or {}), **self.overrides}
         # A failed session's outputs keep their old values: only its record is merged.
@@ -294,6 +301,10 @@ class Session:
         result = Merged("merged")
 
         def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
+            # `parent` is the tip's tree; the tip read now is that tip or a later one,
+            # and a merge in the first is in the second's history too.
+            if recovering and self._merged_below(self.log.tip()):
+                raise _AlreadyMerged
             if self.spec.speculates_on is not None:
                 self._confirm_speculation(parent, done)
             if covers(read_done(self.store, parent, self.spec.node), self.spec, done["status"]):
@@ -336,8 +347,27 @@ class Session:
             _, result.offset = self.log.append(build)
         except _Superseded:
             result = Merged("superseded")
+        except _AlreadyMerged:
+            result = Merged("already merged")
         self.drop()
         return result
+
+    def _merged_below(self, tip: bytes | None) -> bool:
+        """Whether a log commit since the session's fork point merged this session's head
+        (walking first parents from `tip` down to the fork point's offset)."""
+        try:
+            floor = self.log.event(self.spec.base).offset
+        except GdagError:
+            floor = 0
+        cur = tip
+        while cur is not None:
+            commit = self.store.read_commit(cur)
+            if self.head in commit.parents[1:]:
+                return True
+            if self.log.event(cur).offset <= floor:
+                return False
+            cur = commit.parents[0] if commit.parents else None
+        return False
 
     def _confirm_speculation(self, root: bytes | None, done: dict[str, Any]) -> None:
         """A speculative session merges only if every input it read is what the log holds.

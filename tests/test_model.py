@@ -797,3 +797,30 @@ def test_session_crashed_before_replay_does_not_reach_the_new_log(tmp_path: Path
     check_against(repo, expected, {"up": 0})
     assert all(value != "t:A!" for _, value in value_history(repo, "b"))
     fsck(repo)
+
+
+def test_session_merged_by_a_killed_run_is_never_merged_again(tmp_path: Path) -> None:
+    """Shrunk by hypothesis (a 2,000-example run, seed 20261127).
+
+    A run killed between a session's merge-back and deleting its ref leaves the
+    session behind, already applied. Recovery took it as unmerged whenever the node's
+    @done no longer covered it: here a later session of the same node (under other
+    code) had replaced @done, and the first session's code was in force again, so the
+    first session was merged a second time.
+    """
+    repo, ws = new_repo(tmp_path)
+    m, variants = Model(), {node: 0 for node in VARIANT_NODES}
+    publish(ws, "src", "a")
+    m.publish("src", "a")
+    crash_session(ws, "hist", merged=True)
+    m.crash("hist", 0, True)
+    variants["hist"] = 1
+    write_definition(repo, variants)
+    crash_session(ws, "hist", merged=True)
+    m.crash("hist", 1, True)
+    variants["hist"] = 0
+    write_definition(repo, variants)  # the first session's code is in force again
+    run(ws)
+    m.run(variants)
+    check_against(repo, m, variants)  # includes: no session merged twice
+    fsck(repo)
