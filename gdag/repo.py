@@ -35,7 +35,7 @@ MODE_TREE = 0o040000
 STALE_LOCK_SECONDS = 5.0
 CHUNK = 1 << 20
 # Packed blobs larger than this are streamed through `git cat-file`, not read whole.
-BIG_PACKED = 16 << 20
+BIG_PACKED = 1 << 20
 
 DEFAULT_IDENTITY = (b"gdag", b"gdag@localhost")
 # Objects are immutable, so reads are cached: all trees and commits, and blobs up to
