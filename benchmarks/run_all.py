@@ -61,8 +61,8 @@ SUITE = [
     (
         "memory.py",
         "Memory with large values and many pending events",
-        ["--mb", "100,1000", "--events", "10000"],
-        ["--mb", "100", "--events", "500"],
+        ["--mb", "100,1000", "--events", "10000", "--run-seconds", "120"],
+        ["--mb", "100", "--events", "500", "--run-seconds", "20"],
     ),
 ]
 
