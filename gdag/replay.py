@@ -178,6 +178,10 @@ class Replay:
             result.events.append(event.offset)
             summary = engine.run(only or None)
             result.failed += summary.failed
+        if not events:
+            # Replaying from a session or `dag` event after the last publish: nothing is
+            # republished, but the base (cut before that event) may leave nodes stale.
+            result.failed += engine.run(only or None).failed
 
     def _relay(self, result: ReplayResult) -> Report:
         def report(kind: str, data: dict[str, Any]) -> None:

@@ -717,6 +717,8 @@ def test_state_machine(tmp_path: Path) -> None:
     def machine() -> GdagMachine:
         nonlocal sequences
         sequences += 1
+        if sequences % 100 == 0:  # progress of a long run (pytest -s)
+            print(f"model: {sequences} sequences so far", flush=True)
         return GdagMachine(tmp_path)
 
     run_state_machine_as_test(
@@ -831,4 +833,25 @@ def test_session_merged_by_a_killed_run_is_never_merged_again(tmp_path: Path) ->
     run(ws)
     m.run(variants)
     check_against(repo, m, variants)  # includes: no session merged twice
+    fsck(repo)
+
+
+def test_replay_from_a_session_after_the_last_publish_runs_what_it_leaves_stale(
+    tmp_path: Path,
+) -> None:
+    """Shrunk by hypothesis (a 2,000-example run, seed 20261128), made deterministic.
+
+    Sessions recorded under another definition after the last publish: replay starts
+    from the first of them, with no publish left to republish, and used to run nothing,
+    leaving the nodes those sessions had served without outputs.
+    """
+    repo, ws = new_repo(tmp_path)
+    publish(ws, "num", "0")
+    write_definition(repo, {"up": 1})
+    run(ws)  # hist, parity, report run under the definition with up = 1
+    write_definition(repo, {"up": 0})
+    run(ws)  # only a dag event: their code did not change
+    replay(ws)
+    expected = Model.replayed([("num", "0")], {"up": 0})
+    check_against(repo, expected, {"up": 0})
     fsck(repo)
