@@ -76,15 +76,27 @@ def repo(tmp_path: Path) -> Path:
     return path
 
 
+def define(repo: Path, toml: str) -> None:
+    """Write the repository's gdag.toml (indented text is dedented)."""
+    import textwrap
+
+    (repo / "gdag.toml").write_text(textwrap.dedent(toml))
+
+
+def blob_id(data: bytes) -> str:
+    """The git object id of a blob holding `data`."""
+    import hashlib
+
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
 def fanout_17_values(count: int) -> list[bytes]:
     """`count` small values whose blobs land in objects/17/, the directory that git (and
     `gdag doctor`) samples to estimate the loose objects."""
-    import hashlib
-
     found, i = [], 0
     while len(found) < count:
         data = b"sample %d" % i
-        if hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest().startswith("17"):
+        if blob_id(data).startswith("17"):
             found.append(data)
         i += 1
     return found

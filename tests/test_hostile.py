@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import fanout_17_values, fsck, gdag, git
+from conftest import blob_id, fanout_17_values, fsck, gdag, git
 
 from gdag import state
 from gdag.log import format_message
@@ -302,9 +302,7 @@ def test_doctor_packs_loose_objects_and_values_still_stream(
     assert "loose objects" not in gdag("doctor", cwd=repo).stderr  # nothing left to pack
     assert not list((store / "objects" / "17").glob("*"))
     for data in unreachable:  # packed (in the cruft pack), not dropped
-        subprocess.run(
-            ["git", f"--git-dir={store}", "cat-file", "-e", hashlib_sha(data)], check=True
-        )
+        subprocess.run(["git", f"--git-dir={store}", "cat-file", "-e", blob_id(data)], check=True)
     assert (
         subprocess.run(
             ["git", f"--git-dir={store}", "rev-parse", "refs/gdag/logs/main"],
@@ -340,12 +338,6 @@ def test_doctor_packs_loose_objects_and_values_still_stream(
     assert gdag("publish", "after", "x", cwd=repo).returncode == 0
     assert gdag("lookup", "after", cwd=repo).stdout == b"x"
     fsck(repo)
-
-
-def hashlib_sha(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def test_lookup_output_file_is_replaced_whole_or_named_in_an_error(repo: Path) -> None:

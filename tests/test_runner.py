@@ -7,11 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import fsck, gdag, git
-
-
-def define(repo: Path, toml: str) -> None:
-    (repo / "gdag.toml").write_text(textwrap.dedent(toml))
+from conftest import define, fsck, gdag, git
 
 
 def run(repo: Path, *args: str, code: int = 0) -> str:

@@ -13,15 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import fsck, gdag, git
+from conftest import define, fsck, gdag, git
 
 from gdag.definition import expand_sources
 
 LOG = "refs/gdag/logs/main"
-
-
-def define(repo: Path, toml: str) -> None:
-    (repo / "gdag.toml").write_text(textwrap.dedent(toml))
 
 
 def status(repo: Path) -> dict[str, dict]:
