@@ -272,8 +272,8 @@ class Store:
             return
         os.chmod(tmp, 0o444)
         for _ in range(5):
+            make_dirs(final.parent)
             try:
-                final.parent.mkdir(exist_ok=True)
                 os.replace(tmp, final)
                 return
             except FileNotFoundError:  # a concurrent prune removed the fan-out dir
@@ -478,8 +478,8 @@ class Store:
         lock = self._ref_path(ref + ".lock")
         delay = 0.0005
         while True:
+            make_dirs(lock.parent)
             try:
-                lock.parent.mkdir(parents=True, exist_ok=True)
                 return os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileNotFoundError:  # a concurrent prune removed the directory
                 continue
@@ -602,6 +602,17 @@ class Store:
 
 
 EMPTY_TREE = b"4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+def make_dirs(path: Path) -> None:
+    """`mkdir -p` beside git's pruning. `git prune-packed` and `git pack-refs` remove
+    directories they empty; pathlib's `exist_ok` re-checks after EEXIST and raises when
+    the directory vanished in between. Here that is no error: the caller's next step
+    meets FileNotFoundError and tries again."""
+    try:
+        os.makedirs(path)
+    except FileExistsError:
+        pass
 
 
 def identity() -> tuple[bytes, bytes]:
