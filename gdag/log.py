@@ -166,18 +166,23 @@ class Log:
 
     # -- offsets ---------------------------------------------------------
 
-    def commit_at(self, offset: int) -> bytes:
-        """The commit at `offset` on this log's first-parent chain."""
-        tip = self.require_tip()
-        top = self.event(tip).offset
-        if not 0 <= offset <= top:
-            raise UnknownError(
-                f"offset {offset} is out of range for log {self.name!r}",
-                hint=f"valid offsets: 0..{top}, or -1..-{top} counting back from the tip",
-            )
-        cur, at = tip, top
-        if top - offset >= CHECKPOINT:
-            cur, at = self._nearest_checkpoint(tip, offset)
+    def commit_at(self, offset: int, near: tuple[bytes, int] | None = None) -> bytes:
+        """The commit at `offset` on this log's first-parent chain. `near` is a commit
+        known to be on that chain and its offset: when it is at most a checkpoint
+        interval above `offset`, the walk starts there instead of at the tip."""
+        if near is not None and 0 <= near[1] - offset < CHECKPOINT:
+            cur, at = near
+        else:
+            tip = self.require_tip()
+            top = self.event(tip).offset
+            if not 0 <= offset <= top:
+                raise UnknownError(
+                    f"offset {offset} is out of range for log {self.name!r}",
+                    hint=f"valid offsets: 0..{top}, or -1..-{top} counting back from the tip",
+                )
+            cur, at = tip, top
+            if top - offset >= CHECKPOINT:
+                cur, at = self._nearest_checkpoint(tip, offset)
         while at > offset:
             parent = self.first_parent(cur)
             if parent is None:

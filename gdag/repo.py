@@ -38,10 +38,14 @@ CHUNK = 1 << 20
 BIG_PACKED = 1 << 20
 
 DEFAULT_IDENTITY = (b"gdag", b"gdag@localhost")
-# Objects are immutable, so reads are cached: all trees and commits, and blobs up to
-# SMALL_BLOB bytes (metadata, @done.json), until CACHE_LIMIT objects.
+# Objects are immutable, so reads are cached: all trees and commits, blobs up to
+# SMALL_BLOB bytes (metadata, @done.json), and the entries of trees read or written.
+# The cache is emptied whenever its rough size passes CACHE_BYTES: a long run writes
+# a state tree per event, so it must not keep them all.
 SMALL_BLOB = 16 * 1024
-CACHE_LIMIT = 200_000
+CACHE_BYTES = 32 << 20
+OBJECT_COST = 1200  # bytes of a parsed object beyond its content (measured)
+ENTRY_COST = 250  # bytes of one cached tree entry (measured)
 _TYPE_NUMS = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 
 
@@ -98,6 +102,7 @@ class Store:
         self._db: Any = None
         self._cache: dict[bytes, Any] = {}
         self._entries: dict[bytes, dict[bytes, Entry]] = {}
+        self._cached_bytes = 0
 
     @classmethod
     def find(cls, start: Path | str = ".") -> Store:
@@ -179,12 +184,19 @@ class Store:
                 ) from None
         except (ValueError, zlib.error, OSError) as exc:
             raise StoreError(f"object {sha.decode()} is unreadable: {exc}") from None
-        if obj.type_name != b"blob" or len(obj.as_raw_string()) <= SMALL_BLOB:
-            if len(self._cache) > CACHE_LIMIT:
-                self._cache.clear()
-                self._entries.clear()
+        size = len(obj.as_raw_string())
+        if obj.type_name != b"blob" or size <= SMALL_BLOB:
+            self._charge(OBJECT_COST + size)
             self._cache[sha] = obj
         return obj
+
+    def _charge(self, cost: int) -> None:
+        """Count `cost` bytes about to be cached; empty the caches first when full."""
+        self._cached_bytes += cost
+        if self._cached_bytes > CACHE_BYTES:
+            self._cache.clear()
+            self._entries.clear()
+            self._cached_bytes = cost
 
     def has(self, sha: bytes) -> bool:
         return self._loose_path(sha).exists() or sha in self._objdb()
@@ -337,6 +349,7 @@ class Store:
         for name, entry in entries.items():
             tree.add(name, entry.mode, entry.sha)  # type: ignore[arg-type]
         sha = self.write(tree)
+        self._charge(ENTRY_COST * len(entries))
         self._entries[sha] = dict(entries)
         return sha
 
@@ -348,6 +361,7 @@ class Store:
         if entries is None:
             tree = self.read_tree(sha)
             entries = {item.path: Entry(item.mode, item.sha) for item in tree.iteritems()}
+            self._charge(ENTRY_COST * len(entries))
             self._entries[sha] = entries
         return entries
 

@@ -143,6 +143,8 @@ class Engine:
         # Further trees whose run cache counts (a replay consults the log it replaces).
         self.cache_roots: list[bytes | None] = []
         self._shapes: dict[str, tuple[list[str], dict[str, set[str]]]] = {}
+        # Output name -> {version: offset that published it}, learned by `_offset_of`.
+        self._version_offsets: dict[str, dict[int, int]] = {}
 
     def _shape(self, dag: dict[str, Any]) -> tuple[list[str], dict[str, set[str]]]:
         """Node order and upstream sets of a definition, computed once per definition."""
@@ -205,21 +207,47 @@ class Engine:
     def _earliest_new_event(
         self, tip: bytes, versions: dict[str, int], recorded: dict[str, int]
     ) -> int | None:
-        """The offset of the oldest input version not yet consumed, walking `prev` links."""
+        """The offset of the oldest input version not yet consumed."""
         root = self.ws.store.read_commit(tip).tree
         earliest: int | None = None
         for name, version in versions.items():
             seen = recorded.get(name, 0)
             if version <= seen:
                 continue
-            out = state.read_output(self.ws.store, root, name)
-            while out is not None and out.version > seen + 1 and out.meta.get("prev") is not None:
-                prev_root = self.ws.store.read_commit(self.ws.log.commit_at(out.meta["prev"])).tree
-                out = state.read_output(self.ws.store, prev_root, name)
-            if out is not None:
-                off = int(out.meta["offset"])
+            off = self._offset_of(root, name, seen + 1)
+            if off is not None:
                 earliest = off if earliest is None else min(earliest, off)
         return earliest
+
+    def _offset_of(self, root: bytes, name: str, want: int) -> int | None:
+        """The offset that published version `want` of output `name` (or the oldest
+        version reachable from `root` when `want` is gone), walking `prev` links back
+        from `root`. Every offset passed is remembered, so the sessions of an `each`
+        node over N pending events walk N links in all, not N per session. A
+        remembered offset is used only after the log shows `want` there: a replay may
+        have rewritten the log since."""
+        known = self._version_offsets.setdefault(name, {})
+        store, log = self.ws.store, self.ws.log
+        if want in known:
+            try:
+                out = state.read_output(
+                    store, store.read_commit(log.commit_at(known[want])).tree, name
+                )
+            except UnknownError:  # the log is shorter now
+                out = None
+            if out is not None and out.version == want and int(out.meta["offset"]) == known[want]:
+                return known[want]
+            known.clear()
+        out = state.read_output(store, root, name)
+        cursor: tuple[bytes, int] | None = None
+        while out is not None and out.version > want and out.meta.get("prev") is not None:
+            prev = int(out.meta["prev"])
+            commit = log.commit_at(prev, near=cursor)
+            cursor = (commit, prev)
+            out = state.read_output(store, store.read_commit(commit).tree, name)
+            if out is not None:
+                known[out.version] = prev
+        return None if out is None else int(out.meta["offset"])
 
     def status(self) -> list[NodeState]:
         tip = self.ws.log.require_tip()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -148,6 +149,118 @@ def test_each_runs_per_event_latest_coalesces(repo: Path, mode: str, runs: int) 
     assert (repo / "seen.txt").read_text() == ("123" if mode == "each" else "3")
     assert value(repo, "last") == "3"
     assert done(repo, "acc")["inputs"] == {"ev": 3}
+
+
+def test_each_consumes_many_events_in_order_across_checkpoints(repo: Path) -> None:
+    """45 pending events of `ev`, with events of another output between them (90
+    offsets, past a checkpoint): one run serves every event once, oldest first."""
+    from gdag.workspace import ValueSource, Workspace
+
+    define(
+        repo,
+        f"""
+        [nodes.acc]
+        run = 'cat "$GDAG_IN_X" >> seen.txt; echo >> seen.txt; {COPY.format(out="last")}'
+        inputs = {{ x = "ev" }}
+        publishes = ["last"]
+        mode = "each"
+    """,
+    )
+    ws = Workspace.open(repo)
+    for i in range(1, 46):
+        ws.publish("ev", ValueSource(data=str(i).encode()))
+        for k in range(i % 3):
+            ws.publish("noise", ValueSource(data=f"{i}.{k}".encode()))
+    run(repo)
+    assert (repo / "seen.txt").read_text().split() == [str(i) for i in range(1, 46)]
+    assert sessions(repo, "acc") == ["ok"] * 45
+    assert done(repo, "acc")["inputs"] == {"ev": 45}
+    fsck(repo)
+
+
+def test_store_cache_keeps_within_its_budget(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long run reads and writes a state tree per event: the store's cache of parsed
+    objects and tree entries empties itself at its budget instead of growing with the
+    history, and reads after a reset still return the right objects."""
+    import gdag.repo
+    from gdag.workspace import ValueSource, Workspace
+
+    monkeypatch.setattr(gdag.repo, "CACHE_BYTES", 64 << 10)
+    ws = Workspace.open(repo)
+    for i in range(150):
+        ws.publish(f"o/{i % 30}", ValueSource(data=b"%d" % i))
+    store, peak, resets = ws.store, 0, 0
+    cur = ws.log.require_tip()
+    walked = 0
+    while cur is not None:
+        before = store._cached_bytes
+        root = store.read_commit(cur).tree
+        for name in store.tree_entries(store.tree_get(root, [b"outputs", b"o"]).sha):
+            store.tree_entries(store.tree_get(root, [b"outputs", b"o", name]).sha)
+        resets += store._cached_bytes < before
+        peak = max(peak, store._cached_bytes)
+        walked += 1
+        parents = store.read_commit(cur).parents
+        cur = parents[0] if parents and walked < 150 else None
+    assert peak <= 64 << 10
+    assert resets >= 5, resets
+    assert len(store._cache) < 150
+    assert store.read_blob(ws.lookup("o/29").value.sha) == b"149"
+
+
+def test_each_offsets_learned_before_a_replay_are_checked_after_it(repo: Path) -> None:
+    """An engine remembers where each version of an input was published; a replay
+    that moves those versions to other offsets must not make it serve a wrong event."""
+    from gdag.runner import Engine
+    from gdag.workspace import Workspace
+
+    define(
+        repo,
+        f"""
+        [nodes.acc]
+        run = '{COPY.format(out="last")}'
+        inputs = {{ x = "ev" }}
+        publishes = ["last"]
+        mode = "each"
+    """,
+    )
+    for v in ("1", "2", "3"):
+        pub(repo, "ev", v)  # one after the other, no session between them
+    before = {v: meta_at(repo, "ev", v)["offset"] for v in (1, 2, 3)}
+    ws = Workspace.open(repo)
+    engine = Engine(ws)
+    root = ws.store.read_commit(ws.log.require_tip()).tree
+    assert engine._offset_of(root, "ev", 1) == before[1]
+    assert engine._version_offsets["ev"] == {1: before[1], 2: before[2]}
+    # Replayed, each publish is followed by its session: v2 moves to a later offset.
+    r = gdag("replay", "--from", "0", cwd=repo)
+    assert r.returncode == 0, r.stderr
+    root = ws.store.read_commit(ws.log.require_tip()).tree
+    moved = meta_at(repo, "ev", 2)["offset"]
+    assert moved > before[2]
+    assert engine._offset_of(root, "ev", 2) == moved
+    fsck(repo)
+
+
+def meta_at(repo: Path, output: str, version: int) -> dict:
+    """The metadata of `output` as the commit that published `version` left it (read
+    with git, walking the log's first parents)."""
+    log = git("log", "--first-parent", "--format=%H", "refs/gdag/logs/main", cwd=repo)
+    for commit in log.split():
+        r = subprocess.run(
+            ["git", "show", f"{commit}:outputs/{output}/@meta.json"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+        )
+        if r.returncode == 0 and json.loads(r.stdout)["version"] == version:
+            found = json.loads(r.stdout)
+            offset = git(
+                "log", "-1", "--format=%(trailers:key=Gdag-Offset,valueonly)", commit, cwd=repo
+            )
+            if found["offset"] == int(offset):
+                return found
+    raise AssertionError(f"no commit published {output} v{version}")
 
 
 def test_when_all_waits_and_absent_inputs_are_unset(repo: Path) -> None:
