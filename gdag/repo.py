@@ -14,6 +14,7 @@ import os
 import random
 import time
 import zlib
+from binascii import unhexlify
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -343,12 +344,15 @@ class Store:
         return self.write_raw(b"blob", data)
 
     def write_tree(self, entries: dict[bytes, Entry]) -> bytes:
-        from dulwich.objects import Tree
-
-        tree = Tree()
-        for name, entry in entries.items():
-            tree.add(name, entry.mode, entry.sha)  # type: ignore[arg-type]
-        sha = self.write(tree)
+        """Write a tree in git's own format: `<octal mode> <name>\\0<binary id>` per
+        entry, in git's order (a directory sorts as if its name ended in "/"). Built
+        here, not through dulwich's Tree: state trees hold an entry per output and
+        node, and are written again by every event."""
+        items = sorted(
+            entries.items(), key=lambda kv: kv[0] + b"/" if kv[1].mode == MODE_TREE else kv[0]
+        )
+        data = b"".join(b"%o %s\0%s" % (e.mode, name, unhexlify(e.sha)) for name, e in items)
+        sha = self.write_raw(b"tree", data)
         self._charge(ENTRY_COST * len(entries))
         self._entries[sha] = dict(entries)
         return sha

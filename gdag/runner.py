@@ -142,17 +142,18 @@ class Engine:
         self.speculative = speculative
         # Further trees whose run cache counts (a replay consults the log it replaces).
         self.cache_roots: list[bytes | None] = []
-        self._shapes: dict[str, tuple[list[str], dict[str, set[str]]]] = {}
+        self._shapes: dict[str, tuple[list[str], dict[str, int]]] = {}
         # Output name -> {version: offset that published it}, learned by `_offset_of`.
         self._version_offsets: dict[str, dict[int, int]] = {}
 
-    def _shape(self, dag: dict[str, Any]) -> tuple[list[str], dict[str, set[str]]]:
-        """Node order and upstream sets of a definition, computed once per definition."""
+    def _shape(self, dag: dict[str, Any]) -> tuple[list[str], dict[str, int]]:
+        """Node order and upstream masks of a definition (`graph.node_shape`), computed
+        once per definition."""
         key = f"{dag.get('source')}:{dag.get('format')}:{sorted(dag['nodes'].items())!r}"
         if key not in self._shapes:
-            from gdag.graph import node_order, upstream_nodes
+            from gdag.graph import node_shape
 
-            self._shapes[key] = (node_order(dag), upstream_nodes(dag))
+            self._shapes[key] = node_shape(dag)
         return self._shapes[key]
 
     # -- staleness ---------------------------------------------------------------
@@ -393,7 +394,8 @@ class Engine:
                     self.report("would-run", {"node": name, "reason": p.reason})
             return summary
         self.recover(summary)
-        self._schedule(dag, order, plan, upstream, summary, keep_going, retry_failed)
+        bits = {name: 1 << i for i, name in enumerate(full_order)}
+        self._schedule(dag, order, plan, (bits, upstream), summary, keep_going, retry_failed)
         return summary
 
     def _schedule(
@@ -401,7 +403,7 @@ class Engine:
         dag: dict[str, Any],
         order: list[str],
         plan: set[str],
-        upstream: dict[str, set[str]],
+        shape: tuple[dict[str, int], dict[str, int]],
         summary: Summary,
         keep_going: bool,
         retry_failed: bool,
@@ -410,8 +412,11 @@ class Engine:
 
         Staleness is recomputed only for nodes whose inputs (or own record) changed
         since the last look, found from the trailers of the events in between, so a
-        round costs O(what changed), not O(nodes).
+        round costs O(what changed), not O(nodes). A node starts only when none of
+        its upstream nodes has work or is running (`shape`: each node's bit and the
+        mask of its upstream nodes, from `graph.node_shape`).
         """
+        bits, upstream = shape
         subscribers = Subscribers(dag)
         speculator = self._speculator(dag)
         rank = {name: i for i, name in enumerate(order)}
@@ -436,7 +441,9 @@ class Engine:
                     else:
                         known.pop(name, None)
                 dirty = dirty & busy
-                blocked = set(known) | busy
+                blocked = 0
+                for name in known.keys() | busy:
+                    blocked |= bits[name]
                 elsewhere = []
                 for name in sorted(known, key=rank.__getitem__) if not stop else []:
                     if len(running) >= self.jobs or upstream[name] & blocked:

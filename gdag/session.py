@@ -396,8 +396,7 @@ class Session:
             return False
 
     def _code_in_force(self, root: bytes | None) -> str | None:
-        dag = state.read_dag(self.store, root) or {}
-        return dag.get("nodes", {}).get(self.spec.node, {}).get("code")
+        return state.node_codes(self.store, root).get(self.spec.node)
 
     def _merge_output(
         self, tree: bytes | None, head_tree: bytes, name: str, offset: int, result: Merged

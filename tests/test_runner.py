@@ -151,6 +151,40 @@ def test_each_runs_per_event_latest_coalesces(repo: Path, mode: str, runs: int) 
     assert done(repo, "acc")["inputs"] == {"ev": 3}
 
 
+def test_node_shape_masks_are_the_transitive_upstream_nodes() -> None:
+    """The scheduler's upstream bit masks name exactly the nodes networkx finds as
+    ancestors, on random definitions with plain and pattern outputs and inputs."""
+    import random
+
+    import networkx as nx
+
+    from gdag.graph import build_graph, node_shape
+
+    rng = random.Random(7)
+    for _ in range(20):
+        nodes: dict[str, dict] = {}
+        for i in range(40):
+            publishes = [f"o{i}"] + ([f"dyn/{i}/*"] if rng.random() < 0.2 else [])
+            pool = [f"o{j}" for j in range(i)] + [
+                f"dyn/{j}/*" for j in range(i) if rng.random() < 0.1
+            ]
+            pool += ["dyn/*/x"] if i > 30 and rng.random() < 0.3 else []
+            picks = rng.sample(pool, k=min(len(pool), rng.randint(0, 3)))
+            nodes[f"n{i:02d}"] = {
+                "inputs": {f"i{k}": p for k, p in enumerate(picks)},
+                "publishes": publishes,
+            }
+        dag = {"nodes": nodes}
+        order, masks = node_shape(dag)
+        assert sorted(order) == sorted(nodes)
+        g = build_graph(dag)
+        for name in nodes:
+            expected = {n for kind, n in nx.ancestors(g, ("node", name)) if kind == "node"}
+            got = {order[i] for i in range(len(order)) if masks[name] >> i & 1}
+            assert got == expected, name
+            assert all(order.index(u) < order.index(name) for u in got)
+
+
 def test_each_consumes_many_events_in_order_across_checkpoints(repo: Path) -> None:
     """45 pending events of `ev`, with events of another output between them (90
     offsets, past a checkpoint): one run serves every event once, oldest first."""
