@@ -186,18 +186,24 @@ class Store:
         except (ValueError, zlib.error, OSError) as exc:
             raise StoreError(f"object {sha.decode()} is unreadable: {exc}") from None
         size = len(obj.as_raw_string())
-        if obj.type_name != b"blob" or size <= SMALL_BLOB:
-            self._charge(OBJECT_COST + size)
-            self._cache[sha] = obj
+        # Trees are kept as their entries (`tree_entries`), not as parsed objects: a
+        # parsed tree costs several times its entries.
+        if obj.type_name == b"commit" or obj.type_name == b"blob" and size <= SMALL_BLOB:
+            if self._charge(OBJECT_COST + size):
+                self._cache[sha] = obj
         return obj
 
-    def _charge(self, cost: int) -> None:
-        """Count `cost` bytes about to be cached; empty the caches first when full."""
+    def _charge(self, cost: int) -> bool:
+        """Count `cost` bytes about to be cached, emptying the caches first when full;
+        False (cache nothing) for an item over a quarter of the budget."""
+        if cost > CACHE_BYTES // 4:
+            return False
         self._cached_bytes += cost
         if self._cached_bytes > CACHE_BYTES:
             self._cache.clear()
             self._entries.clear()
             self._cached_bytes = cost
+        return True
 
     def has(self, sha: bytes) -> bool:
         return self._loose_path(sha).exists() or sha in self._objdb()
@@ -348,13 +354,11 @@ class Store:
         entry, in git's order (a directory sorts as if its name ended in "/"). Built
         here, not through dulwich's Tree: state trees hold an entry per output and
         node, and are written again by every event."""
-        items = sorted(
-            entries.items(), key=lambda kv: kv[0] + b"/" if kv[1].mode == MODE_TREE else kv[0]
-        )
+        items = sorted(entries.items(), key=lambda kv: kv[0] + b"/" if kv[1].is_tree else kv[0])
         data = b"".join(b"%o %s\0%s" % (e.mode, name, unhexlify(e.sha)) for name, e in items)
         sha = self.write_raw(b"tree", data)
-        self._charge(ENTRY_COST * len(entries))
-        self._entries[sha] = dict(entries)
+        if self._charge(ENTRY_COST * len(entries)):
+            self._entries[sha] = dict(entries)
         return sha
 
     def tree_entries(self, sha: bytes | None) -> dict[bytes, Entry]:
@@ -365,8 +369,8 @@ class Store:
         if entries is None:
             tree = self.read_tree(sha)
             entries = {item.path: Entry(item.mode, item.sha) for item in tree.iteritems()}
-            self._charge(ENTRY_COST * len(entries))
-            self._entries[sha] = entries
+            if self._charge(ENTRY_COST * len(entries)):
+                self._entries[sha] = entries
         return entries
 
     def tree_get(self, root: bytes | None, path: Iterable[bytes]) -> Entry | None:
@@ -500,15 +504,18 @@ class Store:
             try:
                 return os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileNotFoundError:  # a concurrent prune removed the directory
-                continue
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"cannot create {lock}: its directory keeps disappearing"
+                    ) from None
             except FileExistsError:
                 if self._break_stale_lock(lock):
                     continue
-            if time.monotonic() > deadline:
-                raise StoreError(
-                    f"ref {ref} stays locked by another process",
-                    hint=f"if no git or gdag process is running, remove {lock}",
-                )
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"ref {ref} stays locked by another process",
+                        hint=f"if no git or gdag process is running, remove {lock}",
+                    ) from None
             time.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 0.05)
 
@@ -624,13 +631,30 @@ EMPTY_TREE = b"4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 def make_dirs(path: Path) -> None:
     """`mkdir -p` beside git's pruning. `git prune-packed` and `git pack-refs` remove
-    directories they empty; pathlib's `exist_ok` re-checks after EEXIST and raises when
-    the directory vanished in between. Here that is no error: the caller's next step
-    meets FileNotFoundError and tries again."""
-    try:
-        os.makedirs(path)
-    except FileExistsError:
-        pass
+    directories they empty, parents included, at any moment: a parent may vanish
+    before its child is made (made again here), and a directory found existing may
+    be gone a moment later (pathlib's `exist_ok` raises then; here the caller's next
+    step meets FileNotFoundError and tries again). Something other than a directory
+    in the way is a damaged store."""
+    for _ in range(10):
+        try:
+            os.makedirs(path)
+            return
+        except FileNotFoundError:  # a parent was pruned between makedirs' steps
+            continue
+        except FileExistsError:
+            if path.is_dir() or not os.path.lexists(path):
+                return
+            raise StoreError(
+                f"{path} is in the way of gdag's files: it is not a directory",
+                hint="move it aside; `git fsck` and `gdag doctor` check the rest",
+            ) from None
+        except NotADirectoryError:
+            raise StoreError(
+                f"a file is in the way of gdag's directory {path}",
+                hint="move it aside; `git fsck` and `gdag doctor` check the rest",
+            ) from None
+    raise StoreError(f"cannot create {path}: it keeps disappearing")
 
 
 def identity() -> tuple[bytes, bytes]:

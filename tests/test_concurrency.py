@@ -480,6 +480,46 @@ def test_directory_pruned_between_mkdir_and_its_check_is_no_error(
     fsck(repo)
 
 
+def test_parent_pruned_before_its_child_is_made_is_made_again(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`git pack-refs` removes every ref directory it empties, up to `refs/gdag`: a
+    lock for `refs/gdag/a/b/c` may find `refs/gdag/a` gone between making it and
+    making `a/b`. Here that mkdir meets ENOENT once (after removing the parent, as
+    the prune would); the ref is still written. A file where a directory belongs is
+    a clear store error, not a traceback or an endless retry."""
+    from gdag.errors import StoreError
+    from gdag.repo import Store
+
+    store = Store.find(repo)
+    real_mkdir, lost = os.mkdir, []
+
+    def mkdir_after_prune(path, mode=0o777, **kw):  # type: ignore[no-untyped-def]
+        p = Path(path)
+        if p.name == "b" and p.parent.name == "a" and not lost:
+            lost.append(str(p))
+            os.rmdir(p.parent)
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real_mkdir(path, mode, **kw)
+
+    sha = store.write_blob(b"v\n")
+    monkeypatch.setattr(os, "mkdir", mkdir_after_prune)
+    assert store.cas_ref("refs/gdag/a/b/c", None, sha)
+    monkeypatch.undo()
+    assert lost
+    assert git("rev-parse", "refs/gdag/a/b/c", cwd=repo).strip() == sha.decode()
+
+    (repo / ".git" / "refs" / "gdag" / "blocked").write_text("not a directory\n")
+    with pytest.raises(StoreError, match="in the way"):
+        store.cas_ref("refs/gdag/blocked/x", None, sha, timeout=1.0)
+    (repo / ".git" / "refs" / "gdag" / "blocked").unlink()
+    (repo / ".git" / "refs" / "gdag" / "dangling").symlink_to(repo / "nowhere")
+    with pytest.raises(StoreError, match="in the way"):
+        store.cas_ref("refs/gdag/dangling/x", None, sha, timeout=1.0)
+    (repo / ".git" / "refs" / "gdag" / "dangling").unlink()
+    fsck(repo)
+
+
 def test_doctor_packing_beside_publishers_loses_nothing(repo: Path, tmp_path: Path) -> None:
     """`gdag doctor --repair` packs loose objects (git repack) again and again while two
     processes publish: every value is in the log once, in order; doctor reports no
