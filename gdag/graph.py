@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import networkx as nx
 
@@ -48,14 +48,22 @@ def check_graph(dag: dict[str, Any], where: str) -> None:
 
 def node_order(dag: dict[str, Any]) -> list[str]:
     """Node names in a dependency order (upstream first), ties broken by name."""
-    return node_shape(dag)[0]
+    return node_shape(dag).order
 
 
-def node_shape(dag: dict[str, Any]) -> tuple[list[str], dict[str, int]]:
-    """Node names in a dependency order (upstream first, ties broken by name), and for
-    every node the set of nodes it (transitively) depends on, as a bit mask where bit
-    i stands for the i-th name of that order. One pass in that order: a node's mask
-    is the union of its predecessors' masks and bits, so a chain of N nodes costs N
+class Shape(NamedTuple):
+    """A definition's nodes in dependency order (upstream first, ties broken by
+    name); each node's bit (bit i for the i-th name of that order); and for every
+    node the mask of the nodes it (transitively) depends on."""
+
+    order: list[str]
+    bit: dict[str, int]
+    upstream: dict[str, int]
+
+
+def node_shape(dag: dict[str, Any]) -> Shape:
+    """The definition's `Shape`, in one pass in dependency order: a node's mask is
+    the union of its predecessors' masks and bits, so a chain of N nodes costs N
     integer ORs, where ancestor sets would cost N²/2 set entries."""
     g = build_graph(dag)
     topo = list(nx.lexicographical_topological_sort(g, key=lambda v: (v[0], v[1])))
@@ -67,7 +75,7 @@ def node_shape(dag: dict[str, Any]) -> tuple[list[str], dict[str, int]]:
         for p in g.predecessors(v):
             mask |= below[p] | (bit[p[1]] if p[0] == "node" else 0)
         below[v] = mask
-    return order, {name: below[("node", name)] for name in order}
+    return Shape(order, bit, {name: below[("node", name)] for name in order})
 
 
 def traversal(dag: dict[str, Any], targets: list[str]) -> set[str]:

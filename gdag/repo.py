@@ -39,8 +39,8 @@ CHUNK = 1 << 20
 BIG_PACKED = 1 << 20
 
 DEFAULT_IDENTITY = (b"gdag", b"gdag@localhost")
-# Objects are immutable, so reads are cached: all trees and commits, blobs up to
-# SMALL_BLOB bytes (metadata, @done.json), and the entries of trees read or written.
+# Objects are immutable, so reads are cached: commits, blobs up to SMALL_BLOB bytes
+# (metadata, @done.json), and the entries of trees read or written (`tree_entries`).
 # The cache is emptied whenever its rough size passes CACHE_BYTES: a long run writes
 # a state tree per event, so it must not keep them all.
 SMALL_BLOB = 16 * 1024

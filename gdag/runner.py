@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gdag import cache, state
 from gdag.errors import UnknownError
@@ -27,6 +27,9 @@ from gdag.session import (
     read_done,
 )
 from gdag.workspace import Workspace
+
+if TYPE_CHECKING:
+    from gdag.graph import Shape
 
 Report = Callable[[str, dict[str, Any]], None]
 
@@ -142,12 +145,12 @@ class Engine:
         self.speculative = speculative
         # Further trees whose run cache counts (a replay consults the log it replaces).
         self.cache_roots: list[bytes | None] = []
-        self._shapes: dict[str, tuple[list[str], dict[str, int]]] = {}
+        self._shapes: dict[str, Shape] = {}
         # Output name -> {version: offset that published it}, learned by `_offset_of`.
         self._version_offsets: dict[str, dict[int, int]] = {}
 
-    def _shape(self, dag: dict[str, Any]) -> tuple[list[str], dict[str, int]]:
-        """Node order and upstream masks of a definition (`graph.node_shape`), computed
+    def _shape(self, dag: dict[str, Any]) -> Shape:
+        """A definition's node order and upstream masks (`graph.node_shape`), computed
         once per definition."""
         key = f"{dag.get('source')}:{dag.get('format')}:{sorted(dag['nodes'].items())!r}"
         if key not in self._shapes:
@@ -384,8 +387,8 @@ class Engine:
         plan = set(dag["nodes"]) if not targets else traversal(dag, targets)
         if targets:
             self._check_targets(dag, targets)
-        full_order, upstream = self._shape(dag)
-        order = [n for n in full_order if n in plan]
+        shape = self._shape(dag)
+        order = [n for n in shape.order if n in plan]
         summary.planned = order
         if dry_run:
             for name in order:
@@ -394,8 +397,7 @@ class Engine:
                     self.report("would-run", {"node": name, "reason": p.reason})
             return summary
         self.recover(summary)
-        bits = {name: 1 << i for i, name in enumerate(full_order)}
-        self._schedule(dag, order, plan, (bits, upstream), summary, keep_going, retry_failed)
+        self._schedule(dag, order, plan, shape, summary, keep_going, retry_failed)
         return summary
 
     def _schedule(
@@ -403,7 +405,7 @@ class Engine:
         dag: dict[str, Any],
         order: list[str],
         plan: set[str],
-        shape: tuple[dict[str, int], dict[str, int]],
+        shape: Shape,
         summary: Summary,
         keep_going: bool,
         retry_failed: bool,
@@ -413,10 +415,8 @@ class Engine:
         Staleness is recomputed only for nodes whose inputs (or own record) changed
         since the last look, found from the trailers of the events in between, so a
         round costs O(what changed), not O(nodes). A node starts only when none of
-        its upstream nodes has work or is running (`shape`: each node's bit and the
-        mask of its upstream nodes, from `graph.node_shape`).
+        its upstream nodes has work or is running (an AND of `shape`'s bit masks).
         """
-        bits, upstream = shape
         subscribers = Subscribers(dag)
         speculator = self._speculator(dag)
         rank = {name: i for i, name in enumerate(order)}
@@ -443,10 +443,10 @@ class Engine:
                 dirty = dirty & busy
                 blocked = 0
                 for name in known.keys() | busy:
-                    blocked |= bits[name]
+                    blocked |= shape.bit[name]
                 elsewhere = []
                 for name in sorted(known, key=rank.__getitem__) if not stop else []:
-                    if len(running) >= self.jobs or upstream[name] & blocked:
+                    if len(running) >= self.jobs or shape.upstream[name] & blocked:
                         continue
                     if not self.private and self.leases.holder(name) is not None:
                         elsewhere.append(name)

@@ -175,7 +175,7 @@ def test_node_shape_masks_are_the_transitive_upstream_nodes() -> None:
                 "publishes": publishes,
             }
         dag = {"nodes": nodes}
-        order, masks = node_shape(dag)
+        order, bit, masks = node_shape(dag)
         assert sorted(order) == sorted(nodes)
         g = build_graph(dag)
         for name in nodes:
@@ -183,6 +183,7 @@ def test_node_shape_masks_are_the_transitive_upstream_nodes() -> None:
             got = {order[i] for i in range(len(order)) if masks[name] >> i & 1}
             assert got == expected, name
             assert all(order.index(u) < order.index(name) for u in got)
+            assert bit[name] == 1 << order.index(name)
 
 
 def test_each_consumes_many_events_in_order_across_checkpoints(repo: Path) -> None:
