@@ -1,134 +1,129 @@
-"""The `gdag` entry point: a stdlib-only fast path for publish/lookup/run, typer for the rest.
+"""The `gdag` entry point: a standard-library parser for the usual forms of every command,
+typer for the rest, and the one place that turns a GdagError into a message and a status.
 
-`gdag publish` and `gdag lookup` are called from shell loops and git hooks,
-where the ~150 ms that typer (and pydantic, which it imports) add to every
-start would dominate. Their usual forms are parsed here by a small table kept
-in step with the typer app by a test; anything unusual (`--help`, a mistake)
+typer (and pydantic, which it imports) costs ~150 ms per start: more than most
+commands take to do their work, and `gdag publish`, `lookup`, `status` and the
+hook shims run in shell loops, prompts and git hooks. So the usual forms are
+parsed here from each command's `SPEC` (`gdag.commands`), the same declaration
+the typer app is built from; anything unusual (`--help`, a mistake, `-j4`)
 falls through to typer, which owns every message about usage.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from gdag.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, GdagError
 
-# command -> (positional parameters, {option: (parameter, kind)}); a final positional
-# ending in "*" takes the rest. Kinds: "value", "int" (>= 1), "flag" (True), "off" (False).
-COMMON = {"-C": ("path", "value"), "--log": ("log", "value")}
-FAST_COMMANDS: dict[str, tuple[list[str], dict[str, tuple[str, str]]]] = {
-    "publish": (
-        ["output", "value"],
-        {
-            "--file": ("file", "value"),
-            "-f": ("file", "value"),
-            "--dir": ("directory", "value"),
-            "--type": ("type_", "value"),
-            "-t": ("type_", "value"),
-            "--if-changed": ("if_changed", "flag"),
-            "--json": ("json_out", "flag"),
-            "--no-run": ("no_run", "flag"),
-            "--detach": ("detach", "flag"),
-            **COMMON,
-        },
-    ),
-    "lookup": (
-        ["output"],
-        {
-            "--at": ("at", "value"),
-            "--meta": ("meta", "flag"),
-            "--json": ("json_out", "flag"),
-            "-o": ("out_path", "value"),
-            "--out": ("out_path", "value"),
-            **COMMON,
-        },
-    ),
-    "run": (
-        ["targets*"],
-        {
-            "--jobs": ("jobs", "int"),
-            "-j": ("jobs", "int"),
-            "--dry-run": ("dry_run", "flag"),
-            "-n": ("dry_run", "flag"),
-            "--keep-going": ("keep_going", "flag"),
-            "-k": ("keep_going", "flag"),
-            "--fail-fast": ("keep_going", "off"),
-            "--retry-failed": ("retry_failed", "flag"),
-            "--speculative": ("speculative", "flag"),
-            "--remote": ("remote", "value"),
-            "--quiet": ("quiet", "flag"),
-            "-q": ("quiet", "flag"),
-            "--json": ("json_out", "flag"),
-            **COMMON,
-        },
-    ),
-}
-GLOBAL_OPTIONS = ("-C", "--log")
+_DIGITS = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 
-class _NotFast(Exception):
+class NotFast(Exception):
     """The arguments need the full parser."""
 
 
-def parse_fast(argv: list[str]) -> tuple[str, dict[str, Any]]:
-    """Parse `argv` (after global options were moved) for a fast command, or raise _NotFast."""
-    if not argv or argv[0] not in FAST_COMMANDS:
-        raise _NotFast
-    positional, options = FAST_COMMANDS[argv[0]]
+def parse_fast(argv: list[str]) -> tuple[Callable[..., int], dict[str, Any]]:
+    """The function and keyword arguments for `argv` (after `hoist_global_options`), or
+    NotFast when only typer can say what they mean."""
+    from gdag.commands import COMMANDS, load
+
+    if argv == ["--version"]:
+        return print_version, {}
+    if not argv or argv[0] not in COMMANDS:
+        raise NotFast
+    module = load(argv[0])
+    spec, rest = module.SPEC, argv[1:]
+    if spec.subcommands:
+        if not rest or rest[0] not in spec.subcommands:
+            raise NotFast
+        spec, rest = spec.subcommands[rest[0]], rest[1:]
+    return getattr(module, spec.run), parse_args(spec, rest)
+
+
+def parse_args(spec: Any, args: list[str]) -> dict[str, Any]:
+    """Every parameter of `spec` from `args` as click would read them, defaults included."""
+    from gdag.commands import REQUIRED
+
+    flags = {flag: (opt, True) for opt in spec.options for flag in opt.flags}
+    flags.update({opt.off: (opt, False) for opt in spec.options if opt.off})
     kwargs: dict[str, Any] = {}
-    args: list[str] = []
-    rest = iter(argv[1:])
-    only_positional = False
+    positional: list[str] = []
+    rest = iter(args)
     for tok in rest:
-        if only_positional or tok == "-" or not tok.startswith("-"):
-            args.append(tok)
-            continue
         if tok == "--":
-            only_positional = True
+            positional += rest
+            break
+        if tok == "-" or not tok.startswith("-"):
+            positional.append(tok)
             continue
-        name, eq, inline = tok.partition("=")
-        if name not in options:
-            raise _NotFast
-        param, kind = options[name]
-        if param in kwargs:
-            raise _NotFast
-        if kind in ("flag", "off"):
-            if eq:
-                raise _NotFast
-            kwargs[param] = kind == "flag"
+        name, eq, inline = tok.partition("=") if tok.startswith("--") else (tok, "", "")
+        if name not in flags:
+            raise NotFast
+        opt, on = flags[name]
+        if not opt.takes_value:
+            if eq or opt.name in kwargs:
+                raise NotFast
+            kwargs[opt.name] = on
             continue
         value = inline if eq else next(rest, None)
         if value is None:
-            raise _NotFast
-        if kind == "int":
-            if not value.isdigit() or int(value) < 1:
-                raise _NotFast
-            kwargs[param] = int(value)
+            raise NotFast
+        if opt.kind == "list":
+            kwargs.setdefault(opt.name, []).append(value)
+        elif opt.name in kwargs:
+            raise NotFast  # given twice: click keeps the last; let it
         else:
-            kwargs[param] = value
-    if positional and positional[-1].endswith("*"):
-        fixed = positional[:-1]
-        if len(args) < len(fixed):
-            raise _NotFast
-        kwargs.update(zip(fixed, args, strict=False))
-        kwargs[positional[-1].rstrip("*")] = args[len(fixed) :]
-        return argv[0], kwargs
-    if not args or len(args) > len(positional):
-        raise _NotFast
-    kwargs.update(zip(positional, args, strict=False))
-    return argv[0], kwargs
+            kwargs[opt.name] = _number(opt, value)
+    for arg in spec.arguments:  # a `many` argument comes last, as in click
+        if positional:
+            kwargs[arg.name] = positional if arg.many else positional.pop(0)
+            positional = [] if arg.many else positional
+    if positional:
+        raise NotFast
+    for param in spec.params:
+        if param.name not in kwargs:
+            if param.default is REQUIRED:
+                raise NotFast
+            kwargs[param.name] = param.default
+    return kwargs
+
+
+def _number(opt: Any, value: str) -> Any:
+    """An int or float option's value, when it is plainly one within bounds."""
+    if opt.kind == "text":
+        return value
+    pattern = _DIGITS if opt.kind == "int" else _DECIMAL
+    if not pattern.fullmatch(value):
+        raise NotFast
+    number = int(value) if opt.kind == "int" else float(value)
+    if opt.minimum is not None and number < opt.minimum:
+        raise NotFast
+    return number
+
+
+def print_version() -> int:
+    from gdag import __version__
+
+    sys.stdout.write(f"gdag {__version__}\n")
+    return 0
 
 
 def hoist_global_options(argv: list[str]) -> list[str]:
     """Move `-C PATH` / `--log NAME` given before the command to after it (like git -C)."""
+    from gdag.commands import GLOBAL_FLAGS
+
     moved: list[str] = []
     i = 0
     while i < len(argv):
         tok = argv[i]
         name = tok.partition("=")[0]
-        if name in GLOBAL_OPTIONS and i + (0 if "=" in tok else 1) < len(argv):
+        if name in GLOBAL_FLAGS and i + (0 if "=" in tok else 1) < len(argv):
             if "=" in tok:
                 moved.append(tok)
                 i += 1
@@ -167,17 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     signal.signal(signal.SIGTERM, _terminate)
-    argv = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
+    args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     try:
         try:
-            command, kwargs = parse_fast(argv)
-        except _NotFast:
+            command, kwargs = parse_fast(args)
+        except NotFast:
             from gdag.cli import run_app
 
-            return run_app(argv)
-        from gdag import commands
-
-        return int(getattr(commands, command)(**kwargs))
+            return run_app(args)
+        return int(command(**kwargs))
     except GdagError as exc:
         return report_error(exc)
     except KeyboardInterrupt:
@@ -185,8 +178,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`gdag log | head`): not an error, and no noise at exit.
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception:

@@ -1,4 +1,4 @@
-"""CLI wiring: exit statuses, error format, the fast path kept in step with typer."""
+"""CLI wiring: exit statuses, error format, the fast path and typer reading one declaration."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from gdag import __version__
 from gdag.cli import app
-from gdag.main import FAST_COMMANDS, _NotFast, hoist_global_options, parse_fast
+from gdag.commands import COMMANDS, Spec, load
+from gdag.main import NotFast, hoist_global_options, parse_fast
 
 
 def test_version_and_module_entry(tmp_path: Path) -> None:
@@ -125,29 +126,185 @@ def test_log_with_cli_runner(repo: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert json.loads(result.stdout)[0]["event"] == "init"
 
 
-def _typer_options(command: str) -> set[str]:
-    cmd = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
-    names: set[str] = set()
-    for p in cmd.params:
-        if p.param_type_name == "option":
-            names.update(n for n in p.opts + p.secondary_opts)
-    return names - {"-h", "--help"}
+def specs() -> list[tuple[str, Spec]]:
+    """Every command's declaration, subcommands as `hooks install`."""
+    found = []
+    for verb in COMMANDS:
+        spec = load(verb).SPEC
+        found += [(f"{verb} {n}", sub) for n, sub in spec.subcommands.items()] or [(verb, spec)]
+    return found
 
 
-@pytest.mark.parametrize("command", sorted(FAST_COMMANDS))
-def test_fast_path_accepts_exactly_the_typer_options(command: str) -> None:
-    _, fast = FAST_COMMANDS[command]
-    assert set(fast) == _typer_options(command)
+@pytest.mark.parametrize(("command", "spec"), specs(), ids=[c for c, _ in specs()])
+def test_each_function_takes_exactly_its_declared_parameters(command: str, spec: Spec) -> None:
+    import inspect
+
+    func = getattr(load(command.split()[0]), spec.run)
+    params = inspect.signature(func).parameters.values()
+    assert [p.name for p in params] == [p.name for p in spec.params]
+    # Defaults live in the declaration only.
+    assert all(p.kind is p.KEYWORD_ONLY and p.default is p.empty for p in params)
 
 
-def test_fast_path_parse() -> None:
-    assert parse_fast(["publish", "x", "-", "--json", "-C", "p"]) == (
-        "publish",
-        {"output": "x", "value": "-", "json_out": True, "path": "p"},
+# Command lines in their usual forms: the fast path must read each as typer does.
+USUAL = [
+    ["init"],
+    ["init", "--private", "--json", "-C", "r", "--log", "exp"],
+    ["publish", "x", "1"],
+    ["publish", "x", "-", "--json", "-C", "p"],
+    ["publish", "--", "x", "-v"],
+    ["publish", "x", "--file", "f", "-t", "int", "--if-changed", "--no-run", "--detach"],
+    ["publish", "x", "--dir=d", "--type=json"],
+    ["lookup", "x"],
+    ["lookup", "x", "--at=-1", "--meta"],
+    ["lookup", "thumbs/*", "--at", "-3", "-o", "out", "--json"],
+    ["run"],
+    ["run", "a", "b", "-j", "3", "--fail-fast", "-q"],
+    ["run", "--dry-run", "--keep-going", "--retry-failed", "--speculative", "--remote", "o"],
+    ["replay", "--from", "3"],
+    ["replay", "--from=0", "--to", "9", "--onto", "w", "--only", "a", "--only", "b", "--dry-run"],
+    ["why", "a"],
+    ["why", "a", "--json"],
+    ["graph"],
+    ["graph", "--from", "a", "--to", "b", "--no-state", "-o", "g.dot"],
+    ["show", "a"],
+    ["show", "x", "--depth", "0", "--json"],
+    ["sync"],
+    ["sync", "upstream", "--json"],
+    ["watch", "--interval", "0.25", "-j", "2", "--quiet"],
+    ["hooks", "install"],
+    ["hooks", "install", "--hook", "post-commit", "--hook", "post-merge", "--json"],
+    ["hooks", "uninstall", "-C", "r"],
+    ["hooks", "list", "--json"],
+    ["hook", "post-checkout", "a", "b", "1"],
+    ["doctor", "--repair"],
+    ["check", "--stubs", "s.py", "--json"],
+    ["status"],
+    ["status", "--json", "--log", "exp"],
+    ["log", "--limit", "1"],
+    ["log", "--output", "x", "--node", "a", "--since", "2h", "--graph", "--json"],
+]
+
+
+@pytest.mark.parametrize("argv", USUAL, ids=" ".join)
+def test_fast_path_reads_usual_forms_as_typer_does(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gdag.cli import build_app
+
+    monkeypatch.delenv("GDAG_LOG", raising=False)
+    func, fast = parse_fast(argv)
+    module = load(argv[0])
+    seen: dict = {}
+    monkeypatch.setattr(module, func.__name__, lambda **kw: seen.update(kw) or 0)
+    cmd = typer.main.get_command(build_app(argv[0]))
+    assert cmd.main(args=argv, prog_name="gdag", standalone_mode=False) == 0
+    # typer passes () for an empty variadic argument, the fast path its default.
+    assert fast == {k: (None if v == () else v) for k, v in seen.items()}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--help"],
+        ["frobnicate"],
+        ["run", "--help"],
+        ["run", "-h"],
+        ["run", "-j", "0"],
+        ["run", "--jobs=x"],
+        ["run", "-j4"],
+        ["run", "-qk"],
+        ["publish"],
+        ["publish", "x", "1", "2"],
+        ["publish", "x", "--json=1"],
+        ["lookup", "x", "--bogus"],
+        ["lookup", "x", "--at"],
+        ["lookup", "x", "-o=f"],
+        ["replay"],
+        ["show", "x", "--depth", "-1"],
+        ["watch", "--interval", "0.01"],
+        ["watch", "--interval", "1e3"],
+        ["hooks"],
+        ["hooks", "frob"],
+        ["hooks", "--json", "list"],
+        ["log", "-n", "1", "-n", "2"],
+        ["log", "--limit", "\u00b2"],
+        ["status", "x"],
+    ],
+    ids=lambda argv: " ".join(argv) or "(none)",
+)
+def test_unusual_forms_are_left_to_typer(argv: list[str]) -> None:
+    with pytest.raises(NotFast):
+        parse_fast(argv)
+
+
+def test_fast_path_fills_defaults() -> None:
+    from gdag.commands import run
+
+    assert parse_fast(["run"]) == (
+        run.run,
+        {
+            "targets": None,
+            "jobs": None,
+            "dry_run": False,
+            "keep_going": True,
+            "retry_failed": False,
+            "speculative": False,
+            "remote": None,
+            "quiet": False,
+            "json_out": False,
+            "path": None,
+            "log": None,
+        },
     )
-    assert parse_fast(["lookup", "x", "--at=-1"]) == ("lookup", {"output": "x", "at": "-1"})
-    assert parse_fast(["publish", "--", "x", "-v"]) == ("publish", {"output": "x", "value": "-v"})
     assert hoist_global_options(["-C", "p", "lookup", "x"]) == ["lookup", "-C", "p", "x"]
+    assert hoist_global_options(["--log=b", "-C", "p", "log"]) == ["log", "--log=b", "-C", "p"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "typer_too"),
+    [(["status"], False), (["log", "-n", "1"], False), (["why", "--help"], True)],
+)
+def test_only_the_invoked_command_is_imported(repo: Path, argv: list[str], typer_too: bool) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from gdag.main import main; rc = main(sys.argv[1:]); "
+        "print(rc, sorted(m for m in sys.modules if m.startswith('gdag.commands.')), "
+        "'typer' in sys.modules, file=sys.stderr)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *argv], cwd=repo, capture_output=True, text=True
+    )
+    verb = argv[0]
+    assert proc.stderr.strip().splitlines()[-1] == f"0 ['gdag.commands.{verb}'] {typer_too}"
+
+
+def test_typer_builds_only_the_invoked_command() -> None:
+    from gdag.cli import build_app
+
+    group = typer.main.get_command(build_app("why"))
+    assert isinstance(group, typer.core.TyperGroup)
+    built = {n for n, c in group.commands.items() if c.params}
+    assert built == {"why"}
+    # The others are still listed, with their help, for `gdag --help` and typos.
+    assert list(group.commands) == list(COMMANDS)
+    assert group.commands["status"].help == COMMANDS["status"].help
+
+
+def test_version_without_typer(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from gdag.main import main; main(['--version']); print('typer' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.stdout == f"gdag {__version__}\nFalse\n"
 
 
 @pytest.mark.parametrize("args", [["publish", "x", "1"], ["lookup", "x"]])
@@ -165,17 +322,6 @@ def test_hot_commands_do_not_import_heavy_libraries(repo: Path, args: list[str])
         [sys.executable, "-c", code, *args], cwd=repo, capture_output=True, text=True
     )
     assert proc.stderr.strip().splitlines()[-1] == "0 []"
-
-
-def test_fast_path_run_options() -> None:
-    assert parse_fast(["run", "a", "b", "-j", "3", "--fail-fast", "-q"]) == (
-        "run",
-        {"targets": ["a", "b"], "jobs": 3, "keep_going": False, "quiet": True},
-    )
-    assert parse_fast(["run"]) == ("run", {"targets": []})
-    for bad in (["run", "-j", "0"], ["run", "--jobs=x"], ["run", "--help"]):
-        with pytest.raises(_NotFast):  # left to the full CLI, which explains the error
-            parse_fast(bad)
 
 
 def test_noop_run_stays_off_the_graph_library(repo: Path) -> None:

@@ -1,0 +1,190 @@
+"""The commands: which module runs each verb, and how their arguments are declared.
+
+Like pip's `commands_dict`, `COMMANDS` maps a verb to the module that runs it,
+and only the invoked command's module is imported. Each module holds `SPEC`,
+its arguments and options declared once as data, and the function `SPEC`
+names, which takes every parameter as a keyword argument. Two parsers read
+`SPEC`: the standard-library fast path in `gdag.main` (the usual forms of every
+command) and the typer builder in `gdag.cli` (`--help`, usage errors, and
+whatever the fast path leaves to it).
+
+A command module imports the core inside its function, not at its top, so
+that reading its `SPEC` (for help or completion) costs next to nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+# Kinds of option: flag (True when given), switch (a flag with an `off` flag for
+# False), text, int, float (one value each), list (text, repeatable).
+KINDS = ("flag", "switch", "text", "int", "float", "list")
+
+
+class Required:
+    """The default of a parameter that must be given."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = Required()
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # the keyword argument of the command's function
+    flags: tuple[str, ...]  # in the order help shows them
+    help: str
+    kind: str = "flag"
+    metavar: str | None = None
+    default: Any = None
+    choices: tuple[str, ...] = ()  # offered on Tab; the command itself checks them
+    minimum: float | None = None
+    off: str | None = None  # switch: the flag that sets it False
+    envvar: str | None = None
+    complete: str | None = None  # what Tab offers as values: node, output, log, ...
+
+    def __post_init__(self) -> None:
+        assert self.kind in KINDS, self.kind
+        assert (self.off is not None) == (self.kind == "switch"), self.name
+        if self.kind == "flag" and self.default is None:
+            object.__setattr__(self, "default", False)
+
+    @property
+    def takes_value(self) -> bool:
+        return self.kind not in ("flag", "switch")
+
+    @property
+    def long(self) -> str:
+        """The name messages use: the long flag, else the only one."""
+        return next((f for f in self.flags if f.startswith("--")), self.flags[0])
+
+
+@dataclass(frozen=True)
+class Argument:
+    name: str
+    help: str
+    metavar: str | None = None
+    default: Any = REQUIRED
+    many: bool = False  # takes the rest of the positional arguments
+    complete: str | None = None
+
+
+Param = Option | Argument
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A command's parameters in the order its help shows them, and its function."""
+
+    params: tuple[Param, ...] = ()
+    run: str = "run"
+    help: str = ""  # subcommands only: a top-level command's help is in COMMANDS
+    subcommands: dict[str, Spec] = field(default_factory=dict)
+
+    @property
+    def options(self) -> list[Option]:
+        return [p for p in self.params if isinstance(p, Option)]
+
+    @property
+    def arguments(self) -> list[Argument]:
+        return [p for p in self.params if isinstance(p, Argument)]
+
+
+@dataclass(frozen=True)
+class Entry:
+    module: str
+    help: str
+    hidden: bool = False
+
+
+def _entry(verb: str, help: str, hidden: bool = False) -> Entry:
+    return Entry(f"gdag.commands.{verb}", help, hidden)
+
+
+COMMANDS: dict[str, Entry] = {
+    "init": _entry(
+        "init", "Make the repository ready: a starter gdag.toml and the log's init event."
+    ),
+    "publish": _entry(
+        "publish", "Append a new value of OUTPUT to the log, then run its subscribers."
+    ),
+    "lookup": _entry(
+        "lookup", "Print the value of OUTPUT (byte-exact), or list the outputs a pattern matches."
+    ),
+    "run": _entry("run", "Run every stale node, in dependency order, until nothing is stale."),
+    "replay": _entry(
+        "replay",
+        "Rebuild the log from OFFSET as if the current definition had always been in force.",
+    ),
+    "why": _entry("why", "Explain why NODE is stale, or why it last ran."),
+    "graph": _entry("graph", "Draw the DAG of nodes and outputs, with their state."),
+    "show": _entry(
+        "show", "Show a session, a node's recent runs, or an output and where its value came from."
+    ),
+    "sync": _entry(
+        "sync", "Exchange the log with a git remote: fetch theirs, push ours, nothing lost."
+    ),
+    "watch": _entry(
+        "watch", "Run pending work as events arrive, until interrupted (follows the branch if set)."
+    ),
+    "doctor": _entry(
+        "doctor",
+        "Check gdag's store (objects, logs, leftovers of killed processes); repair what is safe.",
+    ),
+    "check": _entry(
+        "check", "Compile the definition and report problems; change nothing in the log."
+    ),
+    "status": _entry("status", "Show every node: up to date, stale (and why), running, failed."),
+    "log": _entry("log", "List the log's events, newest first."),
+    "hooks": _entry("hooks", "Install, remove or list gdag's git hooks."),
+    "hook": _entry(
+        "hook", "Run by the hook shims: publish the git event, then run its subscribers.", True
+    ),
+}
+
+
+def load(verb: str) -> ModuleType:
+    """The module of a command in COMMANDS."""
+    return importlib.import_module(COMMANDS[verb].module)
+
+
+def spec_of(verb: str) -> Spec:
+    spec: Spec = load(verb).SPEC
+    return spec
+
+
+# -- options many commands share ----------------------------------------------------
+
+PATH = Option("path", ("-C",), "Run as if started in PATH (like git -C).", "text", "PATH")
+LOG = Option(
+    "log",
+    ("--log",),
+    "The log to use (default: main, or $GDAG_LOG).",
+    "text",
+    "NAME",
+    envvar="GDAG_LOG",
+    complete="log",
+)
+JSON = Option("json_out", ("--json",), "Machine-readable JSON on stdout.")
+JOBS = Option("jobs", ("--jobs", "-j"), "Parallel nodes (default: CPUs).", "int", "N", minimum=1)
+QUIET = Option("quiet", ("--quiet", "-q"), "No progress output.")
+# Global options: also accepted before the command (`gdag -C repo log`), as with git.
+GLOBAL_FLAGS = ("-C", "--log")
+
+
+def __getattr__(name: str) -> Any:
+    # `gdag.hooks` runs a hook's publish through these (they lived in gdag/commands.py).
+    if name == "has_subscribers":
+        from gdag.commands.publish import has_subscribers
+
+        return has_subscribers
+    if name == "run_nodes":
+        from gdag.commands.run import run_nodes
+
+        return run_nodes
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,108 @@
+"""`gdag publish`: append a value to the log, then run the output's subscribers."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from gdag.commands import JSON, LOG, PATH, Argument, Option, Spec
+from gdag.errors import UsageError
+from gdag.output import out, print_json
+
+if TYPE_CHECKING:
+    from gdag.workspace import ValueSource, Workspace
+
+SPEC = Spec(
+    (
+        Argument(
+            "output", "The output to publish to, e.g. photos/new.", complete="output-or-declared"
+        ),
+        Argument("value", "The value; '-' reads standard input.", default=None),
+        Option("file", ("--file", "-f"), "Read the value from a file.", "text", "PATH"),
+        Option(
+            "directory", ("--dir",), "Publish a directory (stored as a git tree).", "text", "PATH"
+        ),
+        Option(
+            "type_", ("--type", "-t"), "The output's type (it sticks once set).", "text", "TYPE"
+        ),
+        Option("if_changed", ("--if-changed",), "Append nothing if the value is unchanged."),
+        JSON,
+        Option("no_run", ("--no-run",), "Do not run the subscribers of OUTPUT."),
+        Option("detach", ("--detach",), "Run the subscribers in a background process."),
+        PATH,
+        LOG,
+    )
+)
+
+
+def run(
+    *,
+    output: str,
+    value: str | None,
+    file: str | None,
+    directory: str | None,
+    type_: str | None,
+    if_changed: bool,
+    json_out: bool,
+    no_run: bool,
+    detach: bool,
+    path: str | None,
+    log: str | None,
+) -> int:
+    from gdag.commands.run import run_detached, run_nodes
+    from gdag.workspace import Workspace
+
+    source = value_source(value, file, directory)
+    ws = Workspace.open(path, log)
+    result = ws.publish(output, source, type_, if_changed)
+    if json_out:
+        print_json(result.to_json())
+    elif result.session:
+        out(f"{result.output} (in session {result.session})\n".encode())
+    else:
+        state = "" if result.changed else " (unchanged)"
+        out(f"{result.output} v{result.version} @ {result.offset}{state}\n".encode())
+    if no_run or result.session or not result.changed or not has_subscribers(ws, output):
+        return 0
+    if detach:
+        run_detached(ws, [output])
+        return 0
+    return run_nodes(ws, [output], jobs=1, quiet=json_out)
+
+
+def value_source(value: str | None, file: str | None, directory: str | None) -> ValueSource:
+    import os
+    from pathlib import Path
+
+    from gdag.workspace import ValueSource
+
+    given = [x for x in (value, file, directory) if x is not None]
+    if len(given) != 1:
+        raise UsageError(
+            "give exactly one value"
+            + (": " if given else "")
+            + ", ".join(
+                n for n, x in (("VALUE", value), ("--file", file), ("--dir", directory)) if x
+            ),
+            hint="gdag publish OUTPUT VALUE | --file PATH | --dir PATH | - (stdin)",
+        )
+    if value == "-" or file == "-":
+        return ValueSource(stream=sys.stdin.buffer)
+    if value is not None:
+        return ValueSource(data=os.fsencode(value))
+    if file is not None:
+        return ValueSource(file=Path(file))
+    return ValueSource(directory=Path(directory or "."))
+
+
+def has_subscribers(ws: Workspace, output: str) -> bool:
+    """Whether any node subscribes to `output` (checked without the graph library)."""
+    from gdag import state
+    from gdag.names import is_pattern, matches
+
+    dag = state.read_dag(ws.store, ws.store.read_commit(ws.log.require_tip()).tree) or {}
+    return any(
+        target == output or (is_pattern(target) and matches(target, output))
+        for node in dag.get("nodes", {}).values()
+        for target in node["inputs"].values()
+    )

@@ -1,0 +1,142 @@
+"""`gdag run`: run stale nodes until nothing is stale; the run that publish and hooks start."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from gdag.commands import JOBS, JSON, LOG, PATH, QUIET, Argument, Option, Spec
+
+if TYPE_CHECKING:
+    from gdag.workspace import Workspace
+
+SPEC = Spec(
+    (
+        Argument(
+            "targets",
+            "Only what these nodes/outputs reach.",
+            metavar="[NODE|OUTPUT]...",
+            default=None,
+            many=True,
+            complete="node-or-output",
+        ),
+        JOBS,
+        Option("dry_run", ("--dry-run", "-n"), "Show what would run; run nothing."),
+        Option(
+            "keep_going",
+            ("--keep-going", "-k"),
+            "After a failure, go on with independent nodes (default) or stop.",
+            "switch",
+            default=True,
+            off="--fail-fast",
+        ),
+        Option("retry_failed", ("--retry-failed",), "Run failed nodes again on the same inputs."),
+        Option(
+            "speculative",
+            ("--speculative",),
+            "Start subscribers on outputs a running node advises early.",
+        ),
+        Option(
+            "remote",
+            ("--remote",),
+            "Work on the log of a shared git remote (leases and merges by push).",
+            "text",
+            "REMOTE",
+        ),
+        QUIET,
+        JSON,
+        PATH,
+        LOG,
+    )
+)
+
+
+def run(
+    *,
+    targets: list[str] | None,
+    jobs: int | None,
+    dry_run: bool,
+    keep_going: bool,
+    retry_failed: bool,
+    speculative: bool,
+    remote: str | None,
+    quiet: bool,
+    json_out: bool,
+    path: str | None,
+    log: str | None,
+) -> int:
+    from gdag.workspace import Workspace
+
+    ws = Workspace.open(path, log)
+    return run_nodes(
+        ws,
+        targets or None,
+        jobs=jobs or os.cpu_count() or 1,
+        quiet=quiet,
+        dry_run=dry_run,
+        keep_going=keep_going,
+        retry_failed=retry_failed,
+        json_out=json_out,
+        speculative=speculative,
+        remote=remote,
+    )
+
+
+def run_nodes(
+    ws: Workspace,
+    targets: list[str] | None,
+    *,
+    jobs: int,
+    quiet: bool = False,
+    dry_run: bool = False,
+    keep_going: bool = True,
+    retry_failed: bool = False,
+    json_out: bool = False,
+    speculative: bool = False,
+    remote: str | None = None,
+) -> int:
+    """Run stale nodes until quiescent, with progress on stderr; 1 if a node failed.
+
+    With `json_out`, stdout gets one JSON object per line for every event, then a
+    `summary` line.
+    """
+    from gdag.progress import JsonLines, RunView
+    from gdag.runner import Engine
+
+    view = JsonLines() if json_out else RunView(quiet=quiet)
+    shared = None
+    if remote is not None:
+        from gdag.remote import Remote, sync_log
+
+        shared = Remote(ws.store, remote)
+        sync_log(shared, ws.log)
+    try:
+        summary = Engine(ws, jobs, view, speculative=speculative, remote=shared).run(
+            targets, dry_run=dry_run, keep_going=keep_going, retry_failed=retry_failed
+        )
+    finally:
+        view.stop()
+    if not dry_run:
+        view.close(summary)
+    return 0 if summary.ok else 1
+
+
+def run_detached(ws: Workspace, targets: list[str]) -> None:
+    """Leave the run to a background process whose output goes under .git/gdag/logs/."""
+    import subprocess
+    import time
+
+    logs = ws.store.gdag_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    root = str(ws.store.workdir or ws.store.gitdir)
+    with open(log_path, "ab") as log_file:
+        subprocess.Popen(
+            [sys.executable, "-m", "gdag", "run", *targets, "-C", root, "--log", ws.log.name],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,
+            close_fds=True,
+        )

@@ -1,0 +1,52 @@
+"""`gdag watch`: run pending work as events arrive, until interrupted."""
+
+from __future__ import annotations
+
+from gdag.commands import JOBS, LOG, PATH, QUIET, Option, Spec
+
+SPEC = Spec(
+    (
+        Option(
+            "interval",
+            ("--interval",),
+            "Seconds between checks.",
+            "float",
+            "S",
+            default=0.5,
+            minimum=0.05,
+        ),
+        JOBS,
+        Option("remote", ("--remote",), "Sync with and work for a git remote.", "text", "REMOTE"),
+        QUIET,
+        PATH,
+        LOG,
+    )
+)
+
+
+def run(
+    *,
+    interval: float,
+    jobs: int | None,
+    remote: str | None,
+    quiet: bool,
+    path: str | None,
+    log: str | None,
+) -> int:
+    import os
+
+    from gdag.progress import RunView
+    from gdag.watch import Watcher
+
+    view = RunView(quiet=quiet)
+    watcher = Watcher(path, log, jobs or os.cpu_count() or 1, view, interval, remote)
+    if not quiet:
+        where = watcher.store.workdir or watcher.store.gitdir
+        view.emit([(f"watching {where} every {interval:g}s; Ctrl-C stops", "dim")])
+    try:
+        watcher.loop()
+    except KeyboardInterrupt:
+        view.stop()
+        if not quiet:
+            view.emit([("stopped", "dim")])
+    return 0
