@@ -119,6 +119,34 @@ def _info(p: Param) -> Any:
     return typer.Option(default, *decls, **extra)
 
 
+def retired_hint(argv: list[str], flag: str) -> str | None:
+    """For a short option a command had once, the option it is now."""
+    from gdag.commands import spec_of
+
+    if not argv or argv[0] not in COMMANDS:
+        return None
+    spec = spec_of(argv[0])
+    if spec.subcommands and len(argv) > 1:
+        spec = spec.subcommands.get(argv[1], spec)
+    for opt in spec.options:
+        if flag in opt.retired:
+            return f"use {opt.long}; {flag} is short for {_meaning(flag)}"
+    return None
+
+
+def _meaning(flag: str) -> str:
+    """What a short option stands for now, and where (it means one thing everywhere)."""
+    from gdag.commands import spec_of
+
+    for verb in COMMANDS:
+        spec = spec_of(verb)
+        for name, sub in [("", spec), *((f" {n}", s) for n, s in spec.subcommands.items())]:
+            for opt in sub.options:
+                if flag in opt.flags:
+                    return f"{opt.long} (gdag {verb}{name})"
+    return "nothing now"
+
+
 def run_app(argv: list[str]) -> int:
     """Run the typer app on `argv`, mapping its outcomes to gdag's exit statuses."""
     cmd = typer.main.get_command(build_app(argv[0] if argv else None))
@@ -128,7 +156,10 @@ def run_app(argv: list[str]) -> int:
         sys.stderr.write(f"gdag: error: {exc.format_message()}\n")
         ctx = getattr(exc, "ctx", None)
         if exc.exit_code == EXIT_USAGE:
-            sys.stderr.write(f"hint: see `{ctx.command_path if ctx else 'gdag'} --help`\n")
+            flag = getattr(exc, "option_name", None)
+            hint = retired_hint(argv, flag) if flag else None
+            command = ctx.command_path if ctx else "gdag"
+            sys.stderr.write(f"hint: {hint or f'see `{command} --help`'}\n")
         return exc.exit_code
     except typer.Exit as exc:
         return int(exc.exit_code)

@@ -340,3 +340,40 @@ def test_noop_run_stays_off_the_graph_library(repo: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True)
     assert proc.stderr.strip().splitlines()[-1] == "0 []"
     assert "nothing to do" in proc.stderr
+
+
+def test_a_short_option_means_one_thing_in_every_command() -> None:
+    """-n is --limit and -f is --file wherever they exist (`git log -n`), never something else."""
+    group = typer.main.get_command(app)
+    meanings: dict[str, set[str]] = {}
+    commands = [(name, cmd) for name, cmd in group.commands.items()]  # type: ignore[attr-defined]
+    for name, cmd in list(commands):
+        commands += [(f"{name} {n}", c) for n, c in getattr(cmd, "commands", {}).items()]
+    for _, cmd in commands:
+        for param in cmd.params:
+            if param.param_type_name != "option":
+                continue
+            names = [*param.opts, *param.secondary_opts]
+            long = next((n for n in names if n.startswith("--")), names[0])
+            for short in (n for n in names if not n.startswith("--")):
+                meanings.setdefault(short, set()).add(long)
+    assert meanings["-n"] == {"--limit"} and meanings["-f"] == {"--file"}
+    clashes = {short: sorted(longs) for short, longs in meanings.items() if len(longs) > 1}
+    assert not clashes, f"short options with more than one meaning: {clashes}"
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["run", "-n"], "use --dry-run; -n is short for --limit (gdag log)"),
+        (["graph", "-f", "svg"], "use --format; -f is short for --file (gdag publish)"),
+    ],
+)
+def test_a_retired_short_option_is_refused_naming_the_long_one(
+    repo: Path, argv: list[str], hint: str
+) -> None:
+    r = gdag(*argv, cwd=repo)
+    assert r.returncode == 2 and r.stdout == b""
+    assert r.stderr == f"gdag: error: No such option: {argv[1]}\nhint: {hint}\n"
+    with pytest.raises(NotFast):
+        parse_fast(argv)

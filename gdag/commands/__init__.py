@@ -47,6 +47,8 @@ class Option:
     off: str | None = None  # switch: the flag that sets it False
     envvar: str | None = None
     complete: str | None = None  # what Tab offers as values: node, output, log, ...
+    # Short forms this option had once, refused now with a hint naming the option.
+    retired: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         assert self.kind in KINDS, self.kind

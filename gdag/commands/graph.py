@@ -15,11 +15,12 @@ SPEC = Spec(
     (
         Option(
             "format_",
-            ("--format", "-f"),
+            ("--format",),
             "tree (default on a terminal), dot, mermaid, json, svg, png, html.",
             "text",
             "FORMAT",
             choices=FORMATS,
+            retired=("-f",),
         ),
         Option(
             "start", ("--from",), "Only what X reaches.", "text", "X", complete="node-or-output"

@@ -22,7 +22,7 @@ SPEC = Spec(
             complete="node-or-output",
         ),
         JOBS,
-        Option("dry_run", ("--dry-run", "-n"), "Show what would run; run nothing."),
+        Option("dry_run", ("--dry-run",), "Show what would run; run nothing.", retired=("-n",)),
         Option(
             "keep_going",
             ("--keep-going", "-k"),
