@@ -18,7 +18,7 @@ from typing import Any
 import typer
 
 from gdag import __version__
-from gdag.commands import COMMANDS, REQUIRED, Argument, Param, Spec, load
+from gdag.commands import COMMANDS, REQUIRED, Argument, Option, Param, Spec, load
 from gdag.errors import EXIT_INTERRUPTED, EXIT_USAGE
 
 HELP = "A git-native reactive dataflow engine: publish values, run nodes, keep every result."
@@ -107,6 +107,8 @@ def _info(p: Param) -> Any:
     extra: dict[str, Any] = {"help": p.help}
     if p.metavar is not None:
         extra["metavar"] = p.metavar
+    if p.complete or (isinstance(p, Option) and p.choices):
+        extra["autocompletion"] = _completer(p)
     if isinstance(p, Argument):
         return typer.Argument(default, **extra)
     if p.minimum is not None:
@@ -117,6 +119,17 @@ def _info(p: Param) -> Any:
     if p.off is not None:
         decls[0] = f"{decls[0]}/{p.off}"
     return typer.Option(default, *decls, **extra)
+
+
+def _completer(p: Param) -> Callable[..., list[str]]:
+    """Tab completion of a parameter's values, the same as `gdag.commands._complete` gives."""
+
+    def complete(ctx: typer.Context, incomplete: str) -> list[str]:
+        from gdag.commands._complete import values
+
+        return values(p, ctx.params.get("path"), ctx.params.get("log"), incomplete)
+
+    return complete
 
 
 def retired_hint(argv: list[str], flag: str) -> str | None:

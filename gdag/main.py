@@ -6,7 +6,8 @@ commands take to do their work, and `gdag publish`, `lookup`, `status` and the
 hook shims run in shell loops, prompts and git hooks. So the usual forms are
 parsed here from each command's `SPEC` (`gdag.commands`), the same declaration
 the typer app is built from; anything unusual (`--help`, a mistake, `-j4`)
-falls through to typer, which owns every message about usage.
+falls through to typer, which owns every message about usage. A shell's Tab
+is answered from the same declarations (`gdag.commands._complete`).
 """
 
 from __future__ import annotations
@@ -162,7 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     signal.signal(signal.SIGTERM, _terminate)
-    args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
+    args = list(sys.argv[1:] if argv is None else argv)
+    if os.environ.get("_GDAG_COMPLETE", "").startswith("complete_"):
+        from gdag.commands._complete import answer
+
+        return answer(os.environ["_GDAG_COMPLETE"])
+    args = hoist_global_options(args)
     try:
         try:
             command, kwargs = parse_fast(args)

@@ -6,7 +6,8 @@ its arguments and options declared once as data, and the function `SPEC`
 names, which takes every parameter as a keyword argument. Two parsers read
 `SPEC`: the standard-library fast path in `gdag.main` (the usual forms of every
 command) and the typer builder in `gdag.cli` (`--help`, usage errors, and
-whatever the fast path leaves to it).
+whatever the fast path leaves to it); `gdag.commands._complete` answers a
+shell's Tab from it too.
 
 A command module imports the core inside its function, not at its top, so
 that reading its `SPEC` (for help or completion) costs next to nothing.
@@ -46,7 +47,7 @@ class Option:
     minimum: float | None = None
     off: str | None = None  # switch: the flag that sets it False
     envvar: str | None = None
-    complete: str | None = None  # what Tab offers as values: node, output, log, ...
+    complete: str | None = None  # what Tab offers as values (see _complete.SOURCES)
     # Short forms this option had once, refused now with a hint naming the option.
     retired: tuple[str, ...] = ()
 
