@@ -212,7 +212,7 @@ def load_model(ref: str) -> Any:
     """Import the type named `module:Name` from the repository (or any installed module)."""
     from pathlib import Path
 
-    from gdag.pynode import load_module
+    from gdag.usercode import load_module
 
     module_name, _, attr = ref.partition(":")
     root = Path(USER_ROOT[0]) if USER_ROOT else None
