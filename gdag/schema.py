@@ -59,7 +59,7 @@ DRAFTS: dict[type[Validator], str] = {
 
 MAX_MESSAGE = 300  # an enum of many values would otherwise fill the terminal
 
-Stamp = tuple[int, int]  # st_mtime_ns, st_size
+Stamp = tuple[int, int, int]  # st_mtime_ns, st_size, st_ino (editors often replace files)
 
 
 @dataclass
@@ -154,7 +154,7 @@ def _stamp(path: Path) -> Stamp | None:
         st = os.stat(path)
     except OSError:
         return None
-    return st.st_mtime_ns, st.st_size
+    return st.st_mtime_ns, st.st_size, st.st_ino
 
 
 class _RefError(Exception):
@@ -329,5 +329,7 @@ class _Loader:
 
 
 def _formats(cls: type[Validator]) -> FormatChecker:
-    draft = cls.FORMAT_CHECKER.checkers
-    return FormatChecker(formats=[name for name in FORMATS if name in draft])
+    """The dialect's own checkers (draft 3 names some formats differently), in FORMATS."""
+    checker = FormatChecker(formats=())
+    checker.checkers = {k: v for k, v in cls.FORMAT_CHECKER.checkers.items() if k in FORMATS}
+    return checker
