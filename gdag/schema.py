@@ -189,8 +189,9 @@ class _Loader:
         self.cls = self.dialect(contents, self.label(path))
         self.check(self.cls, contents, self.label(path))
         resource = self.resource(contents)
-        if resource.id() is not None:
-            self.id_base = urljoin(urljoin(self.file_base, resource.id()), ".")
+        top_id = urljoin(self.file_base, resource.id() or "")
+        if urlsplit(top_id).netloc:  # an http(s) $id: its directory maps to the file's
+            self.id_base = urljoin(top_id, ".")
         self.labels[self.file_base] = self.label(path)
         registry: Registry[Any] = Registry(retrieve=self.retrieve)  # type: ignore[call-arg]
         registry = METASCHEMAS.combine(registry).with_resource(self.file_base, resource)
@@ -276,9 +277,17 @@ class _Loader:
         if self.id_base is not None and uri.startswith(self.id_base):
             uri = urljoin(self.file_base, uri[len(self.id_base) :])
         parts = urlsplit(uri)
+        if self.id_base is not None and urlsplit(self.id_base)[:2] == parts[:2]:
+            raise _RefError(
+                f"resolves to {uri}, outside {self.id_base} (the directory of the top "
+                "schema's $id, read from the schema file's directory)",
+                hint="a $ref below a schema with a $id stays under that $id's directory",
+            )
         if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
             raise _RefError(
-                f"is not in the repository ({uri}); gdag never downloads schemas",
+                f"is on the network ({uri}): gdag never downloads schemas"
+                if parts.netloc
+                else f"resolves to {uri}, not to a file of the repository",
                 hint="copy that schema into the repository and $ref it by its relative path",
             )
         path = Path(unquote(parts.path)).resolve()

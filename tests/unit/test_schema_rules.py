@@ -239,11 +239,11 @@ BAD_SCHEMAS: list[tuple[dict[str, Any], str]] = [
     # Refs are followed when the schema loads, not only when a value reaches them.
     (
         {"s.json": {"$defs": {"unused": {"$ref": "http://example.com/x.json"}}}},
-        "$ref 'http://example.com/x.json' in s.json is not in the repository (http://example.com/x.json); gdag never downloads schemas",
+        "$ref 'http://example.com/x.json' in s.json is on the network (http://example.com/x.json): gdag never downloads schemas",
     ),
     (
         {"s.json": {"anyOf": [True, {"$ref": "https://example.com/x.json#/a"}]}},
-        "is not in the repository (https://example.com/x.json)",
+        "is on the network (https://example.com/x.json)",
     ),
     (
         {"s.json": {"$ref": "../outside.json"}},
@@ -256,6 +256,14 @@ BAD_SCHEMAS: list[tuple[dict[str, Any], str]] = [
     (
         {"s.json": {"$ref": "file:///etc/hostname"}},
         "$ref 'file:///etc/hostname' in s.json leaves the repository (/etc/hostname)",
+    ),
+    (
+        {"s.json": {"$id": "https://example.com/schemas/s.json", "$ref": "../x.json"}},
+        "$ref '../x.json' in s.json resolves to https://example.com/x.json, outside https://example.com/schemas/",
+    ),
+    (
+        {"s.json": {"$id": "urn:example:root", "$ref": "other.json"}},
+        "$ref 'other.json' in s.json resolves to other.json, not to a file of the repository",
     ),
 ]
 
