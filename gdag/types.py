@@ -161,6 +161,7 @@ def check_value(
             typ.ref or "",
             USER_ROOT[0] if USER_ROOT else None,
             lambda why: _refuse(output, top or typ, why),
+            where,
         )
     raise _refuse(output, top, f"{where} is {_describe(value)}")
 
