@@ -72,7 +72,7 @@ def main() -> None:
         t = time.perf_counter()
         dag = compile_definition(src)
         in_process = time.perf_counter() - t
-        edges = sum(len(n["inputs"]) + len(n["publishes"]) for n in dag["nodes"].values())
+        edges = sum(len(n.inputs) + len(n.publishes) for n in dag.nodes.values())
         check = timed([*gdag_command(), "check"], repo, args.runs, env)
         (repo / "models.py").write_text(
             "from pydantic import BaseModel\n\n"

@@ -11,11 +11,14 @@ import inspect
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gdag.errors import DefinitionError
 from gdag.names import is_pattern, overlaps
 from gdag.types import BYTES, Type
+
+if TYPE_CHECKING:
+    from gdag.dag import Dag, Node
 
 JSON_KINDS = ("str", "int", "float", "bool", "json", "list", "dict", "optional", "model", "schema")
 
@@ -81,20 +84,23 @@ def from_annotation(ann: Any) -> Type | None:
     return None
 
 
-def producer_types(dag: dict[str, Any], target: str) -> list[tuple[str, Type]]:
+def producer_types(dag: Dag, target: str) -> list[tuple[str, Type]]:
     """(declared name or pattern, type) of every declaration an input can receive values of."""
     found = []
-    for name, spec in dag.get("outputs", {}).items():
+    for name, decl in dag.outputs.items():
         if name == target or overlaps(name, target) and (is_pattern(name) or is_pattern(target)):
-            from gdag.types import parse_type
-
-            found.append((name, parse_type(spec["type"])))
+            found.append((name, decl.parsed))
     return found
 
 
-def member_type(dag: dict[str, Any], node: dict[str, Any], arg: str, ann: Type) -> Type:
+def member_type(node: Node, arg: str, ann: Type) -> Type:
     """For a pattern input, the annotation is a dict of members: check the member type."""
-    if is_pattern(node["inputs"][arg]):
+    return member_type_of(node.inputs[arg], ann)
+
+
+def member_type_of(target: str, ann: Type) -> Type:
+    """The type one value of an input subscribed to `target` is checked against."""
+    if is_pattern(target):
         base = ann.arg if ann.kind == "optional" and ann.arg else ann
         if base.kind == "dict" and base.arg is not None:
             return base.arg
@@ -102,34 +108,34 @@ def member_type(dag: dict[str, Any], node: dict[str, Any], arg: str, ann: Type) 
     return ann
 
 
-def check_bindings(dag: dict[str, Any], functions: dict[str, Any], where: str) -> None:
+def check_bindings(dag: Dag, functions: dict[str, Any], where: str) -> None:
     """Refuse any Python node input that cannot take the type of an output it is bound to."""
-    for name, node in dag.get("nodes", {}).items():
+    for name, node in dag.nodes.items():
         fn = functions.get(name)
         if fn is None:
             continue
         params = inspect.signature(fn).parameters
-        if "inputs" in params and "inputs" not in node["inputs"]:
+        if "inputs" in params and "inputs" not in node.inputs:
             continue  # takes one container of all inputs: typed by `gdag check --stubs`
-        for arg, target in node["inputs"].items():
+        for arg, target in node.inputs.items():
             param = params.get(arg)
             if param is None:
                 if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
                     raise DefinitionError(
                         f"{where}: [nodes.{name}]: input {arg!r} is not a parameter of "
-                        f"{node['command']}",
+                        f"{node.command}",
                         hint="name the inputs after the function's parameters",
                     )
                 continue
             ann = from_annotation(resolved_hints(fn).get(arg, param.annotation))
             if ann is None:
                 continue
-            want = member_type(dag, node, arg, ann)
+            want = member_type(node, arg, ann)
             for out, typ in producer_types(dag, target):
                 if not accepts(want, typ):
                     raise DefinitionError(
                         f"{where}: [nodes.{name}]: input {arg!r} is bound to output {out!r} "
-                        f"of type {typ}, but {node['command']} takes {want}",
+                        f"of type {typ}, but {node.command} takes {want}",
                         hint=f"change the annotation of {arg!r} or the type of {out!r}",
                     )
 
@@ -145,11 +151,11 @@ def return_type(fn: Any) -> Type | None:
     return from_annotation(resolved_hints(fn).get("return", inspect.Parameter.empty))
 
 
-def check_returns(dag: dict[str, Any], functions: dict[str, Any], where: str) -> None:
+def check_returns(dag: Dag, functions: dict[str, Any], where: str) -> None:
     """A Python node's return annotation must fit its single declared output's type."""
-    for name, node in dag.get("nodes", {}).items():
+    for name, node in dag.nodes.items():
         fn = functions.get(name)
-        pubs = node["publishes"]
+        pubs = node.publishes
         if fn is None or len(pubs) != 1 or is_pattern(pubs[0]):
             continue
         ret = return_type(fn)
@@ -158,7 +164,7 @@ def check_returns(dag: dict[str, Any], functions: dict[str, Any], where: str) ->
         for out, typ in producer_types(dag, pubs[0]):
             if not accepts(typ, ret if ret.kind != "optional" else ret.arg or ret):
                 raise DefinitionError(
-                    f"{where}: [nodes.{name}]: {node['command']} returns {ret}, "
+                    f"{where}: [nodes.{name}]: {node.command} returns {ret}, "
                     f"but output {out!r} has type {typ}",
                     hint=f"change the return annotation or the type of {out!r}",
                 )

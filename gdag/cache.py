@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gdag import state
 from gdag.names import is_pattern
 from gdag.repo import MODE_BLOB, Entry, Store
 
+if TYPE_CHECKING:
+    from gdag.dag import Node
+
 CACHE_DIR = b"@cache"
 
 
-def cache_key(store: Store, root: bytes, node: dict[str, Any]) -> str:
+def cache_key(store: Store, root: bytes, node: Node) -> str:
     """A hash of the node's code and the object ids of every input value it would see."""
     values: dict[str, Any] = {}
-    for arg, target in sorted(node["inputs"].items()):
+    for arg, target in sorted(node.inputs.items()):
         names = list(state.list_outputs(store, root, target)) if is_pattern(target) else [target]
         seen = {}
         for name in names:
@@ -29,7 +32,7 @@ def cache_key(store: Store, root: bytes, node: dict[str, Any]) -> str:
             if out is not None:
                 seen[name] = out.value.sha.decode()
         values[arg] = seen
-    blob = json.dumps({"code": node["code"], "inputs": values}, sort_keys=True).encode()
+    blob = json.dumps({"code": node.code, "inputs": values}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
 
 

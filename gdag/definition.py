@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gdag.dag import Dag
 from gdag.errors import DefinitionError, GdagError
-from gdag.names import check_output_name, check_simple_name, env_name, is_pattern, matches
-from gdag.types import BYTES, Type, parse_type
+from gdag.names import check_output_name, check_simple_name, env_name, is_pattern
+from gdag.types import parse_type
 
 FORMAT = 2  # bumped whenever compiled nodes gain keys: older dag.json recompiles
 DEFINITION_FILE = "gdag.toml"
@@ -115,29 +116,27 @@ def parse_source(src: Source) -> dict[str, Any]:
     return doc
 
 
-def compile_definition(
-    src: Source, load_python: bool = True, digest: Digests | None = None
-) -> dict[str, Any]:
+def compile_definition(src: Source, load_python: bool = True, digest: Digests | None = None) -> Dag:
     """Check the definition and return its compiled, JSON-able form (dag.json).
 
     With `load_python=False`, Python nodes are not imported (no source hashes,
     no annotation checks, no @node discovery): enough to write typed stubs.
     """
-    doc = parse_source(src)
+    toml = parse_source(src)
     where = src.label
-    _no_unknown(doc, TOP_KEYS, where, "top level")
-    outputs = _compile_outputs(doc.get("outputs", {}), where)
-    log_section = doc.get("log", {})
+    _no_unknown(toml, TOP_KEYS, where, "top level")
+    outputs = _compile_outputs(toml.get("outputs", {}), where)
+    log_section = toml.get("log", {})
     _no_unknown(log_section, {"follow"}, where, "[log]")
     if log_section.get("follow", "none") not in ("branch", "none"):
         raise DefinitionError(f'{where}: [log] follow must be "branch" or "none"')
-    dag_section = doc.get("dag", {})
+    dag_section = toml.get("dag", {})
     _no_unknown(dag_section, DAG_KEYS, where, "[dag]")
     modules = dag_section.get("modules", [])
     if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
         raise DefinitionError(f"{where}: [dag] modules must be a list of module names")
     root = src.path.parent if src.path else None
-    table = dict(doc.get("nodes", {})) if isinstance(doc.get("nodes", {}), dict) else {}
+    table = dict(toml.get("nodes", {})) if isinstance(toml.get("nodes", {}), dict) else {}
     for name, spec in _decorated_nodes(modules if load_python else [], root, where):
         if name in table:
             raise DefinitionError(f"{where}: node {name!r} is defined twice (table and @node)")
@@ -147,7 +146,7 @@ def compile_definition(
     globs = _hash_sources(nodes, root, where, watch, digest or PLAIN)
     _type_returns(outputs, nodes, functions)
     _fold_types(outputs, nodes)
-    dag = {
+    doc: dict[str, Any] = {
         "format": FORMAT,
         "source": src.digest,
         "modules": list(modules),
@@ -156,7 +155,8 @@ def compile_definition(
         "watch": watch,
     }
     if globs:
-        dag["globs"] = globs
+        doc["globs"] = globs
+    dag = Dag.from_json(doc)
     if nodes:
         from gdag.graph import check_graph
 
@@ -171,10 +171,10 @@ def compile_definition(
 
 def _fold_types(outputs: dict[str, Any], nodes: dict[str, Any]) -> None:
     """A node whose inputs' or outputs' declared types change is stale: fold them in."""
-    dag = {"outputs": outputs}
+    dag = Dag.from_json({"outputs": outputs})
     for node in nodes.values():
         names = [*node["inputs"].values(), *node["publishes"]]
-        sig = json.dumps([str(output_type(dag, n)) for n in names])
+        sig = json.dumps([str(dag.output_type(n)) for n in names])
         node["code"] = hashlib.sha256((node["code"] + sig).encode()).hexdigest()[:16]
 
 
@@ -186,7 +186,9 @@ def _type_returns(
 
     for name, fn in functions.items():
         pubs = nodes[name]["publishes"]
-        if len(pubs) != 1 or is_pattern(pubs[0]) or output_type({"outputs": outputs}, pubs[0]):
+        if len(pubs) != 1 or is_pattern(pubs[0]):
+            continue
+        if Dag.from_json({"outputs": outputs}).output_type(pubs[0]) is not None:
             continue
         ret = return_type(fn)
         if ret is not None:
@@ -196,7 +198,7 @@ def _type_returns(
 
 def _decorated_nodes(modules: list[str], root: Path | None, where: str) -> list[tuple[str, Any]]:
     """Nodes declared with the @gdag.node decorator in the listed modules."""
-    from gdag.pynode import load_module
+    from gdag.usercode import load_module
 
     found = []
     for module_name in modules:
@@ -220,7 +222,7 @@ def _hash_python_nodes(
     nodes: dict[str, Any], root: Path | None, where: str
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """Fold each Python node's function source into its code hash; (files to watch, functions)."""
-    from gdag.pynode import function_identity, load_function
+    from gdag.usercode import function_identity, load_function
 
     watch: dict[str, str] = {}
     functions: dict[str, Any] = {}
@@ -435,15 +437,14 @@ class Digests:
 PLAIN = Digests(None)
 
 
-def is_current(dag: dict[str, Any], src: Source, digest: Digests = PLAIN) -> bool:
+def is_current(dag: Dag, src: Source, digest: Digests = PLAIN) -> bool:
     """Whether a compiled definition still matches its sources (toml and Python files)."""
-    if dag.get("source") != src.digest or dag.get("format") != FORMAT:
+    if dag.source != src.digest or dag.format != FORMAT:
         return False
     root = src.path.parent if src.path is not None else Path()
-    if not all(digest(root / p) == h for p, h in dag.get("watch", {}).items()):
+    if not all(digest(root / p) == h for p, h in dag.watch.items()):
         return False
-    globs = dag.get("globs", {})
-    return all(expand_sources(g, root) == files for g, files in globs.items())
+    return all(expand_sources(g, root) == list(files) for g, files in dag.globs.items())
 
 
 def _no_unknown(table: Any, allowed: set[str], where: str, what: str) -> None:
@@ -595,19 +596,3 @@ def code_hash(node: dict[str, Any], extra: str = "") -> str:
     keys = ("kind", "command", "inputs", "publishes", "mode", "when", "env", "cwd")
     blob = json.dumps({k: node[k] for k in keys}, sort_keys=True).encode() + extra.encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def output_type(dag: dict[str, Any] | None, name: str) -> Type | None:
-    """The declared type of output `name`, exact declaration first, then patterns."""
-    if not dag:
-        return None
-    outputs = dag.get("outputs", {})
-    spec = outputs.get(name)
-    if spec is None:
-        for pattern, pspec in outputs.items():
-            if is_pattern(pattern) and matches(pattern, name):
-                spec = pspec
-                break
-    if spec is None:
-        return None
-    return parse_type(spec.get("type", "bytes")) if spec.get("type") else BYTES

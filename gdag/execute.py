@@ -1,36 +1,34 @@
-"""Running a node's code: shell commands in a subprocess, Python functions in-process.
+"""The git side of running a node: a job prepared from a session, its result recorded back.
 
-Inputs reach shell nodes as files named by environment variables, never
-spliced into the command; outputs come back as files under `$GDAG_OUT` or
-through `gdag publish` inside the session.
+`prepare_job` reads the node's inputs from the state the session sees and
+packs them into a self-contained `Job`; an executor runs it; `Recorder` checks
+and encodes every output by its type and records it on the session branch.
+`run_session` ties the three together for the engine.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
-import signal
-import subprocess
-import sys
-import tempfile
-import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gdag import state
 from gdag.errors import GdagError
-from gdag.names import check_output_name, env_name, is_pattern, matches
+from gdag.job import MODE_DIR, Emitted, Input, Job, TreeFile, Value, check_publishable
+from gdag.names import is_pattern
 from gdag.repo import MODE_BLOB, Entry, Store
 from gdag.session import Outcome, Session
-from gdag.types import Type, canonical_json, check_value, parse_type, stored_to_display
+from gdag.types import BYTES, Type, canonical_json, check_value, decode_text_value, parse_type
+
+if TYPE_CHECKING:
+    from gdag.dag import Dag, Node
+    from gdag.executors import Executor
 
 
 @dataclass
 class InputValue:
-    """One output a node receives: its name, version and stored value."""
+    """One output a node receives: its name, version, type and stored entry."""
 
     name: str
     version: int
@@ -38,10 +36,10 @@ class InputValue:
     entry: Entry
 
 
-def gather_inputs(store: Store, root: bytes, node: dict[str, Any]) -> dict[str, Any]:
+def gather_inputs(store: Store, root: bytes, node: Node) -> dict[str, Any]:
     """arg -> InputValue | {name: InputValue} for patterns | None when absent."""
     found: dict[str, Any] = {}
-    for arg, target in node["inputs"].items():
+    for arg, target in node.inputs.items():
         if is_pattern(target):
             members = {}
             for name in state.list_outputs(store, root, target):
@@ -68,180 +66,106 @@ def members(value: Any) -> list[InputValue]:
     return [value]
 
 
-def allowed(node: dict[str, Any], name: str) -> bool:
-    return any(p == name or (is_pattern(p) and matches(p, name)) for p in node["publishes"])
+# -- preparing a job -------------------------------------------------------------
 
 
-def check_publishable(node_name: str, node: dict[str, Any], name: str) -> None:
-    check_output_name(name)
-    if not allowed(node, name):
-        raise GdagError(
-            f"node {node_name!r} may not publish {name!r}: not in its publishes "
-            f"({', '.join(node['publishes']) or 'none'})",
-            hint=f"add {name!r} (or a pattern) to publishes of [nodes.{node_name}] in gdag.toml",
-        )
+def prepare_job(store: Store, session: Session, node: Node, log_name: str) -> Job:
+    """The session's node run as a self-contained job: its inputs' bytes as of the state
+    the session sees, its command, environment and interface."""
+    root = store.read_commit(session.spec.state_at).tree
+    inputs: dict[str, Input] = {}
+    for arg, value in gather_inputs(store, root, node).items():
+        if value is None:
+            inputs[arg] = None
+        elif isinstance(value, dict):
+            inputs[arg] = {name: _job_value(store, iv) for name, iv in value.items()}
+        else:
+            inputs[arg] = _job_value(store, value)
+    return Job(
+        id=session.id,
+        node=node.name,
+        kind=node.kind,
+        command=node.command,
+        code=node.code,
+        inputs=inputs,
+        targets=dict(node.inputs),
+        publishes=tuple(node.publishes),
+        env=dict(node.env),
+        timeout=node.timeout,
+        cwd=node.cwd,
+        workdir=str(store.workdir or store.gitdir),
+        log=log_name,
+    )
 
 
-class Runner:
-    """Executes one session's node code and records its outputs on the session branch."""
+def _job_value(store: Store, iv: InputValue) -> Value:
+    if iv.entry.is_tree:
+        return Value(iv.name, iv.version, str(iv.type), tree=tuple(tree_files(store, iv.entry.sha)))
+    return Value(iv.name, iv.version, str(iv.type), data=store.read_blob(iv.entry.sha))
 
-    def __init__(
-        self,
-        store: Store,
-        session: Session,
-        node: dict[str, Any],
-        dag: dict[str, Any],
-        log_name: str,
-    ) -> None:
+
+def tree_files(store: Store, tree: bytes) -> list[TreeFile]:
+    """A directory value's entries, parents before their contents."""
+    from gdag.values import iter_tree
+
+    files = []
+    for rel, entry in iter_tree(store, tree):
+        if entry.is_tree:
+            files.append(TreeFile(rel, MODE_DIR))
+        else:
+            files.append(TreeFile(rel, entry.mode, store.read_blob(entry.sha)))
+    return files
+
+
+# -- recording a result ----------------------------------------------------------
+
+
+class Recorder:
+    """Checks and encodes a job's outputs by their types, onto the session branch."""
+
+    def __init__(self, store: Store, session: Session, node: Node, dag: Dag) -> None:
         self.store = store
         self.session = session
         self.node = node
         self.dag = dag
-        self.log_name = log_name
-        self.name = session.spec.node
 
-    def run(self) -> Outcome:
-        try:
-            return self._run()
-        except GdagError as exc:  # e.g. an input that cannot be materialised
-            return Outcome("failed", None, f"gdag: {exc.message}\n".encode(), error=exc.message)
+    def type_of(self, name: str) -> Type:
+        """The output's declared type, else the type it has in the log, else bytes."""
+        declared = self.dag.output_type(name)
+        if declared is not None:
+            return declared
+        root = self.store.read_commit(self.session.spec.base).tree
+        prev = state.read_output(self.store, root, name)
+        return parse_type(prev.type) if prev else BYTES
 
-    def _run(self) -> Outcome:
-        root = self.store.read_commit(self.session.spec.state_at).tree
-        inputs = gather_inputs(self.store, root, self.node)
-        started = time.monotonic()
-        tmp = Path(tempfile.mkdtemp(prefix=f"gdag-{self.name}-"))
-        try:
-            if self.node["kind"] == "shell":
-                outcome = self._run_shell(inputs, tmp)
-            else:
-                outcome = self._run_python(inputs)
-        finally:
-            import shutil
+    def emit(self, name: str, value: Emitted) -> None:
+        """Record a value a Python node returned or published (`ctx.publish`)."""
+        check_publishable(self.node.name, self.node.publishes, name)
+        typ = self.type_of(name)
+        if typ.kind == "dir":
+            from gdag.values import tree_from_dir
 
-            shutil.rmtree(tmp, ignore_errors=True)
-        outcome.duration = time.monotonic() - started
-        return outcome
-
-    # -- shell -----------------------------------------------------------------
-
-    def _run_shell(self, inputs: dict[str, Any], tmp: Path) -> Outcome:
-        env = self._shell_env(inputs, tmp)
-        out_dir = Path(env["GDAG_OUT"])
-        log_path = tmp / "log"
-        cwd = self._cwd()
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                ["/bin/sh", "-c", self.node["command"]],
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            try:
-                code = proc.wait(timeout=self.node.get("timeout"))
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
-                text = (
-                    _tail(log_path) + f"\ngdag: timed out after {self.node['timeout']} s\n".encode()
-                )
-                return Outcome("failed", None, text, error="timeout")
-            except BaseException:
-                _kill_group(proc)
-                raise
-        text = _tail(log_path)
-        if code != 0:
-            return Outcome("failed", code, text, error=f"exit status {code}")
-        try:
-            self._collect_out_dir(out_dir)
-        except GdagError as exc:
-            return Outcome(
-                "failed", code, text + f"gdag: {exc.message}\n".encode(), error=exc.message
-            )
-        return Outcome("ok", 0, text)
-
-    def _cwd(self) -> Path:
-        workdir = self.store.workdir or self.store.gitdir
-        cwd = (workdir / self.node.get("cwd", ".")).resolve()
-        if not cwd.is_relative_to(workdir.resolve()):
-            raise GdagError(f"node {self.name!r}: cwd {self.node['cwd']!r} leaves the repository")
-        return cwd
-
-    def _shell_env(self, inputs: dict[str, Any], tmp: Path) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GDAG_IN_")}
-        env["GDAG_HOOK_GUARD"] = "1"  # git commands of the node do not publish git events
-        env.update(self.node.get("env", {}))
-        manifest: dict[str, Any] = {}
-        in_dir = tmp / "in"
-        for arg, value in inputs.items():
-            if value is None:
-                manifest[arg] = None
-                continue
-            path = in_dir / arg
-            if isinstance(value, dict):
-                path.mkdir(parents=True)
-                manifest[arg] = {}
-                for name, iv in value.items():
-                    rel = name[len(_literal_head(self.node["inputs"][arg])) :].lstrip("/")
-                    self._write_input(iv, path / rel)
-                    manifest[arg][name] = {
-                        "path": str(path / rel),
-                        "version": iv.version,
-                        "type": str(iv.type),
-                    }
-            else:
-                self._write_input(value, path)
-                manifest[arg] = {
-                    "output": value.name,
-                    "path": str(path),
-                    "version": value.version,
-                    "type": str(value.type),
-                }
-            env[env_name(arg)] = str(path)
-        (tmp / "inputs.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        (tmp / "out").mkdir()
-        for target in self.node["publishes"]:
-            # Parent directories exist already, so `> "$GDAG_OUT/a/b"` just works.
-            head = _literal_head(target) if is_pattern(target) else target.rpartition("/")[0]
-            if head:
-                (tmp / "out" / head).mkdir(parents=True, exist_ok=True)
-        bin_dir = tmp / "bin"
-        bin_dir.mkdir()
-        shim = bin_dir / "gdag"
-        shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m gdag "$@"\n')
-        shim.chmod(0o755)
-        env.update(
-            {
-                "GDAG_INPUTS": str(tmp / "inputs.json"),
-                "GDAG_OUT": str(tmp / "out"),
-                "GDAG_SESSION": self.session.id,
-                "GDAG_LOG": self.log_name,
-                "GDAG_NODE": self.name,
-                "GDAG_REPO": str(self.store.workdir or self.store.gitdir),
-                "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}",
-            }
-        )
-        return env
-
-    def _write_input(self, iv: InputValue, path: Path) -> None:
-        from gdag.values import materialise
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if iv.entry.is_tree:
-            materialise(self.store, iv.entry.sha, path)
+            path = Path(os.fsdecode(value.data))
+            entry, size = tree_from_dir(self.store, path)
+            self.session.publish(name, entry, str(typ), size)
             return
-        data = self.store.read_blob(iv.entry.sha)
-        if iv.type.kind == "str":
-            data = stored_to_display(data, iv.type)
-        path.write_bytes(data)
+        if typ.kind == "bytes":
+            data = (
+                value.data
+                if value.kind != "path"
+                else canonical_json(Path(os.fsdecode(value.data)))
+            )
+        else:
+            data = canonical_json(check_value(_python_value(value, name), typ, name))
+        self.session.publish(
+            name, Entry(MODE_BLOB, self.store.write_blob(data)), str(typ), len(data)
+        )
 
-    def _collect_out_dir(self, out_dir: Path) -> None:
-        """Publish every file (or dir-typed directory) written under $GDAG_OUT."""
+    def collect(self, out_dir: Path) -> None:
+        """Publish every file (or dir-typed directory) a shell node left under $GDAG_OUT."""
         for name, path in sorted(_out_files(out_dir, self._is_dir_output)):
-            check_publishable(self.name, self.node, name)
-            typ = self._type_of(name)
+            check_publishable(self.node.name, self.node.publishes, name)
+            typ = self.type_of(name)
             if path.is_dir():
                 from gdag.values import tree_from_dir
 
@@ -251,21 +175,9 @@ class Runner:
             self.session.publish(name, entry, str(typ), size)
 
     def _is_dir_output(self, name: str) -> bool:
-        return self._type_of(name).kind == "dir"
-
-    def _type_of(self, name: str) -> Type:
-        from gdag.definition import output_type
-
-        declared = output_type(self.dag, name)
-        if declared is not None:
-            return declared
-        root = self.store.read_commit(self.session.spec.base).tree
-        prev = state.read_output(self.store, root, name)
-        return parse_type(prev.type) if prev else Type("bytes")
+        return self.type_of(name).kind == "dir"
 
     def _encode(self, name: str, typ: Type, data: bytes) -> tuple[Entry, int]:
-        from gdag.types import decode_text_value
-
         if typ.kind == "bytes":
             return Entry(MODE_BLOB, self.store.write_blob(data)), len(data)
         if typ.kind == "dir":
@@ -273,58 +185,19 @@ class Runner:
         encoded = canonical_json(decode_text_value(data, typ, name))
         return Entry(MODE_BLOB, self.store.write_blob(encoded)), len(encoded)
 
-    # -- python ------------------------------------------------------------------
 
-    def _run_python(self, inputs: dict[str, Any]) -> Outcome:
-        from gdag.pynode import call_node
+def _python_value(value: Emitted, name: str) -> Any:
+    """The Python value behind an `Emitted`, for checking against a typed output."""
+    import json
 
-        os.environ["GDAG_HOOK_GUARD"] = "1"  # git commands of the node publish no git events
-        try:
-            results, text = call_node(self, inputs)
-        except GdagError as exc:
-            return Outcome("failed", None, f"gdag: {exc.message}\n".encode(), error=exc.message)
-        except Exception as exc:
-            tb = traceback.format_exc().encode()
-            return Outcome("failed", None, tb, error=f"{type(exc).__name__}: {exc}")
-        try:
-            for name, value in results:
-                check_publishable(self.name, self.node, name)
-                self.publish_value(name, value)
-        except GdagError as exc:  # a bad result is the node's failure, not the run's
-            return Outcome("failed", None, f"gdag: {exc.message}\n".encode(), error=exc.message)
-        return Outcome("ok", None, text)
-
-    def publish_value(self, name: str, value: Any) -> None:
-        """Encode a Python value for output `name` by its type and record it."""
-        typ = self._type_of(name)
-        if typ.kind == "bytes":
-            if isinstance(value, str):
-                value = value.encode("utf-8")
-            if not isinstance(value, bytes | bytearray):
-                value = canonical_json(value)
-            entry = Entry(MODE_BLOB, self.store.write_blob(bytes(value)))
-            self.session.publish(name, entry, str(typ), len(value))
-            return
-        if typ.kind == "dir":
-            from gdag.values import tree_from_dir
-
-            entry, size = tree_from_dir(self.store, Path(value))
-            self.session.publish(name, entry, str(typ), size)
-            return
-        if hasattr(value, "model_dump"):
-            value = value.model_dump(mode="json")
-        encoded = canonical_json(check_value(value, typ, name))
-        entry = Entry(MODE_BLOB, self.store.write_blob(encoded))
-        self.session.publish(name, entry, str(typ), len(encoded))
-
-
-def _literal_head(pattern: str) -> str:
-    head = []
-    for seg in pattern.split("/"):
-        if seg in ("*", "**"):
-            break
-        head.append(seg)
-    return "/".join(head)
+    if value.kind == "json":
+        return json.loads(value.data)
+    if value.kind == "str":
+        return value.data.decode("utf-8")
+    if value.kind == "path":
+        return os.fsdecode(value.data)
+    # bytes are no JSON value: refused as they always were
+    return canonical_json(value.data)
 
 
 def _out_files(out_dir: Path, is_dir_output: Any) -> list[tuple[str, Path]]:
@@ -347,17 +220,33 @@ def _out_files(out_dir: Path, is_dir_output: Any) -> list[tuple[str, Path]]:
     return found
 
 
-def _tail(path: Path, limit: int = 64 * 1024) -> bytes:
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        f.seek(max(0, size - limit))
-        return f.read()
+# -- the whole run -----------------------------------------------------------------
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def run_session(
+    executor: Executor, store: Store, session: Session, node: Node, dag: Dag, log_name: str
+) -> Outcome:
+    """Run the session's node on `executor` and record its outputs on the session branch."""
+    recorder = Recorder(store, session, node, dag)
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
+        job = prepare_job(store, session, node, log_name)
+    except GdagError as exc:  # e.g. an input that cannot be read
+        return Outcome("failed", None, f"gdag: {exc.message}\n".encode(), error=exc.message)
+    executor.submit(job, recorder.emit)
+    try:
+        return record(executor, job.id, recorder)
+    finally:
+        executor.forget(job.id)
+
+
+def record(executor: Executor, job_id: str, recorder: Recorder) -> Outcome:
+    """Wait for a job's result and record its files; the session's outcome."""
+    result = executor.result(job_id)
+    outcome = Outcome(result.status, result.exit_code, result.log, result.duration, result.error)
+    if result.status == "ok" and result.out_dir is not None:
+        try:
+            recorder.collect(Path(result.out_dir))
+        except GdagError as exc:
+            outcome.status, outcome.error = "failed", exc.message
+            outcome.log += f"gdag: {exc.message}\n".encode()
+    return outcome

@@ -1,43 +1,95 @@
-"""The DAG as a networkx graph: building it, checking cycles, ordering and traversal."""
+"""The DAG as a graph: vertices and edges, cycles, order and traversal.
+
+Ordering, the cycle check and traversal run on every `gdag run`, `status` and
+`check`, so they are plain Python over adjacency sets. networkx is imported
+only to describe a cycle and for `gdag graph`'s views (`build_graph`,
+`subgraph_between`).
+"""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import heapq
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, NamedTuple
 
-import networkx as nx
+from gdag.errors import DefinitionError, UnknownError
+from gdag.names import is_pattern, matches, overlaps
 
-from gdag.errors import DefinitionError
-from gdag.names import is_pattern, overlaps
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from gdag.dag import Dag
+
+Vertex = tuple[str, str]  # ("node", name) or ("output", name or pattern)
 
 
-def build_graph(dag: dict[str, Any]) -> nx.DiGraph:
-    """Nodes and output names (or patterns) as vertices; edges output->node->output."""
-    g = nx.DiGraph()
-    nodes = dag.get("nodes", {})
-    for name, node in nodes.items():
-        g.add_node(("node", name))
-        for out in node["publishes"]:
-            g.add_edge(("node", name), ("output", out))
-        for out in node["inputs"].values():
-            g.add_edge(("output", out), ("node", name))
-    subscribed = {out for node in nodes.values() for out in node["inputs"].values()}
-    published = {out for node in nodes.values() for out in node["publishes"]}
-    # A published name or pattern feeds every subscribed name or pattern it overlaps.
+class Adjacency(NamedTuple):
+    """Vertices and successor sets of a definition's graph."""
+
+    vertices: set[Vertex]
+    succ: dict[Vertex, set[Vertex]]
+
+    def edges(self) -> Iterable[tuple[Vertex, Vertex]]:
+        for a, targets in self.succ.items():
+            for b in targets:
+                yield a, b
+
+
+def adjacency(dag: Dag) -> Adjacency:
+    """Nodes and output names (or patterns) as vertices; edges output->node->output, and
+    output->output where a published name or pattern overlaps a subscribed one."""
+    vertices: set[Vertex] = set()
+    succ: dict[Vertex, set[Vertex]] = {}
+
+    def edge(a: Vertex, b: Vertex) -> None:
+        vertices.update((a, b))
+        succ.setdefault(a, set()).add(b)
+
+    for name, node in dag.nodes.items():
+        vertices.add(("node", name))
+        for out in node.publishes:
+            edge(("node", name), ("output", out))
+        for out in node.inputs.values():
+            edge(("output", out), ("node", name))
+    subscribed = {out for node in dag.nodes.values() for out in node.inputs.values()}
+    published = {out for node in dag.nodes.values() for out in node.publishes}
     # Two plain names overlap only when equal (one vertex already), so only pairs
     # with a pattern on one side need the test: patterns are few.
     sub_patterns = [s for s in subscribed if is_pattern(s)]
     for pub in published:
         for sub in subscribed if is_pattern(pub) else sub_patterns:
             if sub != pub and overlaps(pub, sub):
-                g.add_edge(("output", pub), ("output", sub))
-    return g
+                edge(("output", pub), ("output", sub))
+    return Adjacency(vertices, succ)
 
 
-def check_graph(dag: dict[str, Any], where: str) -> None:
+def topological(adj: Adjacency) -> list[Vertex] | None:
+    """Vertices upstream first, ties broken by (kind, name); None if there is a cycle."""
+    indegree = dict.fromkeys(adj.vertices, 0)
+    for _, b in adj.edges():
+        indegree[b] += 1
+    ready = [v for v, n in indegree.items() if n == 0]
+    heapq.heapify(ready)
+    order: list[Vertex] = []
+    while ready:
+        v = heapq.heappop(ready)
+        order.append(v)
+        for w in adj.succ.get(v, ()):
+            indegree[w] -= 1
+            if indegree[w] == 0:
+                heapq.heappush(ready, w)
+    return order if len(order) == len(adj.vertices) else None
+
+
+def check_graph(dag: Dag, where: str) -> None:
     """Refuse cycles (through names or patterns)."""
-    g = build_graph(dag)
-    if nx.is_directed_acyclic_graph(g):
+    adj = adjacency(dag)
+    if topological(adj) is not None:
         return
+    import networkx as nx
+
+    g = nx.DiGraph()
+    g.add_edges_from(adj.edges())
     cycle = nx.find_cycle(g)
     path = " -> ".join(f"{kind} {name}" for (kind, name), _ in cycle)
     raise DefinitionError(
@@ -46,7 +98,7 @@ def check_graph(dag: dict[str, Any], where: str) -> None:
     )
 
 
-def node_order(dag: dict[str, Any]) -> list[str]:
+def node_order(dag: Dag) -> list[str]:
     """Node names in a dependency order (upstream first), ties broken by name."""
     return node_shape(dag).order
 
@@ -61,35 +113,45 @@ class Shape(NamedTuple):
     upstream: dict[str, int]
 
 
-def node_shape(dag: dict[str, Any]) -> Shape:
+def node_shape(dag: Dag) -> Shape:
     """The definition's `Shape`, in one pass in dependency order: a node's mask is
     the union of its predecessors' masks and bits, so a chain of N nodes costs N
     integer ORs, where ancestor sets would cost N²/2 set entries."""
-    g = build_graph(dag)
-    topo = list(nx.lexicographical_topological_sort(g, key=lambda v: (v[0], v[1])))
+    adj = adjacency(dag)
+    topo = topological(adj)
+    if topo is None:
+        raise DefinitionError("the graph has a cycle", hint="`gdag check` names it")
     order = [name for kind, name in topo if kind == "node"]
     bit = {name: 1 << i for i, name in enumerate(order)}
-    below: dict[tuple[str, str], int] = {}
+    below: dict[Vertex, int] = dict.fromkeys(topo, 0)
     for v in topo:
-        mask = 0
-        for p in g.predecessors(v):
-            mask |= below[p] | (bit[p[1]] if p[0] == "node" else 0)
-        below[v] = mask
+        mask = below[v] | (bit[v[1]] if v[0] == "node" else 0)
+        for w in adj.succ.get(v, ()):
+            below[w] |= mask
     return Shape(order, bit, {name: below[("node", name)] for name in order})
 
 
-def traversal(dag: dict[str, Any], targets: list[str]) -> set[str]:
-    """The nodes a run from `targets` (nodes, outputs or patterns) may reach; known up front."""
-    from gdag.names import is_pattern, matches
+def _reachable(adj: Adjacency, start: Iterable[Vertex]) -> set[Vertex]:
+    """`start` and every vertex below it."""
+    seen = set(start)
+    todo = list(seen)
+    while todo:
+        for w in adj.succ.get(todo.pop(), ()):
+            if w not in seen:
+                seen.add(w)
+                todo.append(w)
+    return seen
 
-    g = build_graph(dag)
-    nodes = dag.get("nodes", {})
-    start: set[tuple[str, str]] = set()
+
+def traversal(dag: Dag, targets: list[str]) -> set[str]:
+    """The nodes a run from `targets` (nodes, outputs or patterns) may reach; known up front."""
+    adj = adjacency(dag)
+    start: set[Vertex] = set()
     for target in targets:
-        if target in nodes:
+        if target in dag.nodes:
             start.add(("node", target))
             continue
-        for kind, name in g.nodes:
+        for kind, name in adj.vertices:
             if kind != "output":
                 continue
             if (
@@ -98,20 +160,23 @@ def traversal(dag: dict[str, Any], targets: list[str]) -> set[str]:
                 or (is_pattern(target) and overlaps(target, name))
             ):
                 start.add((kind, name))
-    reach: set[str] = set()
-    for vertex in start:
-        if vertex[0] == "node":
-            reach.add(vertex[1])
-        reach.update(n for kind, n in nx.descendants(g, vertex) if kind == "node")
-    return reach
+    return {name for kind, name in _reachable(adj, start) if kind == "node"}
 
 
-def resolve_vertices(g: nx.DiGraph, dag: dict[str, Any], target: str) -> set[tuple[str, str]]:
+def build_graph(dag: Dag) -> nx.DiGraph:
+    """The definition's graph as a networkx DiGraph (for `gdag graph`'s views)."""
+    import networkx as nx
+
+    adj = adjacency(dag)
+    g = nx.DiGraph()
+    g.add_nodes_from(adj.vertices)
+    g.add_edges_from(adj.edges())
+    return g
+
+
+def resolve_vertices(g: nx.DiGraph, dag: Dag, target: str) -> set[Vertex]:
     """The graph vertices a node or output name (or pattern) stands for."""
-    from gdag.errors import UnknownError
-    from gdag.names import matches
-
-    if target in dag.get("nodes", {}):
+    if target in dag.nodes:
         return {("node", target)}
     found = {
         (kind, name)
@@ -126,10 +191,10 @@ def resolve_vertices(g: nx.DiGraph, dag: dict[str, Any], target: str) -> set[tup
     return found
 
 
-def subgraph_between(
-    g: nx.DiGraph, dag: dict[str, Any], start: str | None, end: str | None
-) -> set[tuple[str, str]]:
+def subgraph_between(g: nx.DiGraph, dag: Dag, start: str | None, end: str | None) -> set[Vertex]:
     """Vertices reachable from `start` and reaching `end` (either may be None)."""
+    import networkx as nx
+
     keep = set(g.nodes)
     if start is not None:
         first = resolve_vertices(g, dag, start)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gdag import state
 from gdag.names import is_pattern
 from gdag.workspace import Workspace
+
+if TYPE_CHECKING:
+    from gdag.dag import Dag
 
 PREVIEW = 40
 
@@ -48,8 +51,8 @@ def build_model(
     }
 
 
-def _node_vertex(ws: Workspace, dag: dict[str, Any], name: str, st: Any) -> dict[str, Any]:
-    node = dag["nodes"][name]
+def _node_vertex(ws: Workspace, dag: Dag, name: str, st: Any) -> dict[str, Any]:
+    node = dag.nodes[name]
     last = (st.last if st else None) or {}
     log_tail = ""
     if last:
@@ -63,11 +66,11 @@ def _node_vertex(ws: Workspace, dag: dict[str, Any], name: str, st: Any) -> dict
         "name": name,
         "state": st.state if st else None,
         "reason": st.reason if st else None,
-        "command": node["command"],
-        "mode": node["mode"],
-        "when": node["when"],
-        "inputs": node["inputs"],
-        "publishes": node["publishes"],
+        "command": node.command,
+        "mode": node.mode,
+        "when": node.when,
+        "inputs": dict(node.inputs),
+        "publishes": list(node.publishes),
         "last_session": last.get("session"),
         "last_status": last.get("status"),
         "duration": last.get("duration"),
@@ -78,11 +81,9 @@ def _node_vertex(ws: Workspace, dag: dict[str, Any], name: str, st: Any) -> dict
 
 
 def _output_vertex(
-    ws: Workspace, dag: dict[str, Any], root: bytes, name: str, with_state: bool
+    ws: Workspace, dag: Dag, root: bytes, name: str, with_state: bool
 ) -> dict[str, Any]:
-    from gdag.definition import output_type
-
-    typ = output_type(dag, name)
+    typ = dag.output_type(name)
     vertex: dict[str, Any] = {
         "id": f"output:{name}",
         "kind": "output",

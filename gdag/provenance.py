@@ -141,9 +141,11 @@ def _provenance(ws: Workspace, name: str, meta: dict[str, Any], depth: int) -> d
 
 def show(ws: Workspace, what: str, depth: int = 3) -> dict[str, Any]:
     """Decide whether `what` is a node, a session id or an output, and show it."""
-    dag = state.read_dag(ws.store, ws.store.read_commit(ws.log.require_tip()).tree) or {}
-    if what in dag.get("nodes", {}):
+    from gdag.dag import Dag, read_dag
+
+    dag = read_dag(ws.store, ws.store.read_commit(ws.log.require_tip()).tree) or Dag.empty()
+    if what in dag.nodes:
         return show_node(ws, what)
-    if what.count(".") >= 2 and what.rsplit(".", 2)[0] in dag.get("nodes", {}):
+    if what.count(".") >= 2 and what.rsplit(".", 2)[0] in dag.nodes:
         return show_session(ws, what)
     return show_output(ws, what, depth)

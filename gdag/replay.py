@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gdag import state
+from gdag.dag import Dag, read_dag
 from gdag.errors import GdagError, UsageError
 from gdag.log import Event, Log, format_message
 from gdag.repo import retry_delay
@@ -110,7 +111,7 @@ class Replay:
         result.tip = (work.tip() or b"").decode() if onto else (live.tip() or b"").decode()
         return result
 
-    def _first_changed(self, live: Log, tip: bytes, start: int, dag: dict[str, Any]) -> int | None:
+    def _first_changed(self, live: Log, tip: bytes, start: int, dag: Dag) -> int | None:
         """The first offset from `start` that a replay would not reproduce as it is.
 
         An event is reproduced when it ran under the definition now in force (same
@@ -132,24 +133,24 @@ class Replay:
             parent = live.first_parent(cur)
             if event.kind in ("publish", "session"):
                 root = self.store.read_commit(parent).tree if parent else None
-                if _shape(state.read_dag(self.store, root) or {}) != want:
+                if _shape(read_dag(self.store, root) or Dag.empty()) != want:
                     first = event.offset
             if event.kind == "publish":
                 if any(
                     isinstance(engine.pending(n, node, settled, False), Pending)
-                    for n, node in dag["nodes"].items()
+                    for n, node in dag.nodes.items()
                 ):
                     first = event.offset  # not run to quiescence before the next publish
                 settled = parent or cur
             cur = parent
         return first
 
-    def _begin(self, work: Log, base: bytes, dag: dict[str, Any], start: int, old: bytes) -> None:
+    def _begin(self, work: Log, base: bytes, dag: Dag, start: int, old: bytes) -> None:
         if not self.store.cas_ref(work.ref, None, base):
             raise GdagError(f"log {work.name!r} exists already")
 
         def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
-            tree = state.write_dag(self.store, parent, dag)
+            tree = state.write_dag(self.store, parent, dag.to_json())
             trailers = [
                 ("Gdag-Offset", str(offset)),
                 ("Gdag-Event", "replay"),
@@ -260,6 +261,6 @@ def republish(work: Log, event: Event) -> None:
     work.append(build)
 
 
-def _shape(dag: dict[str, Any]) -> Any:
+def _shape(dag: Dag) -> Any:
     """What decides the results: each node's code hash and the declared output types."""
-    return ({n: v.get("code") for n, v in dag.get("nodes", {}).items()}, dag.get("outputs"))
+    return ({n: v.code for n, v in dag.nodes.items()}, dag.to_json()["outputs"])

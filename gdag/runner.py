@@ -29,6 +29,8 @@ from gdag.session import (
 from gdag.workspace import Workspace
 
 if TYPE_CHECKING:
+    from gdag.dag import Dag, Node
+    from gdag.executors import Executor
     from gdag.graph import Shape
 
 Report = Callable[[str, dict[str, Any]], None]
@@ -75,13 +77,11 @@ class Summary:
         return not self.failed
 
 
-def current_versions(
-    ws: Workspace, root: bytes, node: dict[str, Any]
-) -> tuple[dict[str, int], bool, bool]:
+def current_versions(ws: Workspace, root: bytes, node: Node) -> tuple[dict[str, int], bool, bool]:
     """(output -> version of every input present, any present, all present)."""
     versions: dict[str, int] = {}
     present = []
-    for target in node["inputs"].values():
+    for target in node.inputs.values():
         names = list(state.list_outputs(ws.store, root, target)) if is_pattern(target) else [target]
         seen = False
         for name in names:
@@ -96,11 +96,11 @@ def current_versions(
 class Subscribers:
     """Which nodes subscribe to an output: a dict for plain names, a list for patterns."""
 
-    def __init__(self, dag: dict[str, Any]) -> None:
+    def __init__(self, dag: Dag) -> None:
         self.plain: dict[str, set[str]] = {}
         self.patterns: list[tuple[str, str]] = []
-        for name, node in dag["nodes"].items():
-            for target in node["inputs"].values():
+        for name, node in dag.nodes.items():
+            for target in node.inputs.values():
                 if is_pattern(target):
                     self.patterns.append((target, name))
                 else:
@@ -126,6 +126,7 @@ class Engine:
         private: bool = False,
         speculative: bool = False,
         remote: Any = None,
+        executor: Executor | None = None,
     ) -> None:
         if remote is not None:
             from gdag.remote import RemoteLog
@@ -146,13 +147,17 @@ class Engine:
         # Further trees whose run cache counts (a replay consults the log it replaces).
         self.cache_roots: list[bytes | None] = []
         self._shapes: dict[str, Shape] = {}
+        # Where node jobs run; a local one is made (and closed) by `run` if none is given.
+        self.executor = executor
         # Output name -> {version: offset that published it}, learned by `_offset_of`.
         self._version_offsets: dict[str, dict[int, int]] = {}
 
-    def _shape(self, dag: dict[str, Any]) -> Shape:
+    def _shape(self, dag: Dag) -> Shape:
         """A definition's node order and upstream masks (`graph.node_shape`), computed
         once per definition."""
-        key = f"{dag.get('source')}:{dag.get('format')}:{sorted(dag['nodes'].items())!r}"
+        key = repr(
+            sorted((n, sorted(v.inputs.values()), v.publishes) for n, v in dag.nodes.items())
+        )
         if key not in self._shapes:
             from gdag.graph import node_shape
 
@@ -161,18 +166,16 @@ class Engine:
 
     # -- staleness ---------------------------------------------------------------
 
-    def pending(
-        self, name: str, node: dict[str, Any], tip: bytes, retry_failed: bool
-    ) -> Pending | str:
+    def pending(self, name: str, node: Node, tip: bytes, retry_failed: bool) -> Pending | str:
         """The work a node has now, or the reason it has none."""
         root = self.ws.store.read_commit(tip).tree
         versions, any_present, all_present = current_versions(self.ws, root, node)
-        if not (all_present if node["when"] == "all" else any_present):
+        if not (all_present if node.when == "all" else any_present):
             return "waiting for inputs"
         done = read_done(self.ws.store, root, name)
         if done is None:
             return self._job(name, node, tip, versions, done, "never ran")
-        if done.get("code") != node["code"]:
+        if done.get("code") != node.code:
             return self._job(name, node, tip, versions, done, "code changed")
         recorded = done.get("inputs", {})
         if recorded == versions:
@@ -190,13 +193,13 @@ class Engine:
     def _job(
         self,
         name: str,
-        node: dict[str, Any],
+        node: Node,
         tip: bytes,
         versions: dict[str, int],
         done: dict[str, Any] | None,
         reason: str,
     ) -> Pending:
-        if node["mode"] != "each":
+        if node.mode != "each":
             return Pending(name, reason, versions, tip)
         # "each": the oldest event not consumed yet, also after a code change (new code,
         # same events); with none left, one run on the latest state.
@@ -266,7 +269,7 @@ class Engine:
             left.setdefault(sid.rsplit(".", 2)[0], []).append(sid)
         states = []
         for name in node_order(dag):
-            node = dag["nodes"][name]
+            node = dag.nodes[name]
             done = read_done(self.ws.store, root, name)
             holder = self.leases.holder(name)
             if holder is not None:
@@ -304,13 +307,13 @@ class Engine:
         """The node's state, the reason, its last session and the input versions now."""
         tip = self.ws.log.require_tip()
         dag = self.ws.current_dag(tip)
-        if name not in dag["nodes"]:
+        if name not in dag.nodes:
             raise UnknownError(
                 f"no node {name!r} in the definition", hint="`gdag status` lists the nodes"
             )
         st = next(s for s in self.status() if s.node == name)
         root = self.ws.store.read_commit(tip).tree
-        current, _, _ = current_versions(self.ws, root, dag["nodes"][name])
+        current, _, _ = current_versions(self.ws, root, dag.nodes[name])
         return {
             "node": name,
             "state": st.state,
@@ -321,7 +324,7 @@ class Engine:
 
     # -- recovery ----------------------------------------------------------------
 
-    def recover(self, summary: Summary) -> None:
+    def recover(self, summary: Summary, dag: Dag | None = None) -> None:
         """Merge back finished sessions of dead runs; drop unfinished ones.
 
         Speculative sessions come after the rest (their producers first, in chains),
@@ -353,9 +356,12 @@ class Engine:
                     session.drop()
                     self.report("dropped", {"node": session.spec.node, "session": session.id})
                     continue
-                self._recover_one(session, summary)
+                self._recover_one(session, summary, dag)
 
-    def _recover_one(self, session: Session, summary: Summary) -> None:
+    def _recover_one(self, session: Session, summary: Summary, dag: Dag | None) -> None:
+        node = dag.nodes.get(session.spec.node) if dag is not None else None
+        if not session.is_done and node is not None:
+            self._reattach(session, node, dag)  # type: ignore[arg-type]
         if session.is_done:
             merged = session.merge_back(recovering=True)
             self.report(
@@ -384,7 +390,7 @@ class Engine:
             return summary  # the common no-op: answered without building the graph
         from gdag.graph import traversal
 
-        plan = set(dag["nodes"]) if not targets else traversal(dag, targets)
+        plan = set(dag.nodes) if not targets else traversal(dag, targets)
         if targets:
             self._check_targets(dag, targets)
         shape = self._shape(dag)
@@ -392,17 +398,27 @@ class Engine:
         summary.planned = order
         if dry_run:
             for name in order:
-                p = self.pending(name, dag["nodes"][name], tip, retry_failed)
+                p = self.pending(name, dag.nodes[name], tip, retry_failed)
                 if isinstance(p, Pending):
                     self.report("would-run", {"node": name, "reason": p.reason})
             return summary
-        self.recover(summary)
-        self._schedule(dag, order, plan, shape, summary, keep_going, retry_failed)
+        own = self.executor is None
+        if own:
+            from gdag.executors import executor_for
+
+            self.executor = executor_for("local")
+        try:
+            self.recover(summary, dag)
+            self._schedule(dag, order, plan, shape, summary, keep_going, retry_failed)
+        finally:
+            if own and self.executor is not None:
+                self.executor.close()
+                self.executor = None
         return summary
 
     def _schedule(
         self,
-        dag: dict[str, Any],
+        dag: Dag,
         order: list[str],
         plan: set[str],
         shape: Shape,
@@ -434,7 +450,7 @@ class Engine:
                 busy = set(running.values())
                 for name in dirty - busy:
                     p = self.pending(
-                        name, dag["nodes"][name], tip, retry_failed and name not in retried
+                        name, dag.nodes[name], tip, retry_failed and name not in retried
                     )
                     if isinstance(p, Pending):
                         known[name] = p
@@ -528,21 +544,21 @@ class Engine:
             cur = self.ws.log.first_parent(cur)
         return None
 
-    def _is_quiescent(self, dag: dict[str, Any], tip: bytes, retry_failed: bool) -> bool:
+    def _is_quiescent(self, dag: Dag, tip: bytes, retry_failed: bool) -> bool:
         if list_sessions(self.ws.log):
             return False
         return not any(
             isinstance(self.pending(name, node, tip, retry_failed), Pending)
-            for name, node in dag["nodes"].items()
+            for name, node in dag.nodes.items()
         )
 
-    def _check_targets(self, dag: dict[str, Any], targets: list[str]) -> None:
+    def _check_targets(self, dag: Dag, targets: list[str]) -> None:
         from gdag.graph import traversal
         from gdag.names import check_output_name
 
         root = self.ws.store.read_commit(self.ws.log.require_tip()).tree
         for target in targets:
-            if target in dag["nodes"]:
+            if target in dag.nodes:
                 continue
             check_output_name(target, allow_pattern=True, what="node or output")
             has_value = (
@@ -550,7 +566,7 @@ class Engine:
                 if is_pattern(target)
                 else state.read_output(self.ws.store, root, target) is not None
             )
-            known = bool(traversal(dag, [target])) or target in dag["outputs"] or has_value
+            known = bool(traversal(dag, [target])) or target in dag.outputs or has_value
             if not known:
                 raise UnknownError(
                     f"no node or output {target!r}",
@@ -558,11 +574,9 @@ class Engine:
                 )
 
     def _run_one(
-        self, dag: dict[str, Any], p: Pending, tip: bytes, sid: str, speculator: Any = None
+        self, dag: Dag, p: Pending, tip: bytes, sid: str, speculator: Any = None
     ) -> tuple[Outcome, Merged] | None:
-        from gdag.execute import Runner
-
-        node = dag["nodes"][p.node]
+        node = dag.nodes[p.node]
         resolution = "dropped"
         held = None if self.private else self.leases.take(p.node, sid)
         if held is None and not self.private:
@@ -571,8 +585,8 @@ class Engine:
             return None
         try:
             state_root = self.ws.store.read_commit(p.state_at).tree
-            key = cache.cache_key(self.ws.store, state_root, node) if node["cache"] else None
-            spec = Spec(p.node, node["code"], p.inputs, tip, p.state_at, p.attempt, key)
+            key = cache.cache_key(self.ws.store, state_root, node) if node.cache else None
+            spec = Spec(p.node, node.code, p.inputs, tip, p.state_at, p.attempt, key)
             hit = key and cache.lookup(self.ws.store, [state_root, *self.cache_roots], key)
             if hit:
                 session = Session.adopt(self.ws.log, spec, hit, sid)
@@ -580,7 +594,7 @@ class Engine:
             else:
                 session = Session.start(self.ws.log, spec, sid)
                 self.report("start", {"node": p.node, "session": sid, "reason": p.reason})
-                outcome = Runner(self.ws.store, session, node, dag, self.ws.log.name).run()
+                outcome = self._execute(session, node, dag)
                 session.finish(outcome)
             merged = session.merge_back()
             self._report_finish(p.node, sid, outcome, merged, cached=outcome.cached)
@@ -592,6 +606,26 @@ class Engine:
                 speculator.resolve(sid, resolution)
             if held is not None:
                 held.release()
+
+    def _execute(self, session: Session, node: Node, dag: Dag) -> Outcome:
+        """Run the session's node as a job on the executor; record its outputs."""
+        from gdag.execute import run_session
+
+        assert self.executor is not None
+        return run_session(self.executor, self.ws.store, session, node, dag, self.ws.log.name)
+
+    def _reattach(self, session: Session, node: Node, dag: Dag) -> None:
+        """Finish a session whose job the executor still knows after a restart (a
+        cluster keeps running what a killed coordinator submitted); else nothing."""
+        from gdag.execute import Recorder, record
+
+        if self.executor is None or not self.executor.reattach(session.id):
+            return
+        recorder = Recorder(self.ws.store, session, node, dag)
+        try:
+            session.finish(record(self.executor, session.id, recorder))
+        finally:
+            self.executor.forget(session.id)
 
     def _report_finish(
         self, node: str, sid: str, outcome: Outcome, merged: Merged, **extra: Any
@@ -613,25 +647,23 @@ class Engine:
             },
         )
 
-    def _speculator(self, dag: dict[str, Any]) -> Any:
+    def _speculator(self, dag: Dag) -> Any:
         """A Speculator when speculation is on for this run or for any node, else None."""
-        nodes = dag["nodes"]
-        if not self.speculative and not any(n.get("speculative") for n in nodes.values()):
+        nodes = dag.nodes
+        if not self.speculative and not any(n.speculative for n in nodes.values()):
             return None
         from gdag.speculate import Speculator
 
         def enabled_for(producer: str, subscriber: str) -> bool:
             return bool(
-                self.speculative
-                or nodes[producer].get("speculative")
-                or nodes[subscriber].get("speculative")
+                self.speculative or nodes[producer].speculative or nodes[subscriber].speculative
             )
 
         return Speculator(self.ws.log, enabled_for)
 
     def _run_speculative(
         self,
-        dag: dict[str, Any],
+        dag: Dag,
         name: str,
         producer: str,
         head: bytes,
@@ -639,10 +671,10 @@ class Engine:
         speculator: Any,
     ) -> tuple[Outcome, Merged] | None:
         """Run `name` on a producer's advised state; merge only once the producer has."""
-        from gdag.execute import Runner, gather_inputs, members
+        from gdag.execute import gather_inputs, members
         from gdag.speculate import MERGED
 
-        node = dag["nodes"][name]
+        node = dag.nodes[name]
         resolution = "dropped"
         held = None if self.private else self.leases.take(name, sid)
         try:
@@ -655,13 +687,13 @@ class Engine:
                 for value in gather_inputs(self.ws.store, root, node).values()
                 for iv in members(value)
             }
-            spec = Spec(name, node["code"], versions, head, head, 1, None, producer, consumed)
+            spec = Spec(name, node.code, versions, head, head, 1, None, producer, consumed)
             session = Session.start(self.ws.log, spec, sid)
             self.report(
                 "start",
                 {"node": name, "session": sid, "reason": "speculative", "speculative": producer},
             )
-            outcome = Runner(self.ws.store, session, node, dag, self.ws.log.name).run()
+            outcome = self._execute(session, node, dag)
             session.finish(outcome)
             if speculator.wait(producer) != MERGED:
                 session.drop()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from gdag.definition import output_type
+from gdag.dag import Dag
 from gdag.names import is_pattern
 from gdag.types import Type
 
@@ -36,14 +34,14 @@ def class_name(node: str) -> str:
     return "".join(p[:1].upper() + p[1:] for p in parts) + "Inputs"
 
 
-def render_stubs(dag: dict[str, Any]) -> str:
+def render_stubs(dag: Dag) -> str:
     """The module text: `<Node>Inputs` dataclasses with one typed field per input."""
     imports: set[str] = set()
     classes = []
-    for name, node in sorted(dag.get("nodes", {}).items()):
+    for name, node in sorted(dag.nodes.items()):
         fields = []
-        for arg, target in sorted(node["inputs"].items()):
-            ann = annotation(output_type(dag, target), imports)
+        for arg, target in sorted(node.inputs.items()):
+            ann = annotation(dag.output_type(target), imports)
             if is_pattern(target):
                 ann = f"dict[str, {ann}]"
             fields.append(f"    {arg}: {ann} | None  # {target}")
@@ -62,6 +60,6 @@ def render_stubs(dag: dict[str, Any]) -> str:
         "from typing import Any",
         *sorted(imports),
         "",
-        "__all__ = [" + ", ".join(repr(class_name(n)) for n in sorted(dag.get("nodes", {}))) + "]",
+        "__all__ = [" + ", ".join(repr(class_name(n)) for n in sorted(dag.nodes)) + "]",
     ]
     return "\n".join(head) + "\n\n\n" + "\n\n".join(classes)

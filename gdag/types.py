@@ -161,6 +161,7 @@ def check_value(
             typ.ref or "",
             USER_ROOT[0] if USER_ROOT else None,
             lambda why: _refuse(output, top or typ, why),
+            where,
         )
     raise _refuse(output, top, f"{where} is {_describe(value)}")
 
@@ -212,7 +213,7 @@ def load_model(ref: str) -> Any:
     """Import the type named `module:Name` from the repository (or any installed module)."""
     from pathlib import Path
 
-    from gdag.pynode import load_module
+    from gdag.usercode import load_module
 
     module_name, _, attr = ref.partition(":")
     root = Path(USER_ROOT[0]) if USER_ROOT else None

@@ -58,10 +58,10 @@ class Watcher:
         """Stamps of the files the definition in force depends on besides itself (Python
         nodes' modules, nodes' `sources`) and what the `sources` patterns match now."""
         if self._dag_tip != tip:
-            from gdag import state
+            from gdag.dag import Dag, read_dag
 
-            dag = state.read_dag(self.store, self.store.read_commit(tip).tree) or {}
-            self._watched = (sorted(dag.get("watch", {})), sorted(dag.get("globs", {})))
+            dag = read_dag(self.store, self.store.read_commit(tip).tree) or Dag.empty()
+            self._watched = (sorted(dag.watch), sorted(dag.globs))
             self._dag_tip = tip
         files, globs = self._watched
         root = self.store.workdir
@@ -93,8 +93,8 @@ class Watcher:
             return seen
         if last is not None and last[0] != name:
             self.report("switched", {"node": "", "log": name})
-        from gdag.pynode import refresh_user_modules
         from gdag.runner import Engine
+        from gdag.usercode import refresh_user_modules
 
         if self.store.workdir is not None:  # no node runs now: drop changed modules
             refresh_user_modules(self.store.workdir)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from gdag import definition, state
+from gdag.dag import Dag, read_dag
 from gdag.errors import GdagError, NotARepositoryError, UnknownError, ValueRefusedError
 from gdag.log import Log, format_message
 from gdag.names import check_output_name, check_simple_name
@@ -85,10 +86,10 @@ class Workspace:
     def definition_source(self) -> definition.Source:
         return definition.read_source(self.store.workdir)
 
-    def current_dag(self, tip: bytes, record: bool = True) -> dict[str, Any]:
+    def current_dag(self, tip: bytes, record: bool = True) -> Dag:
         """The compiled definition in force, appending a `dag` event if it changed."""
         root = self.store.read_commit(tip).tree
-        stored = state.read_dag(self.store, root) or {}
+        stored = read_dag(self.store, root) or Dag.empty()
         src = self.definition_source()
         digest = definition.Digests(self.store.gdag_dir / "digests.json")
         if definition.is_current(stored, src, digest):
@@ -98,11 +99,13 @@ class Workspace:
             self._append_dag(dag)
         return dag
 
-    def _append_dag(self, dag: dict[str, Any]) -> None:
+    def _append_dag(self, dag: Dag) -> None:
+        doc = dag.to_json()
+
         def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
-            if state.read_dag(self.store, parent) == dag:
+            if state.read_dag(self.store, parent) == doc:
                 raise _Unchanged(None)  # another process recorded it first
-            tree = state.write_dag(self.store, parent, dag)
+            tree = state.write_dag(self.store, parent, doc)
             trailers = [("Gdag-Offset", str(offset)), ("Gdag-Event", "dag")]
             return tree, format_message("dag: definition changed", trailers), []
 
@@ -151,9 +154,9 @@ class Workspace:
             result.offset = ws.log.event(ws.log.require_tip()).offset
         return ws, result
 
-    def _init_builder(self, dag: dict[str, Any]) -> Any:
+    def _init_builder(self, dag: Dag) -> Any:
         def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
-            tree = state.write_dag(self.store, None, dag)
+            tree = state.write_dag(self.store, None, dag.to_json())
             trailers = [("Gdag-Offset", "0"), ("Gdag-Event", "init"), ("Gdag-Log", self.log.name)]
             return tree, format_message(f"init log {self.log.name}", trailers), []
 
@@ -231,13 +234,13 @@ class Workspace:
         self, session_id: str, output: str, source: ValueSource, type_text: str | None
     ) -> Published:
         """Inside a running node (`$GDAG_SESSION`): the value goes on the session branch."""
-        from gdag.execute import check_publishable
+        from gdag.job import check_publishable
         from gdag.session import Session
 
         session = Session.open(self.log, session_id)
         base_tree = self.store.read_commit(session.spec.base).tree
-        dag = state.read_dag(self.store, base_tree) or {}
-        check_publishable(session.spec.node, dag["nodes"][session.spec.node], output)
+        dag = read_dag(self.store, base_tree) or Dag.empty()
+        check_publishable(session.spec.node, dag.nodes[session.spec.node].publishes, output)
         prev = state.read_output(self.store, base_tree, output)
         default = Type("dir") if source.directory is not None else BYTES
         typ = self.resolve_type(output, dag, type_text, prev, default)
@@ -248,13 +251,13 @@ class Workspace:
     def resolve_type(
         self,
         output: str,
-        dag: dict[str, Any],
+        dag: Dag,
         type_text: str | None,
         prev: state.OutputState | None,
         default: Type = BYTES,
     ) -> Type:
         """The output's type: declared, else the one it already has, else --type or default."""
-        declared = definition.output_type(dag, output)
+        declared = dag.output_type(output)
         requested = parse_type(type_text) if type_text else None
         if declared is not None and requested is not None and str(declared) != str(requested):
             raise ValueRefusedError(

@@ -197,7 +197,8 @@ LAUNCHER = r"""
 import importlib, json, os, sys, time
 from gdag.main import main
 import gdag_fault_hooks as hooks
-for module in ("gdag.commands", "gdag.runner", "gdag.execute", "gdag.session", "gdag.lease",
+for module in ("gdag.commands", "gdag.runner", "gdag.execute",
+               "gdag.executors.local", "gdag.shellnode", "gdag.session", "gdag.lease",
                "gdag.workspace", "gdag.definition", "gdag.graph", "gdag.progress",
                "gdag.speculate", "gdag.cache", "gdag.replay", "gdag.provenance", "gdag.cli",
                "dulwich.object_store", "dulwich.objects", "dulwich.repo"):

@@ -352,10 +352,13 @@ def test_json_schema_file_types(repo: Path) -> None:
     ok = gdag("publish", "photo", '{"path": "a.jpg", "width": 3, "tags": ["x"]}', cwd=repo)
     assert ok.returncode == 0, ok.stderr
     for bad, why in (
-        ('{"path": "a.jpg"}', "has no 'width'"),
-        ('{"path": "a.jpg", "width": 0}', "value.width is less than 1"),
-        ('{"path": "a.jpg", "width": 2, "tags": [1]}', "value.tags[0] is not of type string"),
-        ('{"path": "a.jpg", "width": 2, "size": 9}', "value.size is not allowed"),
+        ('{"path": "a.jpg"}', "value: 'width' is a required property"),
+        ('{"path": "a.jpg", "width": 0}', "value.width: 0 is less than the minimum of 1"),
+        ('{"path": "a.jpg", "width": 2, "tags": [1]}', "value.tags[0]: 1 is not of type 'string'"),
+        (
+            '{"path": "a.jpg", "width": 2, "size": 9}',
+            "value: Additional properties are not allowed ('size' was unexpected)",
+        ),
     ):
         r = gdag("publish", "photo", bad, cwd=repo)
         assert r.returncode == 3 and why in r.stderr and "schema:schemas/photo.json" in r.stderr

@@ -56,7 +56,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from gdag.execute import Runner
+from gdag.execute import run_session
+from gdag.executors import executor_for
 from gdag.replay import Replay
 from gdag.runner import Engine, Pending
 from gdag.session import Session, Spec
@@ -528,11 +529,13 @@ def crash_session(ws: Workspace, node: str, merged: bool) -> None:
     """
     dag = ws.current_dag(ws.log.require_tip())
     tip = ws.log.require_tip()
-    spec_node = dag["nodes"][node]
+    spec_node = dag.nodes[node]
     p = Engine(ws, jobs=1).pending(node, spec_node, tip, retry_failed=False)
     assert isinstance(p, Pending), f"{node} is not stale: {p}"
-    session = Session.start(ws.log, Spec(node, spec_node["code"], p.inputs, tip, p.state_at))
-    session.finish(Runner(ws.store, session, spec_node, dag, ws.log.name).run())
+    session = Session.start(ws.log, Spec(node, spec_node.code, p.inputs, tip, p.state_at))
+    executor = executor_for("local")
+    session.finish(run_session(executor, ws.store, session, spec_node, dag, ws.log.name))
+    executor.close()
     if merged:
         session.merge_back()
         assert ws.store.cas_ref(session.ref, None, session.head)

@@ -37,7 +37,8 @@ LOG_REF = "refs/gdag/logs/main"
 LAUNCHER = r"""
 import importlib, json, os, sys
 from gdag.main import main
-for module in ("gdag.commands", "gdag.runner", "gdag.execute", "gdag.session", "gdag.lease",
+for module in ("gdag.commands", "gdag.runner", "gdag.execute",
+               "gdag.executors.local", "gdag.shellnode", "gdag.session", "gdag.lease",
                "gdag.workspace", "gdag.definition", "gdag.graph", "gdag.progress",
                "dulwich.object_store", "dulwich.objects"):
     try:

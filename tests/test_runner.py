@@ -158,6 +158,7 @@ def test_node_shape_masks_are_the_transitive_upstream_nodes() -> None:
 
     import networkx as nx
 
+    from gdag.dag import Dag
     from gdag.graph import build_graph, node_shape
 
     rng = random.Random(7)
@@ -171,10 +172,12 @@ def test_node_shape_masks_are_the_transitive_upstream_nodes() -> None:
             pool += ["dyn/*/x"] if i > 30 and rng.random() < 0.3 else []
             picks = rng.sample(pool, k=min(len(pool), rng.randint(0, 3)))
             nodes[f"n{i:02d}"] = {
+                "kind": "shell",
+                "command": "true",
                 "inputs": {f"i{k}": p for k, p in enumerate(picks)},
                 "publishes": publishes,
             }
-        dag = {"nodes": nodes}
+        dag = Dag.from_json({"nodes": nodes})
         order, bit, masks = node_shape(dag)
         assert sorted(order) == sorted(nodes)
         g = build_graph(dag)

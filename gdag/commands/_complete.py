@@ -16,7 +16,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gdag.commands import COMMANDS, GLOBAL_FLAGS, Option, Param, Spec, load
 
@@ -267,18 +267,11 @@ def _tip(path: str | None, log: str | None) -> tuple[Store, bytes | None]:
     return ws.store, ws.store.read_commit(tip).tree if tip is not None else None
 
 
-def _dag(store: Store, root: bytes | None) -> dict[str, Any]:
-    """The compiled definition as stored: `dag.json`, read as plain JSON."""
-    import json
-
-    from gdag.state import DAG_FILE
-
-    entry = store.tree_get(root, [DAG_FILE]) if root is not None else None
-    return json.loads(store.read_blob(entry.sha)) if entry is not None else {}
-
-
 def node_names(path: str | None, log: str | None) -> list[str]:
-    return sorted(_dag(*_tip(path, log)).get("nodes", {}))
+    from gdag.dag import read_dag
+
+    dag = read_dag(*_tip(path, log))
+    return sorted(dag.nodes) if dag is not None else []
 
 
 def output_names(path: str | None, log: str | None) -> list[str]:
@@ -289,13 +282,13 @@ def output_names(path: str | None, log: str | None) -> list[str]:
 
 def declared_outputs(path: str | None, log: str | None) -> list[str]:
     """Outputs with a value, and the plain names the definition declares or publishes."""
+    from gdag.dag import read_dag
     from gdag.names import is_pattern
     from gdag.state import list_outputs
 
     store, root = _tip(path, log)
-    dag = _dag(store, root)
-    declared = [*dag.get("outputs", {})]
-    declared += [out for node in dag.get("nodes", {}).values() for out in node["publishes"]]
+    dag = read_dag(store, root)
+    declared = [*dag.outputs, *(o for n in dag.nodes.values() for o in n.publishes)] if dag else []
     plain = {name for name in declared if not is_pattern(name)}
     return sorted(plain | set(list_outputs(store, root)))
 

@@ -34,7 +34,7 @@ def run(*, stubs: str | None, json_out: bool, path: str | None, log: str | None)
         # Written before Python nodes are imported: they may import the stubs themselves.
         Path(stubs).write_text(render_stubs(compile_definition(src, load_python=False)))
     dag = compile_definition(src)
-    summary = {"ok": True, "nodes": len(dag["nodes"]), "outputs": len(dag["outputs"])}
+    summary = {"ok": True, "nodes": len(dag.nodes), "outputs": len(dag.outputs)}
     if json_out:
         print_json(summary)
     else:

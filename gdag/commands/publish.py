@@ -97,12 +97,7 @@ def value_source(value: str | None, file: str | None, directory: str | None) -> 
 
 def has_subscribers(ws: Workspace, output: str) -> bool:
     """Whether any node subscribes to `output` (checked without the graph library)."""
-    from gdag import state
-    from gdag.names import is_pattern, matches
+    from gdag.dag import read_dag
 
-    dag = state.read_dag(ws.store, ws.store.read_commit(ws.log.require_tip()).tree) or {}
-    return any(
-        target == output or (is_pattern(target) and matches(target, output))
-        for node in dag.get("nodes", {}).values()
-        for target in node["inputs"].values()
-    )
+    dag = read_dag(ws.store, ws.store.read_commit(ws.log.require_tip()).tree)
+    return dag is not None and bool(dag.subscribers(output))

@@ -1,0 +1,163 @@
+"""Running a shell node's job: `/bin/sh -c` with its inputs as files, never spliced in.
+
+Inputs are files named by `$GDAG_IN_<NAME>` (a directory of members for a
+pattern input) and listed in the `$GDAG_INPUTS` manifest; outputs are the files
+the command leaves under `$GDAG_OUT`, collected by the coordinator after a
+successful exit. Needs a temporary directory and the job, nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from gdag.errors import GdagError
+from gdag.job import Job, JobResult, Value, failed, literal_head, write_value
+from gdag.names import env_name, is_pattern
+
+LOG_TAIL = 64 * 1024
+POLL = 0.2  # seconds between looks at a cancel request while the command runs
+
+
+def run_shell(job: Job, tmp: Path, cancel: threading.Event) -> JobResult:
+    env = shell_env(job, tmp)
+    log_path = tmp / "log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", job.command],
+            cwd=work_dir(job, tmp),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            code = _wait(proc, job.timeout, cancel)
+        except BaseException:
+            _kill_group(proc)
+            raise
+    text = _tail(log_path)
+    if code is None and cancel.is_set():
+        return failed("cancelled", text + b"\n")
+    if code is None:
+        return JobResult(
+            "failed",
+            None,
+            text + f"\ngdag: timed out after {job.timeout} s\n".encode(),
+            error="timeout",
+        )
+    if code != 0:
+        return JobResult("failed", code, text, error=f"exit status {code}")
+    return JobResult("ok", 0, text, out_dir=str(tmp / "out"))
+
+
+def _wait(
+    proc: subprocess.Popen[bytes], timeout: float | None, cancel: threading.Event
+) -> int | None:
+    """The command's exit status; None (its process group killed) on timeout or cancel."""
+    import time
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        try:
+            return proc.wait(timeout=POLL if left is None else max(0.0, min(POLL, left)))
+        except subprocess.TimeoutExpired:
+            if cancel.is_set() or (deadline is not None and time.monotonic() >= deadline):
+                _kill_group(proc)
+                return None
+
+
+def work_dir(job: Job, tmp: Path) -> Path:
+    """Where the command runs: `cwd` below the work tree (never outside it), or the
+    job's own directory on a machine without a work tree."""
+    if job.workdir is None:
+        return tmp
+    workdir = Path(job.workdir)
+    cwd = (workdir / job.cwd).resolve()
+    if not cwd.is_relative_to(workdir.resolve()):
+        raise GdagError(f"node {job.node!r}: cwd {job.cwd!r} leaves the repository")
+    return cwd
+
+
+def shell_env(job: Job, tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GDAG_IN_")}
+    env["GDAG_HOOK_GUARD"] = "1"  # git commands of the node do not publish git events
+    env.update(job.env)
+    manifest: dict[str, Any] = {}
+    in_dir = tmp / "in"
+    for arg, value in job.inputs.items():
+        if value is None:
+            manifest[arg] = None
+            continue
+        path = in_dir / arg
+        if isinstance(value, Value):
+            write_value(value, path, display=True)
+            manifest[arg] = {
+                "output": value.name,
+                "path": str(path),
+                "version": value.version,
+                "type": value.type,
+            }
+        else:
+            path.mkdir(parents=True)
+            manifest[arg] = {}
+            head = literal_head(job.targets[arg])
+            for name, member in value.items():
+                rel = name[len(head) :].lstrip("/")
+                write_value(member, path / rel, display=True)
+                manifest[arg][name] = {
+                    "path": str(path / rel),
+                    "version": member.version,
+                    "type": member.type,
+                }
+        env[env_name(arg)] = str(path)
+    (tmp / "inputs.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    (tmp / "out").mkdir()
+    for target in job.publishes:
+        # Parent directories exist already, so `> "$GDAG_OUT/a/b"` just works.
+        head = literal_head(target) if is_pattern(target) else target.rpartition("/")[0]
+        if head:
+            (tmp / "out" / head).mkdir(parents=True, exist_ok=True)
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "gdag"
+    shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m gdag "$@"\n')
+    shim.chmod(0o755)
+    env.update(
+        {
+            "GDAG_INPUTS": str(tmp / "inputs.json"),
+            "GDAG_OUT": str(tmp / "out"),
+            "GDAG_SESSION": job.id,
+            "GDAG_LOG": job.log,
+            "GDAG_NODE": job.node,
+            "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}",
+        }
+    )
+    if job.workdir is not None:
+        env["GDAG_REPO"] = job.workdir
+    return env
+
+
+def _tail(path: Path, limit: int = LOG_TAIL) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - limit))
+        return f.read()
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
