@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -146,6 +145,8 @@ def report_error(exc: GdagError) -> int:
 
 
 def report_bug() -> int:
+    import traceback
+
     traceback.print_exc()
     sys.stderr.write(
         "gdag: internal error: this is a bug in gdag; please report it with the "

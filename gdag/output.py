@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import unicodedata
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 Segments = list[tuple[str, str]]  # (text, rich style); the style is dropped in plain text
@@ -54,24 +52,24 @@ def is_terminal(stream: IO[str]) -> bool:
         return False
 
 
-@dataclass
 class Table:
     """Columns with a bold header row; each cell is text and a style."""
 
-    headers: list[str]
-    rows: list[list[tuple[str, str]]] = field(default_factory=list)
+    def __init__(self, headers: list[str]) -> None:
+        self.headers = headers
+        self.rows: list[list[tuple[str, str]]] = []
 
     def add(self, *cells: tuple[str, str]) -> None:
         # Tabs expanded here: rich measures a cell before expanding them, then wraps it.
         self.rows.append([(text.expandtabs(8), style) for text, style in cells])
 
 
-@dataclass
 class Node:
     """A tree: a label and the nodes under it."""
 
-    label: Segments
-    children: list[Node] = field(default_factory=list)
+    def __init__(self, label: Segments) -> None:
+        self.label = label
+        self.children: list[Node] = []
 
     def add(self, label: Segments) -> Node:
         child = Node(label)
@@ -121,6 +119,8 @@ def _plain(segments: Segments) -> str:
 
 def cell_width(text: str) -> int:
     """Terminal columns of `text`: wide East Asian characters take two, combining ones none."""
+    import unicodedata
+
     width = 0
     for ch in text:
         if unicodedata.combining(ch):

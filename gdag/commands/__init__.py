@@ -16,7 +16,6 @@ that reading its `SPEC` (for help or completion) costs next to nothing.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -35,27 +34,38 @@ class Required:
 REQUIRED: Any = Required()
 
 
-@dataclass(frozen=True)
-class Option:
-    name: str  # the keyword argument of the command's function
-    flags: tuple[str, ...]  # in the order help shows them
-    help: str
-    kind: str = "flag"
-    metavar: str | None = None
-    default: Any = None
-    choices: tuple[str, ...] = ()  # offered on Tab; the command itself checks them
-    minimum: float | None = None
-    off: str | None = None  # switch: the flag that sets it False
-    envvar: str | None = None
-    complete: str | None = None  # what Tab offers as values (see _complete.SOURCES)
-    # Short forms this option had once, refused now with a hint naming the option.
-    retired: tuple[str, ...] = ()
+# Plain classes, not dataclasses: building a dataclass costs ~0.5 ms at import,
+# and every start imports these.
 
-    def __post_init__(self) -> None:
-        assert self.kind in KINDS, self.kind
-        assert (self.off is not None) == (self.kind == "switch"), self.name
-        if self.kind == "flag" and self.default is None:
-            object.__setattr__(self, "default", False)
+
+class Option:
+    __slots__ = (
+        "name", "flags", "help", "kind", "metavar", "default", "choices", "minimum", "off",
+        "envvar", "complete", "retired",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        name: str,  # the keyword argument of the command's function
+        flags: tuple[str, ...],  # in the order help shows them
+        help: str,
+        kind: str = "flag",
+        metavar: str | None = None,
+        *,
+        default: Any = None,  # a flag's is False
+        choices: tuple[str, ...] = (),  # offered on Tab; the command itself checks them
+        minimum: float | None = None,
+        off: str | None = None,  # switch: the flag that sets it False
+        envvar: str | None = None,
+        complete: str | None = None,  # what Tab offers as values (see _complete.SOURCES)
+        retired: tuple[str, ...] = (),  # short forms it had once: refused with a hint
+    ) -> None:
+        assert kind in KINDS, kind
+        assert (off is not None) == (kind == "switch"), name
+        self.name, self.flags, self.help, self.kind, self.metavar = name, flags, help, kind, metavar
+        self.default = False if kind == "flag" and default is None else default
+        self.choices, self.minimum, self.off, self.envvar = choices, minimum, off, envvar
+        self.complete, self.retired = complete, retired
 
     @property
     def takes_value(self) -> bool:
@@ -67,27 +77,41 @@ class Option:
         return next((f for f in self.flags if f.startswith("--")), self.flags[0])
 
 
-@dataclass(frozen=True)
 class Argument:
-    name: str
-    help: str
-    metavar: str | None = None
-    default: Any = REQUIRED
-    many: bool = False  # takes the rest of the positional arguments
-    complete: str | None = None
+    __slots__ = ("name", "help", "metavar", "default", "many", "complete")
+
+    def __init__(
+        self,
+        name: str,
+        help: str,
+        metavar: str | None = None,
+        *,
+        default: Any = REQUIRED,
+        many: bool = False,  # takes the rest of the positional arguments (comes last)
+        complete: str | None = None,
+    ) -> None:
+        self.name, self.help, self.metavar, self.default = name, help, metavar, default
+        self.many, self.complete = many, complete
 
 
 Param = Option | Argument
 
 
-@dataclass(frozen=True)
 class Spec:
     """A command's parameters in the order its help shows them, and its function."""
 
-    params: tuple[Param, ...] = ()
-    run: str = "run"
-    help: str = ""  # subcommands only: a top-level command's help is in COMMANDS
-    subcommands: dict[str, Spec] = field(default_factory=dict)
+    __slots__ = ("params", "run", "help", "subcommands")
+
+    def __init__(
+        self,
+        params: tuple[Param, ...] = (),
+        *,
+        run: str = "run",
+        help: str = "",  # subcommands only: a top-level command's help is in COMMANDS
+        subcommands: dict[str, Spec] | None = None,
+    ) -> None:
+        self.params, self.run, self.help = params, run, help
+        self.subcommands = subcommands or {}
 
     @property
     def options(self) -> list[Option]:
@@ -98,11 +122,11 @@ class Spec:
         return [p for p in self.params if isinstance(p, Argument)]
 
 
-@dataclass(frozen=True)
 class Entry:
-    module: str
-    help: str
-    hidden: bool = False
+    __slots__ = ("module", "help", "hidden")
+
+    def __init__(self, module: str, help: str, hidden: bool = False) -> None:
+        self.module, self.help, self.hidden = module, help, hidden
 
 
 def _entry(verb: str, help: str, hidden: bool = False) -> Entry:
