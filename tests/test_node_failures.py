@@ -156,3 +156,36 @@ def test_a_hung_node_is_stopped_with_the_run_and_recovered_next_time(
     assert gdag("lookup", "o", cwd=repo).stdout.strip() == b"done"
     assert not git("for-each-ref", "refs/gdag/sessions/", cwd=repo).strip()
     fsck(repo)
+
+
+def test_watch_waits_out_a_broken_definition(repo: Path) -> None:
+    define(
+        repo,
+        '[nodes.up]\nrun = "tr a-z A-Z < $GDAG_IN_X > $GDAG_OUT/y"\n'
+        'inputs = { x = "x" }\npublishes = ["y"]\n',
+    )
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "gdag", "watch", "--interval", "0.1"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        (repo / "gdag.toml").write_text("[nodes.up\nbroken =")
+        time.sleep(1.0)
+        assert watcher.poll() is None, "watch exited on a broken definition"
+        define(
+            repo,
+            '[nodes.up]\nrun = "tr a-z A-Z < $GDAG_IN_X > $GDAG_OUT/y"\n'
+            'inputs = { x = "x" }\npublishes = ["y"]\n',
+        )
+        assert gdag("publish", "x", "abc", "--no-run", cwd=repo).returncode == 0
+        end = time.monotonic() + 30
+        while gdag("lookup", "y", cwd=repo).stdout != b"ABC" and time.monotonic() < end:
+            time.sleep(0.1)
+        assert gdag("lookup", "y", cwd=repo).stdout == b"ABC"
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        _, err = watcher.communicate(timeout=30)
+    assert watcher.returncode == 0, err
+    assert b"definition does not compile" in err and b"Traceback" not in err
