@@ -63,6 +63,11 @@ class RunView:
             ]
         if kind == "offline":
             return [("remote unreachable, working locally: ", "yellow"), (data["error"], "dim")]
+        if kind == "definition-error":
+            return [
+                ("definition does not compile, waiting for a fix: ", "bold red"),
+                (data["error"], ""),
+            ]
         if kind == "switched":
             return [("switched to log ", "cyan"), (data["log"], "")]
         if kind == "idle":

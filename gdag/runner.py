@@ -7,6 +7,7 @@ recorded in `nodes/<node>/@done.json`), or its code hash changed.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -149,6 +150,9 @@ class Engine:
         self._shapes: dict[str, Shape] = {}
         # Where node jobs run; a local one is made (and closed) by `run` if none is given.
         self.executor = executor
+        self._jobs: set[str] = set()  # ids of the jobs running now
+        self._jobs_lock = threading.Lock()
+        self._stopping = threading.Event()
         # Output name -> {version: offset that published it}, learned by `_offset_of`.
         self._version_offsets: dict[str, dict[int, int]] = {}
 
@@ -441,69 +445,73 @@ class Engine:
         known: dict[str, Pending] = {}  # nodes with work, as of the last look
         dirty, last_tip, stop = set(order), b"", False
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            while True:
-                tip = self.ws.log.require_tip()
-                if last_tip and tip != last_tip:
-                    changed = self._changed_nodes(last_tip, tip, subscribers)
-                    dirty |= set(order) if changed is None else changed & plan
-                last_tip = tip
-                busy = set(running.values())
-                for name in dirty - busy:
-                    p = self.pending(
-                        name, dag.nodes[name], tip, retry_failed and name not in retried
-                    )
-                    if isinstance(p, Pending):
-                        known[name] = p
-                    else:
-                        known.pop(name, None)
-                dirty = dirty & busy
-                blocked = 0
-                for name in known.keys() | busy:
-                    blocked |= shape.bit[name]
-                elsewhere = []
-                for name in sorted(known, key=rank.__getitem__) if not stop else []:
-                    if len(running) >= self.jobs or shape.upstream[name] & blocked:
-                        continue
-                    if not self.private and self.leases.holder(name) is not None:
-                        elsewhere.append(name)
-                        continue
-                    p = known.pop(name)
-                    if p.reason == "retry":
-                        retried.add(name)
-                    sid = new_session_id(name)
-                    if speculator is not None:
-                        speculator.watch(name, sid)
-                    running[pool.submit(self._run_one, dag, p, tip, sid, speculator)] = name
-                if speculator is not None and not stop:
+            try:
+                while True:
+                    tip = self.ws.log.require_tip()
+                    if last_tip and tip != last_tip:
+                        changed = self._changed_nodes(last_tip, tip, subscribers)
+                        dirty |= set(order) if changed is None else changed & plan
+                    last_tip = tip
                     busy = set(running.values())
-                    for prod_node, prod_sid, head, output in speculator.poll():
-                        for sub in sorted(subscribers.of(output) & plan - busy):
-                            if len(running) >= self.jobs or not speculator.enabled_for(
-                                prod_node, sub
-                            ):
-                                continue
-                            sid = new_session_id(sub)
-                            speculator.watch(sub, sid)
-                            fut = pool.submit(
-                                self._run_speculative, dag, sub, prod_sid, head, sid, speculator
-                            )
-                            running[fut] = sub
-                            busy.add(sub)
-                if not running:
-                    if elsewhere and not stop:
-                        time.sleep(0.05)  # another process holds a lease: wait for its result
-                        dirty.update(elsewhere)
-                        continue
-                    return
-                done, _ = wait(
-                    list(running),
-                    return_when=FIRST_COMPLETED,
-                    timeout=0.02 if speculator is not None else None,
-                )
-                for fut in done:
-                    name = running.pop(fut)
-                    dirty.add(name)
-                    stop = self._record(name, fut.result(), summary) and not keep_going or stop
+                    for name in dirty - busy:
+                        p = self.pending(
+                            name, dag.nodes[name], tip, retry_failed and name not in retried
+                        )
+                        if isinstance(p, Pending):
+                            known[name] = p
+                        else:
+                            known.pop(name, None)
+                    dirty = dirty & busy
+                    blocked = 0
+                    for name in known.keys() | busy:
+                        blocked |= shape.bit[name]
+                    elsewhere = []
+                    for name in sorted(known, key=rank.__getitem__) if not stop else []:
+                        if len(running) >= self.jobs or shape.upstream[name] & blocked:
+                            continue
+                        if not self.private and self.leases.holder(name) is not None:
+                            elsewhere.append(name)
+                            continue
+                        p = known.pop(name)
+                        if p.reason == "retry":
+                            retried.add(name)
+                        sid = new_session_id(name)
+                        if speculator is not None:
+                            speculator.watch(name, sid)
+                        running[pool.submit(self._run_one, dag, p, tip, sid, speculator)] = name
+                    if speculator is not None and not stop:
+                        busy = set(running.values())
+                        for prod_node, prod_sid, head, output in speculator.poll():
+                            for sub in sorted(subscribers.of(output) & plan - busy):
+                                if len(running) >= self.jobs or not speculator.enabled_for(
+                                    prod_node, sub
+                                ):
+                                    continue
+                                sid = new_session_id(sub)
+                                speculator.watch(sub, sid)
+                                fut = pool.submit(
+                                    self._run_speculative, dag, sub, prod_sid, head, sid, speculator
+                                )
+                                running[fut] = sub
+                                busy.add(sub)
+                    if not running:
+                        if elsewhere and not stop:
+                            time.sleep(0.05)  # another process holds a lease: wait for its result
+                            dirty.update(elsewhere)
+                            continue
+                        return
+                    done, _ = wait(
+                        list(running),
+                        return_when=FIRST_COMPLETED,
+                        timeout=0.02 if speculator is not None else None,
+                    )
+                    for fut in done:
+                        name = running.pop(fut)
+                        dirty.add(name)
+                        stop = self._record(name, fut.result(), summary) and not keep_going or stop
+            except BaseException:
+                self._stop_jobs()  # Ctrl-C or SIGTERM: running nodes are stopped, not waited for
+                raise
 
     @staticmethod
     def _record(name: str, result: tuple[Outcome, Merged] | None, summary: Summary) -> bool:
@@ -594,7 +602,10 @@ class Engine:
             else:
                 session = Session.start(self.ws.log, spec, sid)
                 self.report("start", {"node": p.node, "session": sid, "reason": p.reason})
-                outcome = self._execute(session, node, dag)
+                ran = self._execute(session, node, dag)
+                if ran is None:
+                    return None
+                outcome = ran
                 session.finish(outcome)
             merged = session.merge_back()
             self._report_finish(p.node, sid, outcome, merged, cached=outcome.cached)
@@ -607,12 +618,34 @@ class Engine:
             if held is not None:
                 held.release()
 
-    def _execute(self, session: Session, node: Node, dag: Dag) -> Outcome:
-        """Run the session's node as a job on the executor; record its outputs."""
+    def _execute(self, session: Session, node: Node, dag: Dag) -> Outcome | None:
+        """Run the session's node as a job on the executor and record its outputs; None
+        when the run is being stopped (the session is left for the next run to recover)."""
         from gdag.execute import run_session
 
         assert self.executor is not None
-        return run_session(self.executor, self.ws.store, session, node, dag, self.ws.log.name)
+        with self._jobs_lock:
+            if self._stopping.is_set():
+                return None
+            self._jobs.add(session.id)
+        try:
+            outcome = run_session(
+                self.executor, self.ws.store, session, node, dag, self.ws.log.name
+            )
+        finally:
+            with self._jobs_lock:
+                self._jobs.discard(session.id)
+        return None if self._stopping.is_set() else outcome
+
+    def _stop_jobs(self) -> None:
+        """Start no more jobs and cancel the running ones (their process groups are
+        terminated); their sessions stay unfinished, so the next run recovers them."""
+        with self._jobs_lock:
+            self._stopping.set()
+            jobs = list(self._jobs)
+        for job_id in jobs:
+            if self.executor is not None:
+                self.executor.cancel(job_id)
 
     def _reattach(self, session: Session, node: Node, dag: Dag) -> None:
         """Finish a session whose job the executor still knows after a restart (a
@@ -693,7 +726,10 @@ class Engine:
                 "start",
                 {"node": name, "session": sid, "reason": "speculative", "speculative": producer},
             )
-            outcome = self._execute(session, node, dag)
+            ran = self._execute(session, node, dag)
+            if ran is None:
+                return None
+            outcome = ran
             session.finish(outcome)
             if speculator.wait(producer) != MERGED:
                 session.drop()

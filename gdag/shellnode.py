@@ -24,6 +24,7 @@ from gdag.names import env_name, is_pattern
 
 LOG_TAIL = 64 * 1024
 POLL = 0.2  # seconds between looks at a cancel request while the command runs
+GRACE = 2.0  # seconds between SIGTERM and SIGKILL of a stopped node's process group
 
 
 def run_shell(job: Job, tmp: Path, cancel: threading.Event) -> JobResult:
@@ -71,7 +72,10 @@ def _wait(
         try:
             return proc.wait(timeout=POLL if left is None else max(0.0, min(POLL, left)))
         except subprocess.TimeoutExpired:
-            if cancel.is_set() or (deadline is not None and time.monotonic() >= deadline):
+            if cancel.is_set():
+                _stop_group(proc)
+                return None
+            if deadline is not None and time.monotonic() >= deadline:
                 _kill_group(proc)
                 return None
 
@@ -153,6 +157,18 @@ def _tail(path: Path, limit: int = LOG_TAIL) -> bytes:
         size = f.tell()
         f.seek(max(0, size - limit))
         return f.read()
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the command's process group, SIGKILL it after a grace period."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=GRACE)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        pass
+    _kill_group(proc)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

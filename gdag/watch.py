@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gdag.errors import DefinitionError
 from gdag.repo import Store
 from gdag.workspace import Workspace, log_name
 
@@ -98,7 +99,13 @@ class Watcher:
 
         if self.store.workdir is not None:  # no node runs now: drop changed modules
             refresh_user_modules(self.store.workdir)
-        summary = Engine(ws, self.jobs, self.report, remote=self.remote).run()
+        try:
+            summary = Engine(ws, self.jobs, self.report, remote=self.remote).run()
+        except DefinitionError as exc:
+            # A broken gdag.toml (or node module) mid-edit: say so once, and look again
+            # when a file changes; events published meanwhile wait in the log.
+            self.report("definition-error", {"node": "", "error": exc.message})
+            return seen
         if summary.ran or summary.failed:
             self.report(
                 "idle", {"node": "", "ran": len(summary.ran), "failed": len(summary.failed)}

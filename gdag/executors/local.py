@@ -1,5 +1,6 @@
-"""The local executor: jobs on this machine, shell nodes as child processes, Python
-nodes in this process. The default."""
+"""The local executor: jobs on this machine, each in a fresh temporary directory. The
+default. Shell nodes run as child processes in their own process group; Python nodes
+in worker processes of their own (`child.py`), reused from job to job."""
 
 from __future__ import annotations
 
@@ -11,25 +12,43 @@ from pathlib import Path
 
 from gdag.errors import UnknownError
 from gdag.executors import run_job
-from gdag.job import Emit, Job, JobResult
+from gdag.executors.child import Child
+from gdag.job import PYTHON, Emit, Job, JobResult
 
 
 class LocalExecutor:
-    """Runs each job on a thread of its own, in a fresh temporary directory."""
+    """Runs each job on a thread of its own; Python jobs in a pool of worker processes."""
 
     name = "local"
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(thread_name_prefix="gdag-job")
         self._jobs: dict[str, tuple[Future[JobResult], Path, threading.Event]] = {}
+        self._idle: list[Child] = []
+        self._pycache: str | None = None  # bytecode of user modules, for worker processes
         self._lock = threading.Lock()
 
     def submit(self, job: Job, emit: Emit) -> None:
         tmp = Path(tempfile.mkdtemp(prefix=f"gdag-{job.node}-"))
         cancel = threading.Event()
-        future = self._pool.submit(run_job, job, tmp, emit, cancel)
+        run = self._run_python if job.kind == PYTHON else run_job
+        future = self._pool.submit(run, job, tmp, emit, cancel)
         with self._lock:
             self._jobs[job.id] = (future, tmp, cancel)
+
+    def _run_python(self, job: Job, tmp: Path, emit: Emit, cancel: threading.Event) -> JobResult:
+        with self._lock:
+            child = self._idle.pop() if self._idle else None
+            if self._pycache is None:
+                self._pycache = tempfile.mkdtemp(prefix="gdag-pycache-")
+            pycache = self._pycache
+        if child is None or not child.alive:
+            child = Child(pycache)
+        result = child.run(job, tmp, emit, cancel)
+        if child.alive:
+            with self._lock:
+                self._idle.append(child)
+        return result
 
     def _get(self, job_id: str) -> tuple[Future[JobResult], Path, threading.Event]:
         with self._lock:
@@ -44,6 +63,13 @@ class LocalExecutor:
     def cancel(self, job_id: str) -> None:
         self._get(job_id)[2].set()
 
+    def cancel_all(self) -> None:
+        """Stop every running job (Ctrl-C): their process groups are terminated."""
+        with self._lock:
+            events = [cancel for _, _, cancel in self._jobs.values()]
+        for event in events:
+            event.set()
+
     def reattach(self, job_id: str) -> bool:
         # A local job ends with the process that started it: a new process finds none.
         with self._lock:
@@ -56,4 +82,11 @@ class LocalExecutor:
             shutil.rmtree(found[1], ignore_errors=True)
 
     def close(self) -> None:
+        self.cancel_all()
         self._pool.shutdown(wait=True)
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for child in idle:
+            child.close()
+        if self._pycache is not None:
+            shutil.rmtree(self._pycache, ignore_errors=True)
