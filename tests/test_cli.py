@@ -307,41 +307,6 @@ def test_version_without_typer(tmp_path: Path) -> None:
     assert proc.stdout == f"gdag {__version__}\nFalse\n"
 
 
-@pytest.mark.parametrize("args", [["publish", "x", "1"], ["lookup", "x"]])
-def test_hot_commands_do_not_import_heavy_libraries(repo: Path, args: list[str]) -> None:
-    import subprocess
-    import sys
-
-    assert gdag("publish", "x", "0", cwd=repo).returncode == 0
-    code = (
-        "import sys; from gdag.main import main; rc = main(sys.argv[1:]); "
-        "heavy = sorted(m for m in ('networkx', 'rich', 'typer', 'pydantic') if m in sys.modules); "
-        "print(rc, heavy, file=sys.stderr)"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, *args], cwd=repo, capture_output=True, text=True
-    )
-    assert proc.stderr.strip().splitlines()[-1] == "0 []"
-
-
-def test_noop_run_stays_off_the_graph_library(repo: Path) -> None:
-    import subprocess
-    import sys
-
-    (repo / "gdag.toml").write_text(
-        '[nodes.c]\nrun = \'cp "$GDAG_IN_X" "$GDAG_OUT/y"\'\ninputs = { x = "x" }\npublishes = ["y"]\n'
-    )
-    assert gdag("publish", "x", "1", cwd=repo).returncode == 0
-    code = (
-        "import sys; from gdag.main import main; rc = main(['run']); "
-        "heavy = sorted(m for m in ('networkx', 'rich', 'typer') if m in sys.modules); "
-        "print(rc, heavy, file=sys.stderr)"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True)
-    assert proc.stderr.strip().splitlines()[-1] == "0 []"
-    assert "nothing to do" in proc.stderr
-
-
 def test_a_short_option_means_one_thing_in_every_command() -> None:
     """-n is --limit and -f is --file wherever they exist (`git log -n`), never something else."""
     group = typer.main.get_command(app)
