@@ -45,19 +45,22 @@ def answer(instruction: str) -> int:
         from gdag.cli import run_app  # typer knows the other shells
 
         return run_app([])
-    if shell == "bash":
-        words = split_words(os.environ.get("COMP_WORDS", ""))
-        cword = int(os.environ.get("COMP_CWORD", "0") or 0)
-        args, incomplete = words[1:cword], words[cword] if cword < len(words) else ""
-    else:
-        line = os.environ.get("_TYPER_COMPLETE_ARGS", "")
-        args = split_words(line)[1:]
-        incomplete = args.pop() if args and not line.endswith(" ") else ""
     try:
-        items = candidates(args, incomplete)
+        items = candidates(*_request(shell))
     except Exception:  # noqa: BLE001 - a Tab never prints a traceback into the shell
         items = []
     return _print(shell, items)
+
+
+def _request(shell: str) -> tuple[list[str], str]:
+    """The words before the one being completed, and that word, as the script passed them."""
+    if shell == "bash":
+        words = split_words(os.environ.get("COMP_WORDS", ""))
+        cword = int(os.environ.get("COMP_CWORD", "0") or 0)
+        return words[1:cword], words[cword] if cword < len(words) else ""
+    line = os.environ.get("_TYPER_COMPLETE_ARGS", "")
+    args = split_words(line)[1:]
+    return args, args.pop() if args and not line.endswith(" ") else ""
 
 
 def _print(shell: str, items: list[Item]) -> int:
