@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from gdag.errors import NoLogError, StoreError, UnknownError
 from gdag.names import check_simple_name
-from gdag.repo import MODE_BLOB, Entry, Store, retry_delay
+from gdag.repo import MODE_BLOB, Entry, Store
+from gdag.retry import CAS, Backoff
 
 LOG_PREFIX = "refs/gdag/logs/"
 CHECKPOINT = 64
@@ -129,9 +130,10 @@ class Log:
         """Append one event by compare-and-swap, rebuilding it whenever the tip moved.
 
         `build(parent_tree, offset)` returns (tree, message, extra parents).
-        Returns (commit id, offset).
+        Returns (commit id, offset). Gives up (RetryError) only after losing every race
+        for the CAS policy's deadline.
         """
-        attempt = 0
+        backoff = Backoff(CAS, f"appending to log {self.name!r} (every attempt lost a race)")
         while True:
             tip = self.tip() if not create else None
             if tip is None and not create:
@@ -150,8 +152,7 @@ class Log:
                 return commit, offset
             if create:
                 raise UnknownError(f"log {self.name!r} already exists")
-            attempt += 1
-            time.sleep(retry_delay(attempt))
+            backoff.wait()
 
     def commit_point(self, tip: bytes | None, commit: bytes) -> bool:
         """Make `commit` the log's tip if the tip is still `tip` (a compare-and-swap)."""

@@ -18,7 +18,8 @@ from typing import Any
 
 from gdag.errors import GdagError
 from gdag.log import Event, Log
-from gdag.repo import Store, retry_delay
+from gdag.repo import Store
+from gdag.retry import LOCK, ROUNDS, Backoff
 
 TRACKING = "refs/gdag/remotes/"
 # Rejections that mean "the ref moved (or is being moved) under us": retry after a fetch.
@@ -79,7 +80,8 @@ class Remote:
 
     def fetch(self, ref: str) -> bytes | None:
         """The remote's current value of `ref` (objects fetched), or None if it has none."""
-        for attempt in range(20):
+        backoff = Backoff(LOCK, f"fetching {ref} (another process holds its tracking ref)")
+        while True:
             proc = self._run(
                 "fetch",
                 "--quiet",
@@ -91,7 +93,7 @@ class Remote:
             # Another gdag process of this clone updated the tracking ref at the same time.
             if proc.returncode == 0 or "cannot lock ref" not in proc.stderr:
                 break
-            time.sleep(retry_delay(attempt))
+            backoff.wait()
         if proc.returncode != 0:
             if "couldn't find remote ref" in proc.stderr:
                 return None
@@ -157,57 +159,66 @@ def sync_log(remote: Remote, log: Log) -> SyncResult:
     Local publish events not yet on the remote are re-applied onto the remote's
     tip in their order (offsets renumbered); local sessions the remote lacks are
     left to the next run to recompute. The local chain replaced is archived.
+    A round lost to another writer (here or on the remote) is tried again.
     """
+    backoff = Backoff(ROUNDS, f"syncing log {log.name!r} with {remote.name!r}")
+    while (result := _sync_round(remote, log)) is None:
+        backoff.wait()
+    return result
+
+
+def _sync_round(remote: Remote, log: Log) -> SyncResult | None:
+    """One fetch and compare-and-swap; None if another writer moved a ref meanwhile."""
     from gdag.replay import ARCHIVE_PREFIX, publish_events
 
-    while True:
-        local = log.tip()
-        theirs = remote.fetch(log.ref)
-        if theirs is None and local is None:
-            raise GdagError(
-                f"log {log.name!r} exists neither here nor on {remote.name!r}",
-                hint="run `gdag init` in one clone and sync from there",
+    local = log.tip()
+    theirs = remote.fetch(log.ref)
+    if theirs is None and local is None:
+        raise GdagError(
+            f"log {log.name!r} exists neither here nor on {remote.name!r}",
+            hint="run `gdag init` in one clone and sync from there",
+        )
+    if theirs is None:
+        assert local is not None
+        if remote.push_cas(log.ref, None, local):
+            return SyncResult(log.name, "pushed", pushed=log.event(local).offset + 1)
+        return None
+    if local is None:
+        if log.store.cas_ref(log.ref, None, theirs):
+            return SyncResult(log.name, "adopted", fetched=log.event(theirs).offset + 1)
+        return None
+    if local == theirs:
+        return SyncResult(log.name, "up-to-date")
+    base = merge_base(log, local, theirs)
+    if base == theirs:  # we are ahead
+        if remote.push_cas(log.ref, theirs, local):
+            return SyncResult(
+                log.name, "pushed", pushed=log.event(local).offset - log.event(theirs).offset
             )
-        if theirs is None:
-            if remote.push_cas(log.ref, None, local):  # type: ignore[arg-type]
-                return SyncResult(log.name, "pushed", pushed=log.event(local).offset + 1)  # type: ignore[arg-type]
-            continue
-        if local is None:
-            if log.store.cas_ref(log.ref, None, theirs):
-                return SyncResult(log.name, "adopted", fetched=log.event(theirs).offset + 1)
-            continue
-        if local == theirs:
-            return SyncResult(log.name, "up-to-date")
-        base = merge_base(log, local, theirs)
-        if base == theirs:  # we are ahead
-            if remote.push_cas(log.ref, theirs, local):
-                return SyncResult(
-                    log.name, "pushed", pushed=log.event(local).offset - log.event(theirs).offset
-                )
-            continue
-        if base == local:  # they are ahead
-            if log.store.cas_ref(log.ref, local, theirs):
-                return SyncResult(
-                    log.name,
-                    "fast-forward",
-                    fetched=log.event(theirs).offset - log.event(local).offset,
-                )
-            continue
-        # Diverged: our publishes since the base that theirs lacks go on top of theirs.
-        # (Publish ids survive re-application, so an event already re-applied by an
-        # earlier round, whose local update lost a race, is not applied twice.)
-        stop = log.event(base).offset + 1 if base else 1
-        theirs_ids = {e.first("Gdag-Publish") for e in publish_events(log, theirs, stop)}
-        ours = [
-            e for e in publish_events(log, local, stop) if e.first("Gdag-Publish") not in theirs_ids
-        ]
-        result = _rebase(remote, log, local, theirs, ours)
-        if result is not None:
-            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{local.decode()[:8]}"
-            archive = f"{ARCHIVE_PREFIX}{log.name}/{stamp}"
-            log.store.cas_ref(archive, None, local)
-            result.archive = archive
-            return result
+        return None
+    if base == local:  # they are ahead
+        if log.store.cas_ref(log.ref, local, theirs):
+            return SyncResult(
+                log.name,
+                "fast-forward",
+                fetched=log.event(theirs).offset - log.event(local).offset,
+            )
+        return None
+    # Diverged: our publishes since the base that theirs lacks go on top of theirs.
+    # (Publish ids survive re-application, so an event already re-applied by an
+    # earlier round, whose local update lost a race, is not applied twice.)
+    stop = log.event(base).offset + 1 if base else 1
+    theirs_ids = {e.first("Gdag-Publish") for e in publish_events(log, theirs, stop)}
+    ours = [
+        e for e in publish_events(log, local, stop) if e.first("Gdag-Publish") not in theirs_ids
+    ]
+    result = _rebase(remote, log, local, theirs, ours)
+    if result is not None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{local.decode()[:8]}"
+        archive = f"{ARCHIVE_PREFIX}{log.name}/{stamp}"
+        log.store.cas_ref(archive, None, local)
+        result.archive = archive
+    return result
 
 
 def _rebase(

@@ -19,7 +19,7 @@ from typing import Any
 from gdag import state
 from gdag.errors import GdagError, UsageError
 from gdag.log import Event, Log, format_message
-from gdag.repo import retry_delay
+from gdag.retry import ROUNDS, Backoff
 from gdag.workspace import Workspace, new_id
 
 ARCHIVE_PREFIX = "refs/gdag/archive/"
@@ -205,7 +205,7 @@ class Replay:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + new_id("")[-6:]
         archive = f"{ARCHIVE_PREFIX}{live.name}/{stamp}"
         archived: bytes | None = None
-        attempt = 0
+        backoff = Backoff(ROUNDS, f"moving log {live.name!r} to the replayed chain")
         while True:
             current = live.require_tip()
             if current != seen:
@@ -218,8 +218,7 @@ class Replay:
             archived = current
             if self.store.cas_ref(live.ref, current, work.require_tip()):
                 break
-            attempt += 1
-            time.sleep(retry_delay(attempt))
+            backoff.wait()
         self.store.delete_ref(work.ref, work.require_tip())
         for ref, sha in self.store.list_refs(f"refs/gdag/leases/{work.name}/").items():
             self.store.delete_ref(ref, sha)  # the work log is gone; nobody can hold these

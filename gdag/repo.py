@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from gdag.errors import NotARepositoryError, StoreError
+from gdag.retry import LOCK, RACE, Backoff
 
 if TYPE_CHECKING:
     from dulwich.objects import Commit, ShaFile, Tree
@@ -290,14 +291,14 @@ class Store:
             os.unlink(tmp)
             return
         os.chmod(tmp, 0o444)
-        for _ in range(5):
+        backoff = Backoff(RACE, f"writing object {sha.decode()} under {self.objects_dir}")
+        while True:
             make_dirs(final.parent)
             try:
                 os.replace(tmp, final)
                 return
             except FileNotFoundError:  # a concurrent prune removed the fan-out dir
-                continue
-        raise StoreError(f"cannot write object {sha.decode()} under {self.objects_dir}")
+                backoff.wait()
 
     def _tmpfile(self) -> tuple[int, str]:
         import tempfile
@@ -465,7 +466,8 @@ class Store:
 
     def read_ref(self, ref: str) -> bytes | None:
         """The object id a ref points to, loose or packed; None if it does not exist."""
-        for _ in range(5):
+        backoff: Backoff | None = None
+        while True:
             try:
                 data = self._ref_path(ref).read_bytes().strip()
             except (FileNotFoundError, NotADirectoryError):
@@ -474,11 +476,11 @@ class Store:
                 return None
             if len(data) == 40:
                 return data
-            if not data:  # caught between create and write by a non-atomic writer
-                time.sleep(0.001)
-                continue
-            raise StoreError(f"ref {ref} is not a plain object id: {data[:60]!r}")
-        raise StoreError(f"ref {ref} stays empty")
+            if data:
+                raise StoreError(f"ref {ref} is not a plain object id: {data[:60]!r}")
+            # Caught between create and write by a non-atomic writer.
+            backoff = backoff or Backoff(RACE, f"reading ref {ref}: it stays empty")
+            backoff.wait()
 
     def list_refs(self, prefix: str) -> dict[str, bytes]:
         """Every ref under `prefix` (e.g. `refs/gdag/logs/`), loose over packed."""
@@ -496,28 +498,26 @@ class Store:
                         refs[name] = sha
         return refs
 
-    def _take_lock(self, ref: str, deadline: float) -> int:
+    def _take_lock(self, ref: str, timeout: float | None = None) -> int:
+        """Create `<ref>.lock` exclusively, breaking a stale one; its open descriptor.
+        `timeout`: seconds to wait for another holder (default: the LOCK policy's)."""
         lock = self._ref_path(ref + ".lock")
-        delay = 0.0005
+        backoff = Backoff(
+            LOCK,
+            f"waiting for the lock of ref {ref} (another process holds it)",
+            hint=f"if no git or gdag process is running, remove {lock}",
+            deadline=timeout,
+        )
         while True:
             make_dirs(lock.parent)
             try:
                 return os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileNotFoundError:  # a concurrent prune removed the directory
-                if time.monotonic() > deadline:
-                    raise StoreError(
-                        f"cannot create {lock}: its directory keeps disappearing"
-                    ) from None
+                pass
             except FileExistsError:
                 if self._break_stale_lock(lock):
                     continue
-                if time.monotonic() > deadline:
-                    raise StoreError(
-                        f"ref {ref} stays locked by another process",
-                        hint=f"if no git or gdag process is running, remove {lock}",
-                    ) from None
-            time.sleep(delay * (1 + random.random()))
-            delay = min(delay * 2, 0.05)
+            backoff.wait()
 
     @staticmethod
     def _break_stale_lock(lock: Path) -> bool:
@@ -573,9 +573,12 @@ class Store:
                 pass
         return removed
 
-    def cas_ref(self, ref: str, old: bytes | None, new: bytes, timeout: float = 30.0) -> bool:
-        """Point `ref` at `new` if it still points at `old` (None: must not exist)."""
-        fd = self._take_lock(ref, time.monotonic() + timeout)
+    def cas_ref(
+        self, ref: str, old: bytes | None, new: bytes, timeout: float | None = None
+    ) -> bool:
+        """Point `ref` at `new` if it still points at `old` (None: must not exist).
+        `timeout`: how long to wait for a lock another process holds."""
+        fd = self._take_lock(ref, timeout)
         lock = self._ref_path(ref + ".lock")
         try:
             if self.read_ref(ref) != old:
@@ -592,7 +595,7 @@ class Store:
 
     def delete_ref(self, ref: str, old: bytes) -> bool:
         """Delete `ref` if it still points at `old`, from loose and packed storage alike."""
-        fd = self._take_lock(ref, time.monotonic() + 30.0)
+        fd = self._take_lock(ref)
         os.close(fd)
         lock = self._ref_path(ref + ".lock")
         try:
@@ -607,7 +610,7 @@ class Store:
 
     def _rewrite_packed_refs_without(self, ref: str) -> None:
         packed = self.commondir / "packed-refs"
-        fd = self._take_lock("packed-refs", time.monotonic() + 30.0)
+        fd = self._take_lock("packed-refs")
         try:
             lines = packed.read_bytes().splitlines(keepends=True)
             out, skip = [], False
@@ -636,12 +639,13 @@ def make_dirs(path: Path) -> None:
     be gone a moment later (pathlib's `exist_ok` raises then; here the caller's next
     step meets FileNotFoundError and tries again). Something other than a directory
     in the way is a damaged store."""
-    for _ in range(10):
+    backoff = Backoff(RACE, f"creating {path} (it keeps disappearing)")
+    while True:
         try:
             os.makedirs(path)
             return
         except FileNotFoundError:  # a parent was pruned between makedirs' steps
-            continue
+            backoff.wait()
         except FileExistsError:
             if path.is_dir() or not os.path.lexists(path):
                 return
@@ -654,7 +658,6 @@ def make_dirs(path: Path) -> None:
                 f"a file is in the way of gdag's directory {path}",
                 hint="move it aside; `git fsck` and `gdag doctor` check the rest",
             ) from None
-    raise StoreError(f"cannot create {path}: it keeps disappearing")
 
 
 def identity() -> tuple[bytes, bytes]:
@@ -664,8 +667,3 @@ def identity() -> tuple[bytes, bytes]:
     if name and email:
         return name.encode(), email.encode()
     return DEFAULT_IDENTITY
-
-
-def retry_delay(attempt: int) -> float:
-    """Jittered backoff for a lost compare-and-swap race."""
-    return random.random() * min(0.05, 0.001 * (2**attempt))

@@ -21,6 +21,7 @@ from gdag import state
 from gdag.errors import GdagError, UnknownError
 from gdag.log import Log, format_message, parse_trailers
 from gdag.repo import MODE_BLOB, Entry, Store
+from gdag.retry import CAS, Backoff
 
 SESSION_PREFIX = "refs/gdag/sessions/"
 LOG_TAIL = 64 * 1024
@@ -215,6 +216,7 @@ class Session:
     # -- writing -----------------------------------------------------------------
 
     def _advance(self, build: Any, summary: str, trailers: list[tuple[str, str]]) -> None:
+        backoff = Backoff(CAS, f"writing to session {self.id} (every attempt lost a race)")
         while True:
             head = self.store.read_ref(self.ref)
             if head is None:
@@ -225,6 +227,7 @@ class Session:
             if self.store.cas_ref(self.ref, head, commit):
                 self.head = commit
                 return
+            backoff.wait()
 
     def publish(self, name: str, entry: Entry, type_text: str, size: int) -> None:
         """Record a new value of `name` on the session branch (visible after merge-back)."""

@@ -139,11 +139,11 @@ def _entry(name, site):
 
 _entry("write_raw", lambda type_name, data: f"before writing a {type_name.decode()}")
 _entry("write_blob_stream", lambda stream, size: "before streaming a blob")
-_entry("cas_ref", lambda ref, old, new, timeout=30.0: f"before CAS of a {category(ref)} ref")
+_entry("cas_ref", lambda ref, old, new, timeout=None: f"before CAS of a {category(ref)} ref")
 _entry("delete_ref", lambda ref, old: f"before deleting a {category(ref)} ref")
 _take_lock = Store._take_lock
-def _locked(self, ref, deadline):
-    fd = _take_lock(self, ref, deadline)
+def _locked(self, ref, *args, **kwargs):
+    fd = _take_lock(self, ref, *args, **kwargs)
     point(f"holding a {category(ref)} ref lock")
     return fd
 Store._take_lock = _locked
