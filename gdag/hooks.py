@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gdag import gitcmd
 from gdag.errors import GdagError, UsageError
 from gdag.repo import Store
 
@@ -68,12 +68,13 @@ class HookState:
 
 def hooks_dir(store: Store) -> Path:
     """Where git runs hooks from: core.hooksPath if set, else .git/hooks."""
-    git = subprocess.run(
-        ["git", f"--git-dir={store.user_gitdir}", "config", "--get", "core.hooksPath"],
-        capture_output=True,
-        text=True,
+    found = gitcmd.run(
+        ["config", "--get", "core.hooksPath"],
+        git_dir=store.user_gitdir,
+        check=False,
+        what="finding the hooks directory",
     )
-    configured = git.stdout.strip() if git.returncode == 0 else ""
+    configured = found.stdout.strip() if found.ok else ""
     if not configured:
         return store.user_commondir / "hooks"
     path = Path(os.path.expanduser(configured))
@@ -172,10 +173,9 @@ def _names(names: list[str] | None) -> list[str]:
 
 
 def _git(store: Store, *args: str) -> str:
-    proc = subprocess.run(
-        ["git", f"--git-dir={store.user_gitdir}", *args], capture_output=True, text=True
-    )
-    return proc.stdout.strip() if proc.returncode == 0 else ""
+    """A git query's output on the user's repository; empty when git finds nothing."""
+    found = gitcmd.run(args, git_dir=store.user_gitdir, check=False)
+    return found.stdout.strip() if found.ok else ""
 
 
 def payload(store: Store, hook: str, args: list[str], stdin_text: str) -> dict[str, Any]:

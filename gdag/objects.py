@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from gdag import gitcmd
 from gdag.dirs import make_dirs
 from gdag.errors import StoreError
 from gdag.retry import RACE, SYSTEM_CLOCK, Backoff, Clock
@@ -175,13 +176,9 @@ class ObjectStore:
         try:
             f = open(self._loose_path(sha), "rb")
         except FileNotFoundError:
-            if size is None or size > BIG_PACKED:
-                import shutil
-
-                git = shutil.which("git")
-                if git is not None and self._stream_packed(git, sha, out):
-                    return
-            out.write(self.read_blob(sha))
+            big = size is None or size > BIG_PACKED
+            if not (big and gitcmd.available() and self._stream_packed(sha, out)):
+                out.write(self.read_blob(sha))
             return
         with f:
             inflate = zlib.decompressobj()
@@ -202,24 +199,27 @@ class ObjectStore:
             except zlib.error as exc:
                 raise StoreError(f"object {sha.decode()} is unreadable: {exc}") from None
 
-    def _stream_packed(self, git: str, sha: bytes, out: IO[bytes]) -> bool:
+    def _stream_packed(self, sha: bytes, out: IO[bytes]) -> bool:
         """Copy a packed blob to `out` through `git cat-file`; False (nothing written)
         when git cannot read it, so the caller's own read names the problem."""
-        import subprocess
-
         # Below core.bigFileThreshold (512 MiB) git would inflate the blob whole itself.
-        cmd = [git, f"--git-dir={self.git_dir}", "-c", "core.bigFileThreshold=1m"]
-        cmd += ["cat-file", "blob", sha.decode()]
-        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
-            assert proc.stdout is not None
-            first = proc.stdout.read(CHUNK)
-            if not first:
-                return proc.wait() == 0  # an empty blob, or nothing to read
-            out.write(first)
-            while chunk := proc.stdout.read(CHUNK):
+        chunks = gitcmd.stream(
+            ["cat-file", "blob", sha.decode()],
+            git_dir=self.git_dir,
+            config=["core.bigFileThreshold=1m"],
+            chunk=CHUNK,
+        )
+        wrote = False
+        try:
+            for chunk in chunks:
                 out.write(chunk)
-            if proc.wait() != 0:
-                raise StoreError(f"object {sha.decode()} is unreadable (git cat-file failed)")
+                wrote = True
+        except gitcmd.GitError:
+            if wrote:
+                raise StoreError(
+                    f"object {sha.decode()} is unreadable (git cat-file failed)"
+                ) from None
+            return False
         return True
 
     def expand_prefix(self, prefix: str) -> list[bytes]:

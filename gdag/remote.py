@@ -10,12 +10,11 @@ ever writes refs under refs/gdag/ there.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from gdag import gitcmd
 from gdag.errors import GdagError
 from gdag.log import Event, Log
 from gdag.repo import Store
@@ -42,36 +41,23 @@ class Remote:
     def __init__(self, store: Store, name: str) -> None:
         self.store = store
         self.name = name
-        self.git = shutil.which("git")
-        if self.git is None:
-            raise GdagError("working with a remote needs the git command")
+        gitcmd.binary("working with a remote")  # no git: say so before anything else
         self.label = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100]
         if store.is_private:
             # The private store has no remotes of its own: use the user repository's URL.
-            proc = subprocess.run(
-                [
-                    self.git,
-                    f"--git-dir={store.user_gitdir}",
-                    "config",
-                    "--get",
-                    f"remote.{name}.url",
-                ],
-                capture_output=True,
-                text=True,
+            found = gitcmd.run(
+                ["config", "--get", f"remote.{name}.url"], git_dir=store.user_gitdir, check=False
             )
-            url = proc.stdout.strip()
-            if proc.returncode == 0 and url:
+            url = found.stdout.strip()
+            if found.ok and url:
                 if "://" not in url and not url.startswith("/") and ":" not in url:
                     url = str(((store.workdir or store.user_gitdir) / url).resolve())
                 self.name = url
 
-    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        assert self.git is not None
-        return subprocess.run(
-            [self.git, f"--git-dir={self.store.gitdir}", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
+    def _run(self, *args: str) -> gitcmd.Result:
+        """A git command on this store, its result inspected by the caller."""
+        return gitcmd.run(
+            args, git_dir=self.store.gitdir, check=False, what=f"remote {self.name!r}"
         )
 
     def tracking(self, ref: str) -> str:
@@ -98,7 +84,7 @@ class Remote:
             if "couldn't find remote ref" in proc.stderr:
                 return None
             raise GdagError(
-                f"cannot fetch from remote {self.name!r}: {_last(proc.stderr)}",
+                f"cannot fetch from remote {self.name!r}: {proc.last_line}",
                 hint="check the remote with `git ls-remote " + self.name + "`",
             )
         return self.store.read_ref(self.tracking(ref))
@@ -118,14 +104,9 @@ class Remote:
         reasons = [line for line in text.splitlines() if line.startswith("!") or "rejected" in line]
         raise GdagError(
             f"remote {self.name!r} refused to update {ref}: "
-            f"{reasons[0].strip() if reasons else _last(text)}",
+            f"{reasons[0].strip() if reasons else gitcmd.last_line(text) or 'no message'}",
             hint="nothing was lost locally; check permissions and hooks of the remote",
         )
-
-
-def _last(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "no message"
 
 
 def merge_base(log: Log, a: bytes, b: bytes) -> bytes | None:
