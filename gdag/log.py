@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from gdag import trailers
 from gdag.errors import NoLogError, StoreError, UnknownError
 from gdag.names import check_simple_name
 from gdag.repo import MODE_BLOB, Entry, Store
@@ -27,21 +28,9 @@ def log_ref(name: str) -> str:
     return LOG_PREFIX + check_simple_name(name, "log")
 
 
-def parse_trailers(message: bytes) -> dict[str, list[str]]:
-    """Trailers of the last paragraph of a commit message, `Key: value` per line."""
-    text = message.decode("utf-8", "replace").rstrip("\n")
-    last = text.rsplit("\n\n", 1)[-1]
-    out: dict[str, list[str]] = {}
-    for line in last.splitlines():
-        key, sep, value = line.partition(": ")
-        if sep and key and " " not in key:
-            out.setdefault(key, []).append(value)
-    return out
-
-
-def format_message(summary: str, trailers: list[tuple[str, str]]) -> str:
-    lines = "\n".join(f"{k}: {v}" for k, v in trailers)
-    return f"{summary}\n\n{lines}\n"
+# Commit messages are spelled by gdag.trailers; these names are kept for importers.
+parse_trailers = trailers.parse
+format_message = trailers.format_message
 
 
 @dataclass
@@ -68,8 +57,8 @@ class Event:
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.time)),
             "summary": self.summary,
             "outputs": self.outputs,
-            "node": self.first("Gdag-Node"),
-            "session": self.first("Gdag-Session"),
+            "node": self.first(trailers.NODE),
+            "session": self.first(trailers.SESSION_ID),
         }
 
 
@@ -95,24 +84,24 @@ class Log:
 
     def event(self, sha: bytes) -> Event:
         commit = self.store.read_commit(sha)
-        trailers = parse_trailers(commit.message)
+        found = trailers.parse(commit.message)
         try:
-            offset = int(trailers["Gdag-Offset"][0])
+            offset = int(found[trailers.OFFSET][0])
         except (KeyError, ValueError):
             raise StoreError(
-                f"commit {sha.decode()[:12]} on log {self.name!r} has no Gdag-Offset trailer",
+                f"commit {sha.decode()[:12]} on log {self.name!r} has no {trailers.OFFSET} trailer",
                 hint="the log ref points at a commit gdag did not write; see `git log "
                 + self.ref
                 + "`",
             ) from None
         return Event(
             offset=offset,
-            kind=(trailers.get("Gdag-Event") or ["?"])[0],
+            kind=(found.get(trailers.EVENT) or ["?"])[0],
             sha=sha,
             time=commit.commit_time,
             summary=commit.message.decode("utf-8", "replace").split("\n", 1)[0],
-            outputs=trailers.get("Gdag-Output", []),
-            trailers=trailers,
+            outputs=found.get(trailers.OUTPUT, []),
+            trailers=found,
         )
 
     def first_parent(self, sha: bytes) -> bytes | None:
@@ -294,7 +283,7 @@ def select_events(
             matches(output, o) if is_pattern(output) else o == output for o in event.outputs
         ):
             continue
-        if node is not None and event.first("Gdag-Node") != node:
+        if node is not None and event.first(trailers.NODE) != node:
             continue
         shown.append(event)
         if limit is not None and len(shown) >= limit:

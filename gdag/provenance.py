@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gdag import state
+from gdag import state, trailers
 from gdag.errors import UnknownError
-from gdag.log import parse_trailers
 from gdag.session import read_done
 from gdag.workspace import Workspace
 
@@ -45,7 +44,7 @@ def session_branch(ws: Workspace, head: bytes) -> list[str]:
     while cur is not None:
         commit = ws.store.read_commit(cur)
         subjects.append(commit.message.decode("utf-8", "replace").split("\n", 1)[0])
-        if parse_trailers(commit.message).get("Gdag-Event") == ["session-start"]:
+        if trailers.kind(commit.message) == trailers.SESSION_START:
             break
         cur = commit.parents[0] if commit.parents else None
     return subjects[::-1]
@@ -119,8 +118,8 @@ def _provenance(ws: Workspace, name: str, meta: dict[str, Any], depth: int) -> d
         "offset": meta.get("offset"),
         "event": meta.get("event"),
     }
-    if meta.get("event") != "session" or depth <= 0:
-        if meta.get("event") == "publish":
+    if meta.get("event") != trailers.SESSION or depth <= 0:
+        if meta.get("event") == trailers.PUBLISH:
             step["published"] = meta.get("id")
         return step
     root = ws.store.read_commit(ws.log.commit_at(int(meta["offset"]))).tree

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from gdag import gitcmd
+from gdag import gitcmd, trailers
 from gdag.errors import GdagError
 from gdag.log import Event, Log
 from gdag.repo import Store
@@ -189,9 +189,11 @@ def _sync_round(remote: Remote, log: Log) -> SyncResult | None:
     # (Publish ids survive re-application, so an event already re-applied by an
     # earlier round, whose local update lost a race, is not applied twice.)
     stop = log.event(base).offset + 1 if base else 1
-    theirs_ids = {e.first("Gdag-Publish") for e in publish_events(log, theirs, stop)}
+    theirs_ids = {e.first(trailers.PUBLISH_ID) for e in publish_events(log, theirs, stop)}
     ours = [
-        e for e in publish_events(log, local, stop) if e.first("Gdag-Publish") not in theirs_ids
+        e
+        for e in publish_events(log, local, stop)
+        if e.first(trailers.PUBLISH_ID) not in theirs_ids
     ]
     result = _rebase(remote, log, local, theirs, ours)
     if result is not None:

@@ -16,10 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gdag import state
+from gdag import state, trailers
 from gdag.errors import GdagError, UsageError
-from gdag.log import Event, Log, format_message
+from gdag.log import Event, Log
 from gdag.retry import ROUNDS, Backoff
+from gdag.trailers import format_message
 from gdag.workspace import Workspace, new_id
 
 ARCHIVE_PREFIX = "refs/gdag/archive/"
@@ -48,7 +49,7 @@ def publish_events(log: Log, newest: bytes, stop_below: int) -> list[Event]:
     for event in log.events(newest):
         if event.offset < stop_below:
             break
-        if event.kind == "publish":
+        if event.kind == trailers.PUBLISH:
             found.append(event)
     return found[::-1]
 
@@ -130,11 +131,11 @@ class Replay:
             if event.offset < max(start, 1):
                 break
             parent = live.first_parent(cur)
-            if event.kind in ("publish", "session"):
+            if event.kind in (trailers.PUBLISH, trailers.SESSION):
                 root = self.store.read_commit(parent).tree if parent else None
                 if _shape(state.read_dag(self.store, root) or {}) != want:
                     first = event.offset
-            if event.kind == "publish":
+            if event.kind == trailers.PUBLISH:
                 if any(
                     isinstance(engine.pending(n, node, settled, False), Pending)
                     for n, node in dag["nodes"].items()
@@ -150,13 +151,13 @@ class Replay:
 
         def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
             tree = state.write_dag(self.store, parent, dag)
-            trailers = [
-                ("Gdag-Offset", str(offset)),
-                ("Gdag-Event", "replay"),
-                ("Gdag-Replay-From", str(start)),
-                ("Gdag-Replay-Of", old.decode()),
+            lines = [
+                (trailers.OFFSET, str(offset)),
+                (trailers.EVENT, trailers.REPLAY),
+                (trailers.REPLAY_FROM, str(start)),
+                (trailers.REPLAY_OF, old.decode()),
             ]
-            return tree, format_message(f"replay from offset {start}", trailers), []
+            return tree, format_message(f"replay from offset {start}", lines), []
 
         work.append(build)
 
@@ -246,15 +247,15 @@ def republish(work: Log, event: Event) -> None:
         tree = state.write_output(
             work.store, parent, name, old.value, meta, f"publish {old.meta.get('id')}"
         )
-        trailers = [
-            ("Gdag-Offset", str(offset)),
-            ("Gdag-Event", "publish"),
-            ("Gdag-Output", name),
-            ("Gdag-Version", str(version)),
-            ("Gdag-Publish", str(old.meta.get("id"))),
-            ("Gdag-Replayed-From", str(event.offset)),
+        lines = [
+            (trailers.OFFSET, str(offset)),
+            (trailers.EVENT, trailers.PUBLISH),
+            (trailers.OUTPUT, name),
+            (trailers.VERSION, str(version)),
+            (trailers.PUBLISH_ID, str(old.meta.get("id"))),
+            (trailers.REPLAYED_FROM, str(event.offset)),
         ]
-        return tree, format_message(f"publish {name} v{version}", trailers), []
+        return tree, format_message(f"publish {name} v{version}", lines), []
 
     work.append(build)
 

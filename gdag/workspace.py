@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from gdag import definition, state
+from gdag import definition, state, trailers
 from gdag.errors import GdagError, NotARepositoryError, UnknownError, ValueRefusedError
 from gdag.log import Log, format_message
 from gdag.names import check_output_name, check_simple_name
@@ -154,8 +154,12 @@ class Workspace:
     def _init_builder(self, dag: dict[str, Any]) -> Any:
         def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
             tree = state.write_dag(self.store, None, dag)
-            trailers = [("Gdag-Offset", "0"), ("Gdag-Event", "init"), ("Gdag-Log", self.log.name)]
-            return tree, format_message(f"init log {self.log.name}", trailers), []
+            lines = [
+                (trailers.OFFSET, "0"),
+                (trailers.EVENT, trailers.INIT),
+                (trailers.LOG, self.log.name),
+            ]
+            return tree, format_message(f"init log {self.log.name}", lines), []
 
         return build
 
@@ -191,7 +195,7 @@ class Workspace:
                 "version": version,
                 "type": str(typ),
                 "offset": offset,
-                "event": "publish",
+                "event": trailers.PUBLISH,
                 "id": publish_id,
                 "node": None,
                 "session": None,
@@ -203,15 +207,15 @@ class Workspace:
             tree = state.write_output(
                 self.store, parent, output, entry, meta, f"publish {publish_id}"
             )
-            trailers = [
-                ("Gdag-Offset", str(offset)),
-                ("Gdag-Event", "publish"),
-                ("Gdag-Output", output),
-                ("Gdag-Version", str(version)),
-                ("Gdag-Publish", publish_id),
+            lines = [
+                (trailers.OFFSET, str(offset)),
+                (trailers.EVENT, trailers.PUBLISH),
+                (trailers.OUTPUT, output),
+                (trailers.VERSION, str(version)),
+                (trailers.PUBLISH_ID, publish_id),
             ]
             self._version = version
-            return tree, format_message(f"publish {output} v{version}", trailers), []
+            return tree, format_message(f"publish {output} v{version}", lines), []
 
         try:
             commit, offset = self.log.append(build)
