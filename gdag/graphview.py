@@ -10,6 +10,7 @@ import json
 from html import escape
 from typing import Any
 
+from gdag import layout as tree_layout
 from gdag import state
 from gdag.names import is_pattern
 from gdag.workspace import Workspace
@@ -54,7 +55,7 @@ def _node_vertex(ws: Workspace, dag: dict[str, Any], name: str, st: Any) -> dict
     log_tail = ""
     if last:
         root = ws.store.read_commit(ws.log.require_tip()).tree
-        entry = ws.store.tree_get(root, [state.NODES, name.encode(), b"@log"])
+        entry = ws.store.tree_get(root, tree_layout.of(ws.store, root).node_log_path(name))
         if entry is not None:
             log_tail = ws.store.read_blob(entry.sha)[-2000:].decode("utf-8", "replace")
     return {

@@ -12,16 +12,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from gdag import trailers
+from gdag import layout, trailers
 from gdag.errors import NoLogError, StoreError, UnknownError
 from gdag.names import check_simple_name
 from gdag.repo import MODE_BLOB, Entry, Store
 from gdag.retry import CAS, Backoff
 
 LOG_PREFIX = "refs/gdag/logs/"
-CHECKPOINT = 64
-BUCKET = 4096
-OFFSETS_DIR = b"@offsets"
+CHECKPOINT = 64  # every 64th offset is a checkpoint (`layout.checkpoint_path`)
 
 
 def log_ref(name: str) -> str:
@@ -149,10 +147,8 @@ class Log:
 
     def _add_checkpoint(self, tree: bytes, offset: int, sha: bytes) -> bytes:
         blob = self.store.write_blob(sha + b"\n")
-        bucket = str(offset // BUCKET * BUCKET).encode()
-        return self.store.tree_update(
-            tree, [OFFSETS_DIR, bucket], {str(offset).encode(): Entry(MODE_BLOB, blob)}
-        )
+        *where, name = layout.of(self.store, tree).checkpoint_path(offset)
+        return self.store.tree_update(tree, where, {name: Entry(MODE_BLOB, blob)})
 
     # -- offsets ---------------------------------------------------------
 
@@ -182,9 +178,8 @@ class Log:
 
     def _nearest_checkpoint(self, tip: bytes, offset: int) -> tuple[bytes, int]:
         target = -(-offset // CHECKPOINT) * CHECKPOINT
-        bucket = str(target // BUCKET * BUCKET).encode()
         root = self.store.read_commit(tip).tree
-        entry = self.store.tree_get(root, [OFFSETS_DIR, bucket, str(target).encode()])
+        entry = self.store.tree_get(root, layout.of(self.store, root).checkpoint_path(target))
         if entry is None:
             return tip, self.event(tip).offset
         sha = self.store.read_blob(entry.sha).strip()

@@ -14,7 +14,7 @@ import os
 import time
 import zlib
 from binascii import unhexlify
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -382,7 +382,7 @@ class ObjectStore:
         return entry
 
     def tree_update(
-        self, root: bytes | None, path: list[bytes], changes: dict[bytes, Entry | None]
+        self, root: bytes | None, path: list[bytes], changes: Mapping[bytes, Entry | None]
     ) -> bytes:
         """Return a new root tree with `changes` applied in the directory at `path`.
 

@@ -10,7 +10,7 @@ and forwards their operations, so callers say `store.read_commit(…)` and
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -194,7 +194,7 @@ class Store:
         return self.objects.tree_get(root, path)
 
     def tree_update(
-        self, root: bytes | None, path: list[bytes], changes: dict[bytes, Entry | None]
+        self, root: bytes | None, path: list[bytes], changes: Mapping[bytes, Entry | None]
     ) -> bytes:
         return self.objects.tree_update(root, path, changes)
 

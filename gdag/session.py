@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gdag import state, trailers
+from gdag import layout, state, trailers
 from gdag.errors import GdagError, UnknownError
 from gdag.log import Log
 from gdag.repo import MODE_BLOB, Entry, Store
@@ -101,7 +101,9 @@ def covers(done: dict[str, Any] | None, spec: Spec, status: str) -> bool:
 
 
 def read_done(store: Store, root: bytes | None, node: str) -> dict[str, Any] | None:
-    entry = store.tree_get(root, [state.NODES, node.encode(), b"@done.json"]) if root else None
+    if not root:
+        return None
+    entry = store.tree_get(root, layout.of(store, root).node_done_path(node))
     return state.read_json_blob(store, entry.sha) if entry is not None else None
 
 
@@ -255,11 +257,12 @@ class Session:
         done_blob = self.store.write_blob(json.dumps(done, sort_keys=True, indent=1).encode())
 
         def build(root: bytes) -> bytes:
-            return self.store.tree_update(
-                root,
-                [state.NODES, self.spec.node.encode()],
-                {b"@done.json": Entry(MODE_BLOB, done_blob), b"@log": Entry(MODE_BLOB, log_blob)},
-            )
+            paths = layout.of(self.store, root)
+            files = {
+                paths.node_done: Entry(MODE_BLOB, done_blob),
+                paths.node_log: Entry(MODE_BLOB, log_blob),
+            }
+            return self.store.tree_update(root, paths.node_path(self.spec.node), files)
 
         self._advance(
             build,
@@ -428,13 +431,16 @@ class Session:
         return state.write_output(self.store, tree, name, new.value, meta, f"session {self.id}")
 
     def _copy_node_files(self, tree: bytes | None, head_tree: bytes, record: dict) -> bytes:
-        node = self.spec.node.encode()
-        log_entry = self.store.tree_get(head_tree, [state.NODES, node, b"@log"])
+        node = self.spec.node
+        paths = layout.of(self.store, tree)
+        log_entry = self.store.tree_get(
+            head_tree, layout.of(self.store, head_tree).node_log_path(node)
+        )
         blob = self.store.write_blob(json.dumps(record, sort_keys=True, indent=1).encode())
-        changes: dict[bytes, Entry | None] = {b"@done.json": Entry(MODE_BLOB, blob)}
+        changes: dict[bytes, Entry | None] = {paths.node_done: Entry(MODE_BLOB, blob)}
         if log_entry is not None:
-            changes[b"@log"] = log_entry
-        return self.store.tree_update(tree, [state.NODES, node], changes)
+            changes[paths.node_log] = log_entry
+        return self.store.tree_update(tree, paths.node_path(node), changes)
 
     def drop(self) -> None:
         if self.adopted:
