@@ -12,13 +12,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from gdag import layout, trailers
-from gdag.errors import NoLogError, StoreError, UnknownError
+from gdag import layout, state, trailers
+from gdag.errors import GdagError, NoLogError, StoreError, UnknownError
 from gdag.names import check_simple_name
 from gdag.repo import MODE_BLOB, Entry, Store
 from gdag.retry import CAS, Backoff
 
 LOG_PREFIX = "refs/gdag/logs/"
+# Where a replaced chain is kept whole (by replay and by sync).
+ARCHIVE_PREFIX = "refs/gdag/archive/"
 CHECKPOINT = 64  # every 64th offset is a checkpoint (`layout.checkpoint_path`)
 
 
@@ -61,12 +63,20 @@ class Event:
 
 
 class Log:
-    """One named log in a store."""
+    """One named log in a store.
 
-    def __init__(self, store: Store, name: str = "main") -> None:
+    The tip is read from the local ref; an event becomes part of the log at its
+    commit point, by default a compare-and-swap of that ref (`local_commit`).
+    `remote.remote_log` gives a log whose commit point is a push to a remote.
+    """
+
+    def __init__(
+        self, store: Store, name: str = "main", commit_point: CommitPoint | None = None
+    ) -> None:
         self.store = store
         self.name = name
         self.ref = log_ref(name)
+        self._commit_point: CommitPoint = commit_point or local_commit
 
     def tip(self) -> bytes | None:
         return self.store.read_ref(self.ref)
@@ -143,7 +153,7 @@ class Log:
 
     def commit_point(self, tip: bytes | None, commit: bytes) -> bool:
         """Make `commit` the log's tip if the tip is still `tip` (a compare-and-swap)."""
-        return self.store.cas_ref(self.ref, tip, commit)
+        return self._commit_point(self, tip, commit)
 
     def _add_checkpoint(self, tree: bytes, offset: int, sha: bytes) -> bytes:
         blob = self.store.write_blob(sha + b"\n")
@@ -232,6 +242,63 @@ class Log:
         while cur is not None:
             yield self.event(cur)
             cur = self.first_parent(cur)
+
+
+# Where an event commits: (log, expected tip, new commit) -> whether it is now the tip.
+CommitPoint = Callable[[Log, "bytes | None", bytes], bool]
+
+
+def local_commit(log: Log, tip: bytes | None, commit: bytes) -> bool:
+    """The commit point of a local log: a compare-and-swap of its ref."""
+    return log.store.cas_ref(log.ref, tip, commit)
+
+
+# -- re-applying publishes (replay and sync) ----------------------------------------------
+
+
+def publish_events(log: Log, newest: bytes, stop_below: int) -> list[Event]:
+    """External publish events from `newest` back to offset `stop_below`, oldest first."""
+    found = []
+    for event in log.events(newest):
+        if event.offset < stop_below:
+            break
+        if event.kind == trailers.PUBLISH:
+            found.append(event)
+    return found[::-1]
+
+
+def republish(work: Log, event: Event) -> None:
+    """Append the same value as `event` did, under a fresh version on the new chain."""
+    root = work.store.read_commit(event.sha).tree
+    name = event.outputs[0]
+    old = state.read_output(work.store, root, name)
+    if old is None:
+        raise GdagError(f"publish event at offset {event.offset} holds no value for {name!r}")
+
+    def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
+        prev = state.read_output(work.store, parent, name)
+        version = prev.version + 1 if prev else 1
+        meta = {
+            **old.meta,
+            "version": version,
+            "offset": offset,
+            "prev": prev.meta.get("offset") if prev else None,
+            "replayed_from": event.offset,
+        }
+        tree = state.write_output(
+            work.store, parent, name, old.value, meta, f"publish {old.meta.get('id')}"
+        )
+        lines = [
+            (trailers.OFFSET, str(offset)),
+            (trailers.EVENT, trailers.PUBLISH),
+            (trailers.OUTPUT, name),
+            (trailers.VERSION, str(version)),
+            (trailers.PUBLISH_ID, str(old.meta.get("id"))),
+            (trailers.REPLAYED_FROM, str(event.offset)),
+        ]
+        return tree, format_message(f"publish {name} v{version}", lines), []
+
+    work.append(build)
 
 
 def parse_since(text: str) -> float:

@@ -1,10 +1,12 @@
 """A shared git remote as the coordination engine: compare-and-swap by push, sync by replay.
 
 Every write to the remote is `git push --force-with-lease=<ref>:<expected>`, so a
-ref moves only from the value the pusher saw: leases are claimed and the log
-advanced exactly like local compare-and-swaps. Transport and authentication
-are git's own (ssh keys, credential helpers, file paths, git daemon); gdag only
-ever writes refs under refs/gdag/ there.
+ref moves only from the value the pusher saw. `RemoteRefs` is the remote seen
+as a `refs.Refs`, so leases are claimed and the log advanced exactly like local
+compare-and-swaps, only configured with other refs (`remote_leases`) or another
+commit point (`remote_log`). Transport and authentication are git's own (ssh
+keys, credential helpers, file paths, git daemon); gdag only ever writes refs
+under refs/gdag/ there.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 
 from gdag import gitcmd, trailers
 from gdag.errors import GdagError
-from gdag.log import Event, Log
+from gdag.lease import Leases
+from gdag.log import ARCHIVE_PREFIX, CommitPoint, Event, Log, publish_events, republish
 from gdag.repo import Store
 from gdag.retry import LOCK, ROUNDS, Backoff
 
@@ -32,6 +35,7 @@ CAS_FAILURES = (
     "incorrect old value",
     "failed to update ref",
     "is at ",
+    "remote ref does not exist",
 )
 
 
@@ -89,14 +93,19 @@ class Remote:
             )
         return self.store.read_ref(self.tracking(ref))
 
-    def push_cas(self, ref: str, old: bytes | None, new: bytes) -> bool:
-        """Point the remote's `ref` at `new` if it is still `old`; False if it moved."""
+    def push_cas(self, ref: str, old: bytes | None, new: bytes | None) -> bool:
+        """Point the remote's `ref` at `new` (None: delete it) if it is still `old`;
+        False if it moved."""
         lease = f"--force-with-lease={ref}:{old.decode() if old else ''}"
-        proc = self._run(
-            "push", "--porcelain", "--quiet", lease, self.name, f"{new.decode()}:{ref}"
-        )
+        spec = f"{new.decode() if new else ''}:{ref}"
+        proc = self._run("push", "--porcelain", "--quiet", lease, self.name, spec)
         if proc.returncode == 0:
-            self.store.cas_ref(self.tracking(ref), self.store.read_ref(self.tracking(ref)), new)
+            tracking = self.tracking(ref)
+            seen = self.store.read_ref(tracking)
+            if new is not None:
+                self.store.cas_ref(tracking, seen, new)
+            elif seen is not None:
+                self.store.delete_ref(tracking, seen)
             return True
         text = proc.stdout + proc.stderr
         if any(reason in text for reason in CAS_FAILURES):
@@ -107,6 +116,67 @@ class Remote:
             f"{reasons[0].strip() if reasons else gitcmd.last_line(text) or 'no message'}",
             hint="nothing was lost locally; check permissions and hooks of the remote",
         )
+
+    def list_refs(self, prefix: str) -> dict[str, bytes]:
+        """The remote's refs under `prefix` and their ids (`git ls-remote`; no objects)."""
+        proc = self._run("ls-remote", "--refs", self.name, prefix + "*")
+        if not proc.ok:
+            raise GdagError(
+                f"cannot list the refs of remote {self.name!r}: {proc.last_line}",
+                hint="check the remote with `git ls-remote " + self.name + "`",
+            )
+        found = {}
+        for line in proc.stdout.splitlines():
+            sha, _, ref = line.partition("\t")
+            if ref.startswith(prefix):
+                found[ref] = sha.encode()
+        return found
+
+
+class RemoteRefs:
+    """A remote's refs as a `refs.Refs`: read by `git fetch` (with their objects, the
+    value kept under refs/gdag/remotes/), moved and deleted by `git push
+    --force-with-lease`, listed by `git ls-remote`."""
+
+    def __init__(self, remote: Remote) -> None:
+        self.remote = remote
+
+    def read_ref(self, ref: str) -> bytes | None:
+        return self.remote.fetch(ref)
+
+    def cas_ref(self, ref: str, old: bytes | None, new: bytes) -> bool:
+        return self.remote.push_cas(ref, old, new)
+
+    def delete_ref(self, ref: str, old: bytes) -> bool:
+        return self.remote.push_cas(ref, old, None)
+
+    def list_refs(self, prefix: str) -> dict[str, bytes]:
+        return self.remote.list_refs(prefix)
+
+
+def remote_leases(store: Store, log_name: str, remote: Remote) -> Leases:
+    """Node leases claimed on the remote: its lease refs, moved by push."""
+    return Leases(store, log_name, refs=RemoteRefs(remote))
+
+
+def remote_log(store: Store, name: str, remote: Remote) -> Log:
+    """A log whose commit point is a push to the remote (workers of `gdag run --remote`):
+    the event commits there first, then the local ref follows."""
+    return Log(store, name, commit_point=push_commit_point(remote))
+
+
+def push_commit_point(remote: Remote) -> CommitPoint:
+    refs = RemoteRefs(remote)
+
+    def commit(log: Log, tip: bytes | None, new: bytes) -> bool:
+        if refs.cas_ref(log.ref, tip, new):
+            if not log.store.cas_ref(log.ref, tip, new):
+                sync_log(remote, log)  # a local publish arrived meanwhile: merge it
+            return True
+        sync_log(remote, log)  # the remote moved: bring both sides together, then retry
+        return False
+
+    return commit
 
 
 def merge_base(log: Log, a: bytes, b: bytes) -> bytes | None:
@@ -150,8 +220,6 @@ def sync_log(remote: Remote, log: Log) -> SyncResult:
 
 def _sync_round(remote: Remote, log: Log) -> SyncResult | None:
     """One fetch and compare-and-swap; None if another writer moved a ref meanwhile."""
-    from gdag.replay import ARCHIVE_PREFIX, publish_events
-
     local = log.tip()
     theirs = remote.fetch(log.ref)
     if theirs is None and local is None:
@@ -208,8 +276,6 @@ def _rebase(
     remote: Remote, log: Log, local: bytes, theirs: bytes, ours: list[Event]
 ) -> SyncResult | None:
     """Re-apply `ours` onto `theirs` in a work log; push it, then move the local log."""
-    from gdag.replay import republish
-
     if not ours:  # theirs has all our publishes: our local sessions are recomputed by runs
         if log.store.cas_ref(log.ref, local, theirs):
             return SyncResult(log.name, "fast-forward", fetched=log.event(theirs).offset)
@@ -228,60 +294,3 @@ def _rebase(
         return SyncResult(log.name, "replayed", pushed=len(ours), replayed=[e.offset for e in ours])
     finally:
         log.store.delete_ref(work.ref, work.require_tip())
-
-
-class RemoteLog(Log):
-    """A log whose commit point is a push to the remote (workers of `gdag run --remote`)."""
-
-    def __init__(self, store: Store, name: str, remote: Remote) -> None:
-        super().__init__(store, name)
-        self.remote = remote
-
-    def commit_point(self, tip: bytes | None, commit: bytes) -> bool:
-        if self.remote.push_cas(self.ref, tip, commit):
-            if not self.store.cas_ref(self.ref, tip, commit):
-                sync_log(self.remote, self)  # a local publish arrived meanwhile: merge it
-            return True
-        sync_log(self.remote, self)
-        return False
-
-
-class RemoteLeases:
-    """Leases claimed on the remote: read by fetch, moved by push with the expected old value."""
-
-    def __init__(self, leases: Any, remote: Remote) -> None:
-        self.leases = leases
-        self.remote = remote
-
-    def install(self) -> None:
-        store = self.leases.store
-
-        def read_ref(ref: str, _read: Any = store.read_ref) -> bytes | None:
-            if ref.startswith("refs/gdag/leases/"):
-                return self.remote.fetch(ref)
-            return _read(ref)
-
-        def cas_ref(
-            ref: str,
-            old: bytes | None,
-            new: bytes,
-            timeout: float = 30.0,
-            _cas: Any = store.cas_ref,
-        ) -> bool:
-            if ref.startswith("refs/gdag/leases/"):
-                return self.remote.push_cas(ref, old, new)
-            return _cas(ref, old, new, timeout)
-
-        self.leases.store = _LeaseStore(store, read_ref, cas_ref)
-
-
-class _LeaseStore:
-    """The store as the lease code sees it: lease refs live on the remote."""
-
-    def __init__(self, store: Store, read_ref: Any, cas_ref: Any) -> None:
-        self._store = store
-        self.read_ref = read_ref
-        self.cas_ref = cas_ref
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)

@@ -18,12 +18,11 @@ from typing import Any
 
 from gdag import state, trailers
 from gdag.errors import GdagError, UsageError
-from gdag.log import Event, Log
+from gdag.log import ARCHIVE_PREFIX, Event, Log, publish_events, republish
 from gdag.retry import ROUNDS, Backoff
 from gdag.trailers import format_message
 from gdag.workspace import Workspace, new_id
 
-ARCHIVE_PREFIX = "refs/gdag/archive/"
 Report = Callable[[str, dict[str, Any]], None]
 
 
@@ -41,17 +40,6 @@ class ReplayResult:
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-def publish_events(log: Log, newest: bytes, stop_below: int) -> list[Event]:
-    """External publish events from `newest` back to offset `stop_below`, oldest first."""
-    found = []
-    for event in log.events(newest):
-        if event.offset < stop_below:
-            break
-        if event.kind == trailers.PUBLISH:
-            found.append(event)
-    return found[::-1]
 
 
 class Replay:
@@ -224,40 +212,6 @@ class Replay:
         for ref, sha in self.store.list_refs(f"refs/gdag/leases/{work.name}/").items():
             self.store.delete_ref(ref, sha)  # the work log is gone; nobody can hold these
         result.archive = archive
-
-
-def republish(work: Log, event: Event) -> None:
-    """Append the same value as `event` did, under a fresh version on the new chain."""
-    root = work.store.read_commit(event.sha).tree
-    name = event.outputs[0]
-    old = state.read_output(work.store, root, name)
-    if old is None:
-        raise GdagError(f"publish event at offset {event.offset} holds no value for {name!r}")
-
-    def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
-        prev = state.read_output(work.store, parent, name)
-        version = prev.version + 1 if prev else 1
-        meta = {
-            **old.meta,
-            "version": version,
-            "offset": offset,
-            "prev": prev.meta.get("offset") if prev else None,
-            "replayed_from": event.offset,
-        }
-        tree = state.write_output(
-            work.store, parent, name, old.value, meta, f"publish {old.meta.get('id')}"
-        )
-        lines = [
-            (trailers.OFFSET, str(offset)),
-            (trailers.EVENT, trailers.PUBLISH),
-            (trailers.OUTPUT, name),
-            (trailers.VERSION, str(version)),
-            (trailers.PUBLISH_ID, str(old.meta.get("id"))),
-            (trailers.REPLAYED_FROM, str(event.offset)),
-        ]
-        return tree, format_message(f"publish {name} v{version}", lines), []
-
-    work.append(build)
 
 
 def _shape(dag: dict[str, Any]) -> Any:

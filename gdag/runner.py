@@ -128,18 +128,18 @@ class Engine:
         remote: Any = None,
     ) -> None:
         if remote is not None:
-            from gdag.remote import RemoteLog
+            from gdag.remote import remote_log
 
             ws = Workspace(ws.store, ws.log.name)
-            ws.log = RemoteLog(ws.store, ws.log.name, remote)
+            ws.log = remote_log(ws.store, ws.log.name, remote)
         self.ws = ws
         self.jobs = max(1, jobs)
         self.report: Report = report or (lambda kind, data: None)
         self.leases = Leases(ws.store, ws.log.name)
         if remote is not None:
-            from gdag.remote import RemoteLeases
+            from gdag.remote import remote_leases
 
-            RemoteLeases(self.leases, remote).install()
+            self.leases = remote_leases(ws.store, ws.log.name, remote)
         # A private log (a replay's work log) has no other runner: no leases needed.
         self.private = private
         self.speculative = speculative
