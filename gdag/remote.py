@@ -166,6 +166,8 @@ def remote_log(store: Store, name: str, remote: Remote) -> Log:
 
 
 def push_commit_point(remote: Remote) -> CommitPoint:
+    """Commit by compare-and-swap of the remote's log ref; the local ref follows, and
+    a lost race on either side syncs the two before `Log.append` builds again."""
     refs = RemoteRefs(remote)
 
     def commit(log: Log, tip: bytes | None, new: bytes) -> bool:
