@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from gdag import gitcmd
 from gdag.dirs import make_dirs
 from gdag.errors import StoreError
 from gdag.retry import RACE, SYSTEM_CLOCK, Backoff, Clock
@@ -176,6 +175,8 @@ class ObjectStore:
         try:
             f = open(self._loose_path(sha), "rb")
         except FileNotFoundError:
+            from gdag import gitcmd  # here: a loose value (the common case) needs no git
+
             big = size is None or size > BIG_PACKED
             if not (big and gitcmd.available() and self._stream_packed(sha, out)):
                 out.write(self.read_blob(sha))
@@ -202,6 +203,8 @@ class ObjectStore:
     def _stream_packed(self, sha: bytes, out: IO[bytes]) -> bool:
         """Copy a packed blob to `out` through `git cat-file`; False (nothing written)
         when git cannot read it, so the caller's own read names the problem."""
+        from gdag import gitcmd
+
         # Below core.bigFileThreshold (512 MiB) git would inflate the blob whole itself.
         chunks = gitcmd.stream(
             ["cat-file", "blob", sha.decode()],

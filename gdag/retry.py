@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
 
 from gdag.errors import StoreError
 
@@ -39,19 +38,28 @@ class Clock:
 SYSTEM_CLOCK = Clock()
 
 
-@dataclass(frozen=True)
 class Policy:
     """How a retry loop backs off and when it gives up.
 
     The n-th retry sleeps a uniform random time below min(cap, first * 2**n) ("full
     jitter": racing processes spread out instead of retrying in step). The loop
     gives up after `attempts` tries or once `deadline` seconds have passed since
-    the first, whichever comes first (None: no such bound)."""
+    the first, whichever comes first (None: no such bound). A plain class, not a
+    dataclass: it is built on the import path of every publish."""
 
-    first: float
-    cap: float
-    attempts: int | None = None
-    deadline: float | None = None
+    __slots__ = ("first", "cap", "attempts", "deadline")
+
+    def __init__(
+        self,
+        first: float,
+        cap: float,
+        attempts: int | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        self.first = first
+        self.cap = cap
+        self.attempts = attempts
+        self.deadline = deadline
 
     def delay(self, attempt: int) -> float:
         return random.random() * min(self.cap, self.first * 2 ** min(attempt, 40))
