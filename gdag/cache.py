@@ -1,8 +1,8 @@
 """The run cache: completed sessions keyed by node code and the exact input values.
 
-The index lives in every log tree under `@cache/<k[:2]>/<k>` (a blob holding the
-session head's commit id), so a lookup is three tree reads whatever the
-history, and a replay can consult the index of the log it replaces.
+The index lives in every log tree (`layout.cache_path`: `@cache/<k[:2]>/<k>`, a
+blob holding the session head's commit id), so a lookup is three tree reads
+whatever the history, and a replay can consult the index of the log it replaces.
 """
 
 from __future__ import annotations
@@ -11,14 +11,12 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
-from gdag import state
+from gdag import layout, state
 from gdag.names import is_pattern
 from gdag.repo import MODE_BLOB, Entry, Store
 
 if TYPE_CHECKING:
     from gdag.dag import Node
-
-CACHE_DIR = b"@cache"
 
 
 def cache_key(store: Store, root: bytes, node: Node) -> str:
@@ -36,14 +34,10 @@ def cache_key(store: Store, root: bytes, node: Node) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def _path(key: str) -> list[bytes]:
-    return [CACHE_DIR, key[:2].encode(), key.encode()]
-
-
 def lookup(store: Store, roots: list[bytes | None], key: str) -> bytes | None:
     """The head commit of a completed session with this key, in any of the given trees."""
     for root in roots:
-        entry = store.tree_get(root, _path(key)) if root else None
+        entry = store.tree_get(root, layout.of(store, root).cache_path(key)) if root else None
         if entry is not None:
             return store.read_blob(entry.sha).strip()
     return None
@@ -51,4 +45,5 @@ def lookup(store: Store, roots: list[bytes | None], key: str) -> bytes | None:
 
 def record(store: Store, root: bytes | None, key: str, head: bytes) -> bytes:
     blob = store.write_blob(head + b"\n")
-    return store.tree_update(root, _path(key)[:2], {key.encode(): Entry(MODE_BLOB, blob)})
+    *where, name = layout.of(store, root).cache_path(key)
+    return store.tree_update(root, where, {name: Entry(MODE_BLOB, blob)})

@@ -125,7 +125,7 @@ def _completer(p: Param) -> Callable[..., list[str]]:
     """Tab completion of a parameter's values, the same as `gdag.commands._complete` gives."""
 
     def complete(ctx: typer.Context, incomplete: str) -> list[str]:
-        from gdag.commands._complete import values
+        from gdag.commands._values import values
 
         return values(p, ctx.params.get("path"), ctx.params.get("log"), incomplete)
 

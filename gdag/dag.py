@@ -13,10 +13,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from gdag.repo import Store
+from typing import Any
 
 from gdag.names import is_pattern, matches
 from gdag.types import BYTES, Type, parse_type
@@ -190,23 +187,3 @@ class Dag:
 
     def subscribers(self, output: str) -> list[str]:
         return [name for name, node in self.nodes.items() if node.subscribes_to(output)]
-
-
-_PARSED: dict[bytes, Dag] = {}
-
-
-def read_dag(store: Store, root: bytes | None) -> Dag | None:
-    """The definition recorded in a log tree (`dag.json`), or None. Parsed once per
-    blob id (which names its content): every command reads it, often several times."""
-    from gdag import state
-
-    entry = store.tree_get(root, [state.DAG_FILE]) if root is not None else None
-    if entry is None:
-        return None
-    dag = _PARSED.get(entry.sha)
-    if dag is None:
-        dag = Dag.from_json(state.read_json_blob(store, entry.sha))
-        if len(_PARSED) >= 8:
-            _PARSED.clear()
-        _PARSED[entry.sha] = dag
-    return dag

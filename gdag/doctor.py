@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
+from gdag import gitcmd
 from gdag.errors import GdagError
 from gdag.log import LOG_PREFIX, Log
-from gdag.repo import STALE_LOCK_SECONDS, Store
+from gdag.repo import Store
 from gdag.workspace import Workspace
 
 TMP_AGE = 600.0
@@ -38,13 +36,14 @@ class Finding:
 
 
 def _git_fsck(store: Store) -> list[Finding]:
-    git = shutil.which("git")
-    if git is None:
+    if not gitcmd.available():
         return [Finding("warning", "git is not installed: object checks skipped")]
-    proc = subprocess.run(
-        [git, f"--git-dir={store.gitdir}", "fsck", "--strict", "--no-dangling", "--no-progress"],
-        capture_output=True,
-        text=True,
+    # No timeout: fsck takes as long as the store is large.
+    proc = gitcmd.run(
+        ["fsck", "--strict", "--no-dangling", "--no-progress"],
+        git_dir=store.gitdir,
+        check=False,
+        timeout=None,
     )
     lines = [
         line
@@ -53,7 +52,7 @@ def _git_fsck(store: Store) -> list[Finding]:
     ]
     if proc.returncode == 0 and not lines:
         return []
-    lines = _still_broken(git, store, lines)
+    lines = _still_broken(store, lines)
     if not lines:
         return []
     return [
@@ -69,7 +68,7 @@ def _git_fsck(store: Store) -> list[Finding]:
 SHA = re.compile(r"\b[0-9a-f]{40}\b")
 
 
-def _still_broken(git: str, store: Store, lines: list[str]) -> list[str]:
+def _still_broken(store: Store, lines: list[str]) -> list[str]:
     """fsck lines left once objects that other gdag processes wrote meanwhile are
     discounted: fsck reads the objects before the refs, so a commit written between the
     two looks missing. A "missing" or "broken link" line whose objects all exist and
@@ -78,22 +77,18 @@ def _still_broken(git: str, store: Store, lines: list[str]) -> list[str]:
     for line in lines:
         shas = SHA.findall(line)
         if shas and ("missing" in line or "broken link" in line):
-            check = subprocess.run(
-                [git, f"--git-dir={store.gitdir}", "cat-file", "--batch-check"],
+            check = gitcmd.run(
+                ["cat-file", "--batch-check"],
+                git_dir=store.gitdir,
                 input="".join(f"{sha}\n" for sha in shas),
-                capture_output=True,
-                text=True,
+                check=False,
             )
-            if check.returncode == 0 and "missing" not in check.stdout:
-                found = [
-                    subprocess.run(
-                        [git, f"--git-dir={store.gitdir}", "cat-file", "-p", sha],
-                        capture_output=True,
-                    ).returncode
-                    == 0
+            if check.ok and "missing" not in check.stdout:
+                whole = (
+                    gitcmd.run(["cat-file", "-p", sha], git_dir=store.gitdir, check=False).ok
                     for sha in shas
-                ]
-                if all(found):
+                )
+                if all(whole):
                     continue
         kept.append(line)
     return kept
@@ -128,24 +123,8 @@ def _check_logs(store: Store) -> list[Finding]:
 
 
 def _leftovers(store: Store) -> tuple[int, int]:
-    now = time.time()
-    locks = 0
-    for dirpath, _dirs, files in os.walk(store.gitdir / "refs" / "gdag"):
-        for name in files:
-            if name.endswith(".lock"):
-                try:
-                    if now - (Path(dirpath) / name).stat().st_mtime > STALE_LOCK_SECONDS:
-                        locks += 1
-                except FileNotFoundError:
-                    pass
-    tmp = 0
-    try:
-        for entry in os.scandir(store.objects_dir):
-            if entry.name.startswith("tmp_obj_") and now - entry.stat().st_mtime > TMP_AGE:
-                tmp += 1
-    except FileNotFoundError:
-        pass
-    return locks, tmp
+    """(stale ref locks, old temporary objects) left by killed processes."""
+    return len(store.refs.stale_locks()), len(store.objects.leftover_tmp(TMP_AGE))
 
 
 WORK_LOG = re.compile(r"\.(replay|sync)-([0-9a-f]+)-")
@@ -186,14 +165,12 @@ def loose_sample(store: Store) -> int:
         return 0
 
 
-def _gc_auto(git: str, store: Store) -> int:
+def _gc_auto(store: Store) -> int:
     """The user's `gc.auto` (their repository's config, also for a private store)."""
-    proc = subprocess.run(
-        [git, f"--git-dir={store.user_commondir}", "config", "--int", "--get", "gc.auto"],
-        capture_output=True,
-        text=True,
+    proc = gitcmd.run(
+        ["config", "--int", "--get", "gc.auto"], git_dir=store.user_commondir, check=False
     )
-    return int(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else LOOSE_LIMIT
+    return int(proc.stdout) if proc.ok and proc.stdout.strip() else LOOSE_LIMIT
 
 
 def _pack_loose(store: Store, repair: bool) -> list[Finding]:
@@ -204,10 +181,9 @@ def _pack_loose(store: Store, repair: bool) -> list[Finding]:
     flight, or left by killed or losing writers) into a cruft pack with no expiry, then
     the loose copies go. Nothing is dropped, so it is safe beside running commands, and
     no `-l`: a private store must keep its own copy of objects it borrows."""
-    git = shutil.which("git")
-    if git is None:
+    if not gitcmd.available():
         return []
-    limit = _gc_auto(git, store)
+    limit = _gc_auto(store)
     sample = loose_sample(store)
     # git's own test: more than ceil(limit / 256) objects in 17/; 0 turns it off.
     if limit <= 0 or sample <= -(-limit // 256):
@@ -221,11 +197,16 @@ def _pack_loose(store: Store, repair: bool) -> list[Finding]:
                 "`gdag doctor --repair` packs them (with git's `repack`)",
             )
         ]
-    base = [git, f"--git-dir={store.gitdir}", "repack", "-d", "-q"]
-    proc = subprocess.run([*base, "--cruft"], capture_output=True, text=True)
-    if proc.returncode != 0 and "cruft" in proc.stderr:  # git before 2.37
-        proc = subprocess.run([*base, "-A"], capture_output=True, text=True)
-    if proc.returncode != 0:
+
+    def repack(*mode: str) -> gitcmd.Result:  # no timeout: as long as the store is large
+        return gitcmd.run(
+            ["repack", "-d", "-q", *mode], git_dir=store.gitdir, check=False, timeout=None
+        )
+
+    proc = repack("--cruft")
+    if not proc.ok and "cruft" in proc.stderr:  # git before 2.37
+        proc = repack("-A")
+    if not proc.ok:
         return [
             Finding(
                 "error",

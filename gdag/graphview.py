@@ -10,7 +10,8 @@ import json
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from gdag import state
+from gdag import layout as tree_layout
+from gdag import nodestates, state
 from gdag.names import is_pattern
 from gdag.workspace import Workspace
 
@@ -57,7 +58,7 @@ def _node_vertex(ws: Workspace, dag: Dag, name: str, st: Any) -> dict[str, Any]:
     log_tail = ""
     if last:
         root = ws.store.read_commit(ws.log.require_tip()).tree
-        entry = ws.store.tree_get(root, [state.NODES, name.encode(), b"@log"])
+        entry = ws.store.tree_get(root, tree_layout.of(ws.store, root).node_log_path(name))
         if entry is not None:
             log_tail = ws.store.read_blob(entry.sha)[-2000:].decode("utf-8", "replace")
     return {
@@ -137,12 +138,12 @@ def _label(v: dict[str, Any]) -> str:
 
 
 DOT_COLOURS = {
-    "up-to-date": "palegreen",
-    "stale": "khaki",
-    "never-run": "khaki",
-    "running": "lightblue",
-    "failed": "salmon",
-    "waiting": "gray90",
+    nodestates.UP_TO_DATE: "palegreen",
+    nodestates.STALE: "khaki",
+    nodestates.NEVER_RUN: "khaki",
+    nodestates.RUNNING: "lightblue",
+    nodestates.FAILED: "salmon",
+    nodestates.WAITING: "gray90",
 }
 
 
@@ -183,12 +184,12 @@ def to_mermaid(model: dict[str, Any]) -> str:
 
 
 _MERMAID_FILL = {
-    "up-to-date": "#b7f0b1",
-    "stale": "#f3e9a0",
-    "never-run": "#f3e9a0",
-    "running": "#add8e6",
-    "failed": "#f4a6a0",
-    "waiting": "#eeeeee",
+    nodestates.UP_TO_DATE: "#b7f0b1",
+    nodestates.STALE: "#f3e9a0",
+    nodestates.NEVER_RUN: "#f3e9a0",
+    nodestates.RUNNING: "#add8e6",
+    nodestates.FAILED: "#f4a6a0",
+    nodestates.WAITING: "#eeeeee",
 }
 
 
@@ -235,14 +236,7 @@ def to_html(model: dict[str, Any]) -> str:
     longest = max((len(_label(v).replace("\n", " · ")) for v in model["vertices"]), default=0)
     w, h = max(170, 7 * longest + 24), 44
     gx, gy = w + 60, 70
-    fills = {
-        "up-to-date": "#b7f0b1",
-        "stale": "#f3e9a0",
-        "never-run": "#f3e9a0",
-        "running": "#add8e6",
-        "failed": "#f4a6a0",
-        "waiting": "#eeeeee",
-    }
+    fills = _MERMAID_FILL  # the same colours
     parts = []
     for e in model["edges"]:
         (c1, r1), (c2, r2) = pos[e["from"]], pos[e["to"]]

@@ -12,15 +12,19 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from gdag import gitcmd
 from gdag.errors import GdagError, UsageError
 from gdag.repo import Store
+
+if TYPE_CHECKING:
+    from gdag.workspace import Workspace
 
 MARKER = "# gdag-hook-shim v1"
 CHAINED = ".gdag-chained"
@@ -68,12 +72,13 @@ class HookState:
 
 def hooks_dir(store: Store) -> Path:
     """Where git runs hooks from: core.hooksPath if set, else .git/hooks."""
-    git = subprocess.run(
-        ["git", f"--git-dir={store.user_gitdir}", "config", "--get", "core.hooksPath"],
-        capture_output=True,
-        text=True,
+    found = gitcmd.run(
+        ["config", "--get", "core.hooksPath"],
+        git_dir=store.user_gitdir,
+        check=False,
+        what="finding the hooks directory",
     )
-    configured = git.stdout.strip() if git.returncode == 0 else ""
+    configured = found.stdout.strip() if found.ok else ""
     if not configured:
         return store.user_commondir / "hooks"
     path = Path(os.path.expanduser(configured))
@@ -172,10 +177,9 @@ def _names(names: list[str] | None) -> list[str]:
 
 
 def _git(store: Store, *args: str) -> str:
-    proc = subprocess.run(
-        ["git", f"--git-dir={store.user_gitdir}", *args], capture_output=True, text=True
-    )
-    return proc.stdout.strip() if proc.returncode == 0 else ""
+    """A git query's output on the user's repository; empty when git finds nothing."""
+    found = gitcmd.run(args, git_dir=store.user_gitdir, check=False)
+    return found.stdout.strip() if found.ok else ""
 
 
 def payload(store: Store, hook: str, args: list[str], stdin_text: str) -> dict[str, Any]:
@@ -208,9 +212,11 @@ def payload(store: Store, hook: str, args: list[str], stdin_text: str) -> dict[s
     return {"command": args[0] if args else "", "branch": branch, "rewritten": rewritten}
 
 
-def run_hook(store_path: str | None, hook: str, args: list[str]) -> int:
-    """`gdag hook NAME ARGS`: publish the git event and run subscribers; never fail git."""
-    from gdag import commands
+def run_hook(
+    store_path: str | None, hook: str, args: list[str], run: Callable[[Workspace, str], object]
+) -> int:
+    """`gdag hook NAME ARGS`: publish the git event, then `run(ws, output)` (the
+    command's: it runs the subscribers with progress); never fail git."""
     from gdag.workspace import ValueSource, Workspace
 
     try:
@@ -218,8 +224,7 @@ def run_hook(store_path: str | None, hook: str, args: list[str]) -> int:
         value = payload(ws.store, hook, args, os.environ.get("GDAG_HOOK_INPUT", ""))
         output = OUTPUTS[hook]
         ws.publish(output, ValueSource(data=json.dumps(value).encode()), "json")
-        if commands.has_subscribers(ws, output):
-            commands.run_nodes(ws, [output], jobs=os.cpu_count() or 1, quiet=False)
+        run(ws, output)
         return 0
     except Exception as exc:  # noqa: BLE001 - a hook reports every failure, never raises
         record_error(store_path, hook, exc)

@@ -5,6 +5,10 @@ with `git pack-refs`): every take, renewal and release points it at a fresh,
 unique token commit whose message holds the owner and the expiry. Leases only
 avoid duplicate work; correctness rests on the merge-back, which refuses
 superseded sessions.
+
+The lease refs live in a `refs.Refs`: the store's own by default, a remote's
+for workers of `gdag run --remote` (`remote.remote_leases`). Expiry is read
+from a `retry.Clock`, so tests age leases without waiting.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ import json
 import os
 import socket
 import threading
-import time
 from dataclasses import asdict, dataclass
 
 from gdag.errors import StoreError
+from gdag.refs import Refs
 from gdag.repo import Store
+from gdag.retry import SYSTEM_CLOCK, Clock
 
 LEASE_PREFIX = "refs/gdag/leases/"
 # How long a lease binds without renewal; GDAG_LEASE_TTL overrides (seconds).
@@ -51,13 +56,13 @@ class Holder:
     released: bool = False
 
     @classmethod
-    def me(cls, session: str | None, ttl: float) -> Holder:
+    def me(cls, session: str | None, ttl: float, clock: Clock = SYSTEM_CLOCK) -> Holder:
         pid = os.getpid()
-        return cls(HOST, pid, process_start_time(pid), session, time.time() + ttl)
+        return cls(HOST, pid, process_start_time(pid), session, clock.time() + ttl)
 
-    def is_alive(self) -> bool:
+    def is_alive(self, clock: Clock = SYSTEM_CLOCK) -> bool:
         """Whether the lease still binds others: held, unexpired, and its owner not dead."""
-        if self.released or time.time() > self.expires:
+        if self.released or clock.time() > self.expires:
             return False
         if self.host == HOST:
             return process_start_time(self.pid) == self.start
@@ -69,12 +74,24 @@ def lease_ref(log: str, node: str) -> str:
 
 
 class Leases:
-    """Taking, renewing and releasing node leases on one log."""
+    """Taking, renewing and releasing node leases on one log.
 
-    def __init__(self, store: Store, log: str, ttl: float = DEFAULT_TTL) -> None:
+    `store` holds the token commits; `refs` the lease refs (default: the store's)."""
+
+    def __init__(
+        self,
+        store: Store,
+        log: str,
+        ttl: float = DEFAULT_TTL,
+        *,
+        refs: Refs | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self.store = store
         self.log = log
         self.ttl = ttl
+        self.refs: Refs = refs if refs is not None else store.refs
+        self.clock = clock
 
     def _token(self, holder: Holder) -> bytes:
         body = json.dumps(asdict(holder), sort_keys=True)
@@ -84,7 +101,7 @@ class Leases:
 
     def read(self, node: str) -> tuple[bytes | None, Holder | None]:
         ref = lease_ref(self.log, node)
-        sha = self.store.read_ref(ref)
+        sha = self.refs.read_ref(ref)
         if sha is None:
             return None, None
         message = self.store.read_commit(sha).message.decode()
@@ -97,26 +114,26 @@ class Leases:
     def take(self, node: str, session: str | None) -> Held | None:
         """Take the lease if it is free, expired or its owner is dead; None if held."""
         sha, holder = self.read(node)
-        if holder is not None and holder.is_alive():
+        if holder is not None and holder.is_alive(self.clock):
             return None
-        token = self._token(Holder.me(session, self.ttl))
-        if self.store.cas_ref(lease_ref(self.log, node), sha, token):
+        token = self._token(Holder.me(session, self.ttl, self.clock))
+        if self.refs.cas_ref(lease_ref(self.log, node), sha, token):
             return Held(self, node, session, token)
         return None
 
     def renew(self, node: str, token: bytes, session: str | None) -> bytes | None:
         """Extend a lease we hold; None if it was lost (taken over after expiry)."""
-        new = self._token(Holder.me(session, self.ttl))
-        return new if self.store.cas_ref(lease_ref(self.log, node), token, new) else None
+        new = self._token(Holder.me(session, self.ttl, self.clock))
+        return new if self.refs.cas_ref(lease_ref(self.log, node), token, new) else None
 
     def release(self, node: str, token: bytes) -> None:
         holder = Holder(HOST, os.getpid(), None, None, 0.0, released=True)
-        self.store.cas_ref(lease_ref(self.log, node), token, self._token(holder))
+        self.refs.cas_ref(lease_ref(self.log, node), token, self._token(holder))
 
     def holder(self, node: str) -> Holder | None:
         """The live holder of a node's lease, if any."""
         _, holder = self.read(node)
-        return holder if holder is not None and holder.is_alive() else None
+        return holder if holder is not None and holder.is_alive(self.clock) else None
 
 
 class Held:

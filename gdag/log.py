@@ -12,35 +12,25 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from gdag.errors import NoLogError, StoreError, UnknownError
+from gdag import layout, state, trailers
+from gdag.errors import GdagError, NoLogError, StoreError, UnknownError
 from gdag.names import check_simple_name
-from gdag.repo import MODE_BLOB, Entry, Store, retry_delay
+from gdag.repo import MODE_BLOB, Entry, Store
+from gdag.retry import CAS, Backoff
 
 LOG_PREFIX = "refs/gdag/logs/"
-CHECKPOINT = 64
-BUCKET = 4096
-OFFSETS_DIR = b"@offsets"
+# Where a replaced chain is kept whole (by replay and by sync).
+ARCHIVE_PREFIX = "refs/gdag/archive/"
+CHECKPOINT = 64  # every 64th offset is a checkpoint (`layout.checkpoint_path`)
 
 
 def log_ref(name: str) -> str:
     return LOG_PREFIX + check_simple_name(name, "log")
 
 
-def parse_trailers(message: bytes) -> dict[str, list[str]]:
-    """Trailers of the last paragraph of a commit message, `Key: value` per line."""
-    text = message.decode("utf-8", "replace").rstrip("\n")
-    last = text.rsplit("\n\n", 1)[-1]
-    out: dict[str, list[str]] = {}
-    for line in last.splitlines():
-        key, sep, value = line.partition(": ")
-        if sep and key and " " not in key:
-            out.setdefault(key, []).append(value)
-    return out
-
-
-def format_message(summary: str, trailers: list[tuple[str, str]]) -> str:
-    lines = "\n".join(f"{k}: {v}" for k, v in trailers)
-    return f"{summary}\n\n{lines}\n"
+# Commit messages are spelled by gdag.trailers; these names are kept for importers.
+parse_trailers = trailers.parse
+format_message = trailers.format_message
 
 
 @dataclass
@@ -67,18 +57,26 @@ class Event:
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.time)),
             "summary": self.summary,
             "outputs": self.outputs,
-            "node": self.first("Gdag-Node"),
-            "session": self.first("Gdag-Session"),
+            "node": self.first(trailers.NODE),
+            "session": self.first(trailers.SESSION_ID),
         }
 
 
 class Log:
-    """One named log in a store."""
+    """One named log in a store.
 
-    def __init__(self, store: Store, name: str = "main") -> None:
+    The tip is read from the local ref; an event becomes part of the log at its
+    commit point, by default a compare-and-swap of that ref (`local_commit`).
+    `remote.remote_log` gives a log whose commit point is a push to a remote.
+    """
+
+    def __init__(
+        self, store: Store, name: str = "main", commit_point: CommitPoint | None = None
+    ) -> None:
         self.store = store
         self.name = name
         self.ref = log_ref(name)
+        self._commit_point: CommitPoint = commit_point or local_commit
 
     def tip(self) -> bytes | None:
         return self.store.read_ref(self.ref)
@@ -94,24 +92,24 @@ class Log:
 
     def event(self, sha: bytes) -> Event:
         commit = self.store.read_commit(sha)
-        trailers = parse_trailers(commit.message)
+        found = trailers.parse(commit.message)
         try:
-            offset = int(trailers["Gdag-Offset"][0])
+            offset = int(found[trailers.OFFSET][0])
         except (KeyError, ValueError):
             raise StoreError(
-                f"commit {sha.decode()[:12]} on log {self.name!r} has no Gdag-Offset trailer",
+                f"commit {sha.decode()[:12]} on log {self.name!r} has no {trailers.OFFSET} trailer",
                 hint="the log ref points at a commit gdag did not write; see `git log "
                 + self.ref
                 + "`",
             ) from None
         return Event(
             offset=offset,
-            kind=(trailers.get("Gdag-Event") or ["?"])[0],
+            kind=(found.get(trailers.EVENT) or ["?"])[0],
             sha=sha,
             time=commit.commit_time,
             summary=commit.message.decode("utf-8", "replace").split("\n", 1)[0],
-            outputs=trailers.get("Gdag-Output", []),
-            trailers=trailers,
+            outputs=found.get(trailers.OUTPUT, []),
+            trailers=found,
         )
 
     def first_parent(self, sha: bytes) -> bytes | None:
@@ -129,9 +127,10 @@ class Log:
         """Append one event by compare-and-swap, rebuilding it whenever the tip moved.
 
         `build(parent_tree, offset)` returns (tree, message, extra parents).
-        Returns (commit id, offset).
+        Returns (commit id, offset). Gives up (RetryError) only after losing every race
+        for the CAS policy's deadline.
         """
-        attempt = 0
+        backoff = Backoff(CAS, f"appending to log {self.name!r} (every attempt lost a race)")
         while True:
             tip = self.tip() if not create else None
             if tip is None and not create:
@@ -150,19 +149,16 @@ class Log:
                 return commit, offset
             if create:
                 raise UnknownError(f"log {self.name!r} already exists")
-            attempt += 1
-            time.sleep(retry_delay(attempt))
+            backoff.wait()
 
     def commit_point(self, tip: bytes | None, commit: bytes) -> bool:
         """Make `commit` the log's tip if the tip is still `tip` (a compare-and-swap)."""
-        return self.store.cas_ref(self.ref, tip, commit)
+        return self._commit_point(self, tip, commit)
 
     def _add_checkpoint(self, tree: bytes, offset: int, sha: bytes) -> bytes:
         blob = self.store.write_blob(sha + b"\n")
-        bucket = str(offset // BUCKET * BUCKET).encode()
-        return self.store.tree_update(
-            tree, [OFFSETS_DIR, bucket], {str(offset).encode(): Entry(MODE_BLOB, blob)}
-        )
+        *where, name = layout.of(self.store, tree).checkpoint_path(offset)
+        return self.store.tree_update(tree, where, {name: Entry(MODE_BLOB, blob)})
 
     # -- offsets ---------------------------------------------------------
 
@@ -192,9 +188,8 @@ class Log:
 
     def _nearest_checkpoint(self, tip: bytes, offset: int) -> tuple[bytes, int]:
         target = -(-offset // CHECKPOINT) * CHECKPOINT
-        bucket = str(target // BUCKET * BUCKET).encode()
         root = self.store.read_commit(tip).tree
-        entry = self.store.tree_get(root, [OFFSETS_DIR, bucket, str(target).encode()])
+        entry = self.store.tree_get(root, layout.of(self.store, root).checkpoint_path(target))
         if entry is None:
             return tip, self.event(tip).offset
         sha = self.store.read_blob(entry.sha).strip()
@@ -249,6 +244,57 @@ class Log:
             cur = self.first_parent(cur)
 
 
+# Where an event commits: (log, expected tip, new commit) -> whether it is now the tip.
+CommitPoint = Callable[[Log, "bytes | None", bytes], bool]
+
+
+def local_commit(log: Log, tip: bytes | None, commit: bytes) -> bool:
+    """The commit point of a local log: a compare-and-swap of its ref."""
+    return log.store.cas_ref(log.ref, tip, commit)
+
+
+# -- re-applying publishes (replay and sync) ----------------------------------------------
+
+
+def publish_events(log: Log, newest: bytes, stop_below: int) -> list[Event]:
+    """External publish events from `newest` back to offset `stop_below`, oldest first."""
+    found = []
+    for event in log.events(newest):
+        if event.offset < stop_below:
+            break
+        if event.kind == trailers.PUBLISH:
+            found.append(event)
+    return found[::-1]
+
+
+def republish(work: Log, event: Event) -> None:
+    """Append the same value as `event` did, under a fresh version on the new chain."""
+    root = work.store.read_commit(event.sha).tree
+    name = event.outputs[0]
+    old = state.read_output(work.store, root, name)
+    if old is None:
+        raise GdagError(f"publish event at offset {event.offset} holds no value for {name!r}")
+
+    def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
+        prev = state.read_output(work.store, parent, name)
+        meta = {**old.meta, **state.next_version(prev, offset), "replayed_from": event.offset}
+        version = meta["version"]
+        tree = state.write_output(
+            work.store, parent, name, old.value, meta, f"publish {old.meta.get('id')}"
+        )
+        lines = [
+            (trailers.OFFSET, str(offset)),
+            (trailers.EVENT, trailers.PUBLISH),
+            (trailers.OUTPUT, name),
+            (trailers.VERSION, str(version)),
+            (trailers.PUBLISH_ID, str(old.meta.get("id"))),
+            (trailers.REPLAYED_FROM, str(event.offset)),
+        ]
+        return tree, format_message(f"publish {name} v{version}", lines), []
+
+    work.append(build)
+
+
 def parse_since(text: str) -> float:
     """An epoch time from `2026-11-26`, `2026-11-26T10:00`, or `30m`/`2h`/`7d` (ago)."""
     import datetime as dt
@@ -293,7 +339,7 @@ def select_events(
             matches(output, o) if is_pattern(output) else o == output for o in event.outputs
         ):
             continue
-        if node is not None and event.first("Gdag-Node") != node:
+        if node is not None and event.first(trailers.NODE) != node:
             continue
         shown.append(event)
         if limit is not None and len(shown) >= limit:

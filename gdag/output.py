@@ -13,15 +13,17 @@ import os
 import sys
 from typing import IO, Any
 
+from gdag import nodestates
+
 Segments = list[tuple[str, str]]  # (text, rich style); the style is dropped in plain text
 
 STATE_STYLE = {
-    "up-to-date": "green",
-    "stale": "yellow",
-    "never-run": "yellow",
-    "running": "cyan",
-    "failed": "bold red",
-    "waiting": "dim",
+    nodestates.UP_TO_DATE: "green",
+    nodestates.STALE: "yellow",
+    nodestates.NEVER_RUN: "yellow",
+    nodestates.RUNNING: "cyan",
+    nodestates.FAILED: "bold red",
+    nodestates.WAITING: "dim",
 }
 
 

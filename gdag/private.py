@@ -8,10 +8,10 @@ object it needs into its own store, so the user's `git gc`, clones,
 
 from __future__ import annotations
 
-import shutil
-import subprocess
+from pathlib import Path
 
-from gdag.errors import GdagError, StoreError
+from gdag import gitcmd
+from gdag.errors import StoreError
 from gdag.repo import Store
 
 GDAG_REFS = "refs/gdag/"
@@ -41,14 +41,9 @@ def make_private(user: Store) -> tuple[Store, int]:
     return private, len(refs)
 
 
-def _fetch_refs(user: Store, path: object) -> None:
-    git = shutil.which("git")
-    if git is None:
-        raise GdagError("moving existing gdag refs into a private store needs the git command")
-    proc = subprocess.run(
+def _fetch_refs(user: Store, path: Path) -> None:
+    gitcmd.run(
         [
-            git,
-            f"--git-dir={path}",
             "fetch",
             "--quiet",
             "--no-tags",
@@ -56,8 +51,7 @@ def _fetch_refs(user: Store, path: object) -> None:
             str(user.commondir),
             f"+{GDAG_REFS}*:{GDAG_REFS}*",
         ],
-        capture_output=True,
-        text=True,
+        git_dir=path,
+        timeout=None,  # as long as copying the objects takes
+        what="moving existing gdag refs into the private store",
     )
-    if proc.returncode != 0:
-        raise StoreError(f"moving gdag refs into the private store failed: {proc.stderr.strip()}")

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gdag import state
+from gdag import layout, state, trailers
 from gdag.errors import UnknownError
-from gdag.log import parse_trailers
 from gdag.session import read_done
 from gdag.workspace import Workspace
 
@@ -31,7 +30,8 @@ def session_record(ws: Workspace, done: dict[str, Any]) -> dict[str, Any]:
         head = commit.parents[1]
         record["session_head"] = head.decode()
         record["branch"] = session_branch(ws, head)
-        entry = ws.store.tree_get(commit.tree, [state.NODES, done["node"].encode(), b"@log"])
+        paths = layout.of(ws.store, commit.tree)
+        entry = ws.store.tree_get(commit.tree, paths.node_log_path(done["node"]))
         if entry is not None:
             text = ws.store.read_blob(entry.sha)[-LOG_TAIL:]
             record["log_tail"] = text.decode("utf-8", "replace")
@@ -45,7 +45,7 @@ def session_branch(ws: Workspace, head: bytes) -> list[str]:
     while cur is not None:
         commit = ws.store.read_commit(cur)
         subjects.append(commit.message.decode("utf-8", "replace").split("\n", 1)[0])
-        if parse_trailers(commit.message).get("Gdag-Event") == ["session-start"]:
+        if trailers.kind(commit.message) == trailers.SESSION_START:
             break
         cur = commit.parents[0] if commit.parents else None
     return subjects[::-1]
@@ -119,8 +119,8 @@ def _provenance(ws: Workspace, name: str, meta: dict[str, Any], depth: int) -> d
         "offset": meta.get("offset"),
         "event": meta.get("event"),
     }
-    if meta.get("event") != "session" or depth <= 0:
-        if meta.get("event") == "publish":
+    if meta.get("event") != trailers.SESSION or depth <= 0:
+        if meta.get("event") == trailers.PUBLISH:
             step["published"] = meta.get("id")
         return step
     root = ws.store.read_commit(ws.log.commit_at(int(meta["offset"]))).tree
@@ -141,7 +141,8 @@ def _provenance(ws: Workspace, name: str, meta: dict[str, Any], depth: int) -> d
 
 def show(ws: Workspace, what: str, depth: int = 3) -> dict[str, Any]:
     """Decide whether `what` is a node, a session id or an output, and show it."""
-    from gdag.dag import Dag, read_dag
+    from gdag.dag import Dag
+    from gdag.state import read_dag
 
     dag = read_dag(ws.store, ws.store.read_commit(ws.log.require_tip()).tree) or Dag.empty()
     if what in dag.nodes:

@@ -1,24 +1,27 @@
 """A shared git remote as the coordination engine: compare-and-swap by push, sync by replay.
 
 Every write to the remote is `git push --force-with-lease=<ref>:<expected>`, so a
-ref moves only from the value the pusher saw: leases are claimed and the log
-advanced exactly like local compare-and-swaps. Transport and authentication
-are git's own (ssh keys, credential helpers, file paths, git daemon); gdag only
-ever writes refs under refs/gdag/ there.
+ref moves only from the value the pusher saw. `RemoteRefs` is the remote seen
+as a `refs.Refs`, so leases are claimed and the log advanced exactly like local
+compare-and-swaps, only configured with other refs (`remote_leases`) or another
+commit point (`remote_log`). Transport and authentication are git's own (ssh
+keys, credential helpers, file paths, git daemon); gdag only ever writes refs
+under refs/gdag/ there.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from gdag import gitcmd, trailers
 from gdag.errors import GdagError
-from gdag.log import Event, Log
-from gdag.repo import Store, retry_delay
+from gdag.lease import Leases
+from gdag.log import ARCHIVE_PREFIX, CommitPoint, Event, Log, publish_events, republish
+from gdag.repo import Store
+from gdag.retry import LOCK, ROUNDS, Backoff
 
 TRACKING = "refs/gdag/remotes/"
 # Rejections that mean "the ref moved (or is being moved) under us": retry after a fetch.
@@ -32,6 +35,7 @@ CAS_FAILURES = (
     "incorrect old value",
     "failed to update ref",
     "is at ",
+    "remote ref does not exist",
 )
 
 
@@ -41,36 +45,23 @@ class Remote:
     def __init__(self, store: Store, name: str) -> None:
         self.store = store
         self.name = name
-        self.git = shutil.which("git")
-        if self.git is None:
-            raise GdagError("working with a remote needs the git command")
+        gitcmd.binary("working with a remote")  # no git: say so before anything else
         self.label = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100]
         if store.is_private:
             # The private store has no remotes of its own: use the user repository's URL.
-            proc = subprocess.run(
-                [
-                    self.git,
-                    f"--git-dir={store.user_gitdir}",
-                    "config",
-                    "--get",
-                    f"remote.{name}.url",
-                ],
-                capture_output=True,
-                text=True,
+            found = gitcmd.run(
+                ["config", "--get", f"remote.{name}.url"], git_dir=store.user_gitdir, check=False
             )
-            url = proc.stdout.strip()
-            if proc.returncode == 0 and url:
+            url = found.stdout.strip()
+            if found.ok and url:
                 if "://" not in url and not url.startswith("/") and ":" not in url:
                     url = str(((store.workdir or store.user_gitdir) / url).resolve())
                 self.name = url
 
-    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        assert self.git is not None
-        return subprocess.run(
-            [self.git, f"--git-dir={self.store.gitdir}", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
+    def _run(self, *args: str) -> gitcmd.Result:
+        """A git command on this store, its result inspected by the caller."""
+        return gitcmd.run(
+            args, git_dir=self.store.gitdir, check=False, what=f"remote {self.name!r}"
         )
 
     def tracking(self, ref: str) -> str:
@@ -79,7 +70,8 @@ class Remote:
 
     def fetch(self, ref: str) -> bytes | None:
         """The remote's current value of `ref` (objects fetched), or None if it has none."""
-        for attempt in range(20):
+        backoff = Backoff(LOCK, f"fetching {ref} (another process holds its tracking ref)")
+        while True:
             proc = self._run(
                 "fetch",
                 "--quiet",
@@ -91,24 +83,29 @@ class Remote:
             # Another gdag process of this clone updated the tracking ref at the same time.
             if proc.returncode == 0 or "cannot lock ref" not in proc.stderr:
                 break
-            time.sleep(retry_delay(attempt))
+            backoff.wait()
         if proc.returncode != 0:
             if "couldn't find remote ref" in proc.stderr:
                 return None
             raise GdagError(
-                f"cannot fetch from remote {self.name!r}: {_last(proc.stderr)}",
+                f"cannot fetch from remote {self.name!r}: {proc.last_line}",
                 hint="check the remote with `git ls-remote " + self.name + "`",
             )
         return self.store.read_ref(self.tracking(ref))
 
-    def push_cas(self, ref: str, old: bytes | None, new: bytes) -> bool:
-        """Point the remote's `ref` at `new` if it is still `old`; False if it moved."""
+    def push_cas(self, ref: str, old: bytes | None, new: bytes | None) -> bool:
+        """Point the remote's `ref` at `new` (None: delete it) if it is still `old`;
+        False if it moved."""
         lease = f"--force-with-lease={ref}:{old.decode() if old else ''}"
-        proc = self._run(
-            "push", "--porcelain", "--quiet", lease, self.name, f"{new.decode()}:{ref}"
-        )
+        spec = f"{new.decode() if new else ''}:{ref}"
+        proc = self._run("push", "--porcelain", "--quiet", lease, self.name, spec)
         if proc.returncode == 0:
-            self.store.cas_ref(self.tracking(ref), self.store.read_ref(self.tracking(ref)), new)
+            tracking = self.tracking(ref)
+            seen = self.store.read_ref(tracking)
+            if new is not None:
+                self.store.cas_ref(tracking, seen, new)
+            elif seen is not None:
+                self.store.delete_ref(tracking, seen)
             return True
         text = proc.stdout + proc.stderr
         if any(reason in text for reason in CAS_FAILURES):
@@ -116,14 +113,72 @@ class Remote:
         reasons = [line for line in text.splitlines() if line.startswith("!") or "rejected" in line]
         raise GdagError(
             f"remote {self.name!r} refused to update {ref}: "
-            f"{reasons[0].strip() if reasons else _last(text)}",
+            f"{reasons[0].strip() if reasons else gitcmd.last_line(text) or 'no message'}",
             hint="nothing was lost locally; check permissions and hooks of the remote",
         )
 
+    def list_refs(self, prefix: str) -> dict[str, bytes]:
+        """The remote's refs under `prefix` and their ids (`git ls-remote`; no objects)."""
+        proc = self._run("ls-remote", "--refs", self.name, prefix + "*")
+        if not proc.ok:
+            raise GdagError(
+                f"cannot list the refs of remote {self.name!r}: {proc.last_line}",
+                hint="check the remote with `git ls-remote " + self.name + "`",
+            )
+        found = {}
+        for line in proc.stdout.splitlines():
+            sha, _, ref = line.partition("\t")
+            if ref.startswith(prefix):
+                found[ref] = sha.encode()
+        return found
 
-def _last(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "no message"
+
+class RemoteRefs:
+    """A remote's refs as a `refs.Refs`: read by `git fetch` (with their objects, the
+    value kept under refs/gdag/remotes/), moved and deleted by `git push
+    --force-with-lease`, listed by `git ls-remote`."""
+
+    def __init__(self, remote: Remote) -> None:
+        self.remote = remote
+
+    def read_ref(self, ref: str) -> bytes | None:
+        return self.remote.fetch(ref)
+
+    def cas_ref(self, ref: str, old: bytes | None, new: bytes) -> bool:
+        return self.remote.push_cas(ref, old, new)
+
+    def delete_ref(self, ref: str, old: bytes) -> bool:
+        return self.remote.push_cas(ref, old, None)
+
+    def list_refs(self, prefix: str) -> dict[str, bytes]:
+        return self.remote.list_refs(prefix)
+
+
+def remote_leases(store: Store, log_name: str, remote: Remote) -> Leases:
+    """Node leases claimed on the remote: its lease refs, moved by push."""
+    return Leases(store, log_name, refs=RemoteRefs(remote))
+
+
+def remote_log(store: Store, name: str, remote: Remote) -> Log:
+    """A log whose commit point is a push to the remote (workers of `gdag run --remote`):
+    the event commits there first, then the local ref follows."""
+    return Log(store, name, commit_point=push_commit_point(remote))
+
+
+def push_commit_point(remote: Remote) -> CommitPoint:
+    """Commit by compare-and-swap of the remote's log ref; the local ref follows, and
+    a lost race on either side syncs the two before `Log.append` builds again."""
+    refs = RemoteRefs(remote)
+
+    def commit(log: Log, tip: bytes | None, new: bytes) -> bool:
+        if refs.cas_ref(log.ref, tip, new):
+            if not log.store.cas_ref(log.ref, tip, new):
+                sync_log(remote, log)  # a local publish arrived meanwhile: merge it
+            return True
+        sync_log(remote, log)  # the remote moved: bring both sides together, then retry
+        return False
+
+    return commit
 
 
 def merge_base(log: Log, a: bytes, b: bytes) -> bytes | None:
@@ -157,65 +212,72 @@ def sync_log(remote: Remote, log: Log) -> SyncResult:
     Local publish events not yet on the remote are re-applied onto the remote's
     tip in their order (offsets renumbered); local sessions the remote lacks are
     left to the next run to recompute. The local chain replaced is archived.
+    A round lost to another writer (here or on the remote) is tried again.
     """
-    from gdag.replay import ARCHIVE_PREFIX, publish_events
+    backoff = Backoff(ROUNDS, f"syncing log {log.name!r} with {remote.name!r}")
+    while (result := _sync_round(remote, log)) is None:
+        backoff.wait()
+    return result
 
-    while True:
-        local = log.tip()
-        theirs = remote.fetch(log.ref)
-        if theirs is None and local is None:
-            raise GdagError(
-                f"log {log.name!r} exists neither here nor on {remote.name!r}",
-                hint="run `gdag init` in one clone and sync from there",
+
+def _sync_round(remote: Remote, log: Log) -> SyncResult | None:
+    """One fetch and compare-and-swap; None if another writer moved a ref meanwhile."""
+    local = log.tip()
+    theirs = remote.fetch(log.ref)
+    if theirs is None and local is None:
+        raise GdagError(
+            f"log {log.name!r} exists neither here nor on {remote.name!r}",
+            hint="run `gdag init` in one clone and sync from there",
+        )
+    if theirs is None:
+        assert local is not None
+        if remote.push_cas(log.ref, None, local):
+            return SyncResult(log.name, "pushed", pushed=log.event(local).offset + 1)
+        return None
+    if local is None:
+        if log.store.cas_ref(log.ref, None, theirs):
+            return SyncResult(log.name, "adopted", fetched=log.event(theirs).offset + 1)
+        return None
+    if local == theirs:
+        return SyncResult(log.name, "up-to-date")
+    base = merge_base(log, local, theirs)
+    if base == theirs:  # we are ahead
+        if remote.push_cas(log.ref, theirs, local):
+            return SyncResult(
+                log.name, "pushed", pushed=log.event(local).offset - log.event(theirs).offset
             )
-        if theirs is None:
-            if remote.push_cas(log.ref, None, local):  # type: ignore[arg-type]
-                return SyncResult(log.name, "pushed", pushed=log.event(local).offset + 1)  # type: ignore[arg-type]
-            continue
-        if local is None:
-            if log.store.cas_ref(log.ref, None, theirs):
-                return SyncResult(log.name, "adopted", fetched=log.event(theirs).offset + 1)
-            continue
-        if local == theirs:
-            return SyncResult(log.name, "up-to-date")
-        base = merge_base(log, local, theirs)
-        if base == theirs:  # we are ahead
-            if remote.push_cas(log.ref, theirs, local):
-                return SyncResult(
-                    log.name, "pushed", pushed=log.event(local).offset - log.event(theirs).offset
-                )
-            continue
-        if base == local:  # they are ahead
-            if log.store.cas_ref(log.ref, local, theirs):
-                return SyncResult(
-                    log.name,
-                    "fast-forward",
-                    fetched=log.event(theirs).offset - log.event(local).offset,
-                )
-            continue
-        # Diverged: our publishes since the base that theirs lacks go on top of theirs.
-        # (Publish ids survive re-application, so an event already re-applied by an
-        # earlier round, whose local update lost a race, is not applied twice.)
-        stop = log.event(base).offset + 1 if base else 1
-        theirs_ids = {e.first("Gdag-Publish") for e in publish_events(log, theirs, stop)}
-        ours = [
-            e for e in publish_events(log, local, stop) if e.first("Gdag-Publish") not in theirs_ids
-        ]
-        result = _rebase(remote, log, local, theirs, ours)
-        if result is not None:
-            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{local.decode()[:8]}"
-            archive = f"{ARCHIVE_PREFIX}{log.name}/{stamp}"
-            log.store.cas_ref(archive, None, local)
-            result.archive = archive
-            return result
+        return None
+    if base == local:  # they are ahead
+        if log.store.cas_ref(log.ref, local, theirs):
+            return SyncResult(
+                log.name,
+                "fast-forward",
+                fetched=log.event(theirs).offset - log.event(local).offset,
+            )
+        return None
+    # Diverged: our publishes since the base that theirs lacks go on top of theirs.
+    # (Publish ids survive re-application, so an event already re-applied by an
+    # earlier round, whose local update lost a race, is not applied twice.)
+    stop = log.event(base).offset + 1 if base else 1
+    theirs_ids = {e.first(trailers.PUBLISH_ID) for e in publish_events(log, theirs, stop)}
+    ours = [
+        e
+        for e in publish_events(log, local, stop)
+        if e.first(trailers.PUBLISH_ID) not in theirs_ids
+    ]
+    result = _rebase(remote, log, local, theirs, ours)
+    if result is not None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{local.decode()[:8]}"
+        archive = f"{ARCHIVE_PREFIX}{log.name}/{stamp}"
+        log.store.cas_ref(archive, None, local)
+        result.archive = archive
+    return result
 
 
 def _rebase(
     remote: Remote, log: Log, local: bytes, theirs: bytes, ours: list[Event]
 ) -> SyncResult | None:
     """Re-apply `ours` onto `theirs` in a work log; push it, then move the local log."""
-    from gdag.replay import republish
-
     if not ours:  # theirs has all our publishes: our local sessions are recomputed by runs
         if log.store.cas_ref(log.ref, local, theirs):
             return SyncResult(log.name, "fast-forward", fetched=log.event(theirs).offset)
@@ -234,60 +296,3 @@ def _rebase(
         return SyncResult(log.name, "replayed", pushed=len(ours), replayed=[e.offset for e in ours])
     finally:
         log.store.delete_ref(work.ref, work.require_tip())
-
-
-class RemoteLog(Log):
-    """A log whose commit point is a push to the remote (workers of `gdag run --remote`)."""
-
-    def __init__(self, store: Store, name: str, remote: Remote) -> None:
-        super().__init__(store, name)
-        self.remote = remote
-
-    def commit_point(self, tip: bytes | None, commit: bytes) -> bool:
-        if self.remote.push_cas(self.ref, tip, commit):
-            if not self.store.cas_ref(self.ref, tip, commit):
-                sync_log(self.remote, self)  # a local publish arrived meanwhile: merge it
-            return True
-        sync_log(self.remote, self)
-        return False
-
-
-class RemoteLeases:
-    """Leases claimed on the remote: read by fetch, moved by push with the expected old value."""
-
-    def __init__(self, leases: Any, remote: Remote) -> None:
-        self.leases = leases
-        self.remote = remote
-
-    def install(self) -> None:
-        store = self.leases.store
-
-        def read_ref(ref: str, _read: Any = store.read_ref) -> bytes | None:
-            if ref.startswith("refs/gdag/leases/"):
-                return self.remote.fetch(ref)
-            return _read(ref)
-
-        def cas_ref(
-            ref: str,
-            old: bytes | None,
-            new: bytes,
-            timeout: float = 30.0,
-            _cas: Any = store.cas_ref,
-        ) -> bool:
-            if ref.startswith("refs/gdag/leases/"):
-                return self.remote.push_cas(ref, old, new)
-            return _cas(ref, old, new, timeout)
-
-        self.leases.store = _LeaseStore(store, read_ref, cas_ref)
-
-
-class _LeaseStore:
-    """The store as the lease code sees it: lease refs live on the remote."""
-
-    def __init__(self, store: Store, read_ref: Any, cas_ref: Any) -> None:
-        self._store = store
-        self.read_ref = read_ref
-        self.cas_ref = cas_ref
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)

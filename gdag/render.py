@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table as RichTable
 from rich.text import Text
 from rich.tree import Tree
 
-from gdag.output import Block, Node, Table
+if TYPE_CHECKING:
+    from gdag.output import Block, Node, Table
 
 
 def stderr_console() -> Console:
@@ -66,7 +68,8 @@ def print_blocks(blocks: list[Block]) -> None:
     """Lines and trees (`gdag.output.Block`) on a terminal."""
     console = stdout_console()
     for block in blocks:
-        console.print(_tree(block) if isinstance(block, Node) else Text.assemble(*block))
+        # A line is a list of segments; anything else is a tree (`gdag.output.Node`).
+        console.print(Text.assemble(*block) if isinstance(block, list) else _tree(block))
 
 
 def _tree(node: Node) -> Tree:

@@ -16,14 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gdag import state
-from gdag.dag import Dag, read_dag
+from gdag import state, trailers
+from gdag.dag import Dag
 from gdag.errors import GdagError, UsageError
-from gdag.log import Event, Log, format_message
-from gdag.repo import retry_delay
+from gdag.log import ARCHIVE_PREFIX, Event, Log, publish_events, republish
+from gdag.retry import ROUNDS, Backoff
+from gdag.state import read_dag
+from gdag.trailers import format_message
 from gdag.workspace import Workspace, new_id
 
-ARCHIVE_PREFIX = "refs/gdag/archive/"
 Report = Callable[[str, dict[str, Any]], None]
 
 
@@ -41,17 +42,6 @@ class ReplayResult:
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-def publish_events(log: Log, newest: bytes, stop_below: int) -> list[Event]:
-    """External publish events from `newest` back to offset `stop_below`, oldest first."""
-    found = []
-    for event in log.events(newest):
-        if event.offset < stop_below:
-            break
-        if event.kind == "publish":
-            found.append(event)
-    return found[::-1]
 
 
 class Replay:
@@ -131,11 +121,11 @@ class Replay:
             if event.offset < max(start, 1):
                 break
             parent = live.first_parent(cur)
-            if event.kind in ("publish", "session"):
+            if event.kind in (trailers.PUBLISH, trailers.SESSION):
                 root = self.store.read_commit(parent).tree if parent else None
                 if _shape(read_dag(self.store, root) or Dag.empty()) != want:
                     first = event.offset
-            if event.kind == "publish":
+            if event.kind == trailers.PUBLISH:
                 if any(
                     isinstance(engine.pending(n, node, settled, False), Pending)
                     for n, node in dag.nodes.items()
@@ -151,13 +141,13 @@ class Replay:
 
         def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
             tree = state.write_dag(self.store, parent, dag.to_json())
-            trailers = [
-                ("Gdag-Offset", str(offset)),
-                ("Gdag-Event", "replay"),
-                ("Gdag-Replay-From", str(start)),
-                ("Gdag-Replay-Of", old.decode()),
+            lines = [
+                (trailers.OFFSET, str(offset)),
+                (trailers.EVENT, trailers.REPLAY),
+                (trailers.REPLAY_FROM, str(start)),
+                (trailers.REPLAY_OF, old.decode()),
             ]
-            return tree, format_message(f"replay from offset {start}", trailers), []
+            return tree, format_message(f"replay from offset {start}", lines), []
 
         work.append(build)
 
@@ -206,7 +196,7 @@ class Replay:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + new_id("")[-6:]
         archive = f"{ARCHIVE_PREFIX}{live.name}/{stamp}"
         archived: bytes | None = None
-        attempt = 0
+        backoff = Backoff(ROUNDS, f"moving log {live.name!r} to the replayed chain")
         while True:
             current = live.require_tip()
             if current != seen:
@@ -219,46 +209,11 @@ class Replay:
             archived = current
             if self.store.cas_ref(live.ref, current, work.require_tip()):
                 break
-            attempt += 1
-            time.sleep(retry_delay(attempt))
+            backoff.wait()
         self.store.delete_ref(work.ref, work.require_tip())
         for ref, sha in self.store.list_refs(f"refs/gdag/leases/{work.name}/").items():
             self.store.delete_ref(ref, sha)  # the work log is gone; nobody can hold these
         result.archive = archive
-
-
-def republish(work: Log, event: Event) -> None:
-    """Append the same value as `event` did, under a fresh version on the new chain."""
-    root = work.store.read_commit(event.sha).tree
-    name = event.outputs[0]
-    old = state.read_output(work.store, root, name)
-    if old is None:
-        raise GdagError(f"publish event at offset {event.offset} holds no value for {name!r}")
-
-    def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
-        prev = state.read_output(work.store, parent, name)
-        version = prev.version + 1 if prev else 1
-        meta = {
-            **old.meta,
-            "version": version,
-            "offset": offset,
-            "prev": prev.meta.get("offset") if prev else None,
-            "replayed_from": event.offset,
-        }
-        tree = state.write_output(
-            work.store, parent, name, old.value, meta, f"publish {old.meta.get('id')}"
-        )
-        trailers = [
-            ("Gdag-Offset", str(offset)),
-            ("Gdag-Event", "publish"),
-            ("Gdag-Output", name),
-            ("Gdag-Version", str(version)),
-            ("Gdag-Publish", str(old.meta.get("id"))),
-            ("Gdag-Replayed-From", str(event.offset)),
-        ]
-        return tree, format_message(f"publish {name} v{version}", trailers), []
-
-    work.append(build)
 
 
 def _shape(dag: Dag) -> Any:

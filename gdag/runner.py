@@ -14,10 +14,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gdag import cache, state
+from gdag import cache, state, trailers
 from gdag.errors import UnknownError
 from gdag.lease import Leases
 from gdag.names import is_pattern
+from gdag.nodestates import FAILED, NEVER_RUN, RUNNING, STALE, UP_TO_DATE, WAITING
 from gdag.session import (
     Merged,
     Outcome,
@@ -51,7 +52,7 @@ class Pending:
 @dataclass
 class NodeState:
     node: str
-    state: str  # up-to-date | stale | running | failed | never-run | waiting
+    state: str  # one of gdag.nodestates.ALL
     reason: str = ""
     last: dict[str, Any] | None = None
 
@@ -126,22 +127,15 @@ class Engine:
         *,
         private: bool = False,
         speculative: bool = False,
-        remote: Any = None,
+        leases: Leases | None = None,
         executor: Executor | None = None,
     ) -> None:
-        if remote is not None:
-            from gdag.remote import RemoteLog
-
-            ws = Workspace(ws.store, ws.log.name)
-            ws.log = RemoteLog(ws.store, ws.log.name, remote)
+        # The log and leases come from the caller: local ones, or ones wired to a shared
+        # remote (`remote.remote_log`, `remote.remote_leases`).
         self.ws = ws
         self.jobs = max(1, jobs)
         self.report: Report = report or (lambda kind, data: None)
-        self.leases = Leases(ws.store, ws.log.name)
-        if remote is not None:
-            from gdag.remote import RemoteLeases
-
-            RemoteLeases(self.leases, remote).install()
+        self.leases = leases or Leases(ws.store, ws.log.name)
         # A private log (a replay's work log) has no other runner: no leases needed.
         self.private = private
         self.speculative = speculative
@@ -277,11 +271,11 @@ class Engine:
             done = read_done(self.ws.store, root, name)
             holder = self.leases.holder(name)
             if holder is not None:
-                states.append(NodeState(name, "running", self._running_reason(holder), done))
+                states.append(NodeState(name, RUNNING, self._running_reason(holder), done))
                 continue
             p = self.pending(name, node, tip, retry_failed=False)
             if isinstance(p, Pending):
-                kind = "never-run" if done is None else "stale"
+                kind = NEVER_RUN if done is None else STALE
                 reason = p.reason
                 # No live holder: a run was killed under it, unless the run ended just
                 # now (the session is gone then).
@@ -291,8 +285,8 @@ class Engine:
                     reason += f"; a killed run left {still[-1]} (`gdag run` recovers it)"
                 states.append(NodeState(name, kind, reason, done))
             else:
-                kind = {"up to date": "up-to-date", "failed": "failed"}.get(p, "waiting")
-                reason = (done or {}).get("error") or "" if kind == "failed" else p
+                kind = {"up to date": UP_TO_DATE, "failed": FAILED}.get(p, WAITING)
+                reason = (done or {}).get("error") or "" if kind == FAILED else p
                 states.append(NodeState(name, kind, reason or "", done))
         return states
 
@@ -546,7 +540,7 @@ class Engine:
                 return None
             for output in event.outputs:
                 changed |= subscribers.of(output)
-            node = event.first("Gdag-Node")
+            node = event.first(trailers.NODE)
             if node is not None:
                 changed.add(node)
             cur = self.ws.log.first_parent(cur)

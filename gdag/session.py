@@ -17,10 +17,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gdag import state
+from gdag import layout, state, trailers
 from gdag.errors import GdagError, UnknownError
-from gdag.log import Log, format_message, parse_trailers
+from gdag.log import Log
 from gdag.repo import MODE_BLOB, Entry, Store
+from gdag.retry import CAS, Backoff
+from gdag.trailers import format_message
 
 SESSION_PREFIX = "refs/gdag/sessions/"
 LOG_TAIL = 64 * 1024
@@ -99,7 +101,9 @@ def covers(done: dict[str, Any] | None, spec: Spec, status: str) -> bool:
 
 
 def read_done(store: Store, root: bytes | None, node: str) -> dict[str, Any] | None:
-    entry = store.tree_get(root, [state.NODES, node.encode(), b"@done.json"]) if root else None
+    if not root:
+        return None
+    entry = store.tree_get(root, layout.of(store, root).node_done_path(node))
     return state.read_json_blob(store, entry.sha) if entry is not None else None
 
 
@@ -142,22 +146,23 @@ class Session:
     def start(cls, log: Log, spec: Spec, session_id: str | None = None) -> Session:
         sid = session_id or new_session_id(spec.node)
         store = log.store
-        trailers = [
-            ("Gdag-Event", "session-start"),
-            ("Gdag-Node", spec.node),
-            ("Gdag-Session", sid),
-            ("Gdag-Code", spec.code),
-            ("Gdag-Attempt", str(spec.attempt)),
-            ("Gdag-State", spec.state_at.decode()),
-            *((("Gdag-Cache-Key", spec.cache_key),) if spec.cache_key else ()),
-            *(("Gdag-Input", f"{name}={v}") for name, v in sorted(spec.inputs.items())),
-            *((("Gdag-Speculates-On", spec.speculates_on),) if spec.speculates_on else ()),
-            *(("Gdag-Consumed", f"{n}={sha}") for n, sha in sorted((spec.consumed or {}).items())),
+        lines = [
+            (trailers.EVENT, trailers.SESSION_START),
+            (trailers.NODE, spec.node),
+            (trailers.SESSION_ID, sid),
+            (trailers.CODE, spec.code),
+            (trailers.ATTEMPT, str(spec.attempt)),
+            (trailers.STATE, spec.state_at.decode()),
+            *(((trailers.CACHE_KEY, spec.cache_key),) if spec.cache_key else ()),
+            *((trailers.INPUT, f"{name}={v}") for name, v in sorted(spec.inputs.items())),
+            *(((trailers.SPECULATES_ON, spec.speculates_on),) if spec.speculates_on else ()),
+            *(
+                (trailers.CONSUMED, f"{n}={sha}")
+                for n, sha in sorted((spec.consumed or {}).items())
+            ),
         ]
         tree = store.read_commit(spec.base).tree
-        commit = store.make_commit(
-            tree, [spec.base], format_message(f"start {spec.node}", trailers)
-        )
+        commit = store.make_commit(tree, [spec.base], format_message(f"start {spec.node}", lines))
         if not store.cas_ref(session_ref(log.name, sid), None, commit):
             raise GdagError(f"session {sid} exists already")
         return cls(log, sid, spec, commit)
@@ -171,17 +176,17 @@ class Session:
                 hint="is GDAG_SESSION left over from a finished run?",
             )
         start = cls._find_start(log.store, head)
-        t = parse_trailers(log.store.read_commit(start).message)
+        t = trailers.parse(log.store.read_commit(start).message)
         spec = Spec(
-            node=t["Gdag-Node"][0],
-            code=t["Gdag-Code"][0],
-            inputs={k: int(v) for k, _, v in (i.partition("=") for i in t.get("Gdag-Input", []))},
+            node=t[trailers.NODE][0],
+            code=t[trailers.CODE][0],
+            inputs={k: int(v) for k, _, v in (i.partition("=") for i in t.get(trailers.INPUT, []))},
             base=log.store.read_commit(start).parents[0],
-            state_at=t["Gdag-State"][0].encode(),
-            attempt=int(t["Gdag-Attempt"][0]),
-            cache_key=next(iter(t.get("Gdag-Cache-Key", [])), None),
-            speculates_on=next(iter(t.get("Gdag-Speculates-On", [])), None),
-            consumed={k: v for k, _, v in (i.partition("=") for i in t.get("Gdag-Consumed", []))}
+            state_at=t[trailers.STATE][0].encode(),
+            attempt=int(t[trailers.ATTEMPT][0]),
+            cache_key=next(iter(t.get(trailers.CACHE_KEY, [])), None),
+            speculates_on=next(iter(t.get(trailers.SPECULATES_ON, [])), None),
+            consumed={k: v for k, _, v in (i.partition("=") for i in t.get(trailers.CONSUMED, []))}
             or None,
         )
         return cls(log, session_id, spec, head)
@@ -191,7 +196,7 @@ class Session:
         cur = head
         while True:
             commit = store.read_commit(cur)
-            if parse_trailers(commit.message).get("Gdag-Event") == ["session-start"]:
+            if trailers.kind(commit.message) == trailers.SESSION_START:
                 return cur
             cur = commit.parents[0]
 
@@ -200,31 +205,31 @@ class Session:
         cur = self.head
         while True:
             commit = self.store.read_commit(cur)
-            trailers = parse_trailers(commit.message)
-            yield cur, trailers
-            if trailers.get("Gdag-Event") == ["session-start"]:
+            found = trailers.parse(commit.message)
+            yield cur, found
+            if found.get(trailers.EVENT) == [trailers.SESSION_START]:
                 return
             cur = commit.parents[0]
 
     @property
     def is_done(self) -> bool:
-        return parse_trailers(self.store.read_commit(self.head).message).get("Gdag-Event") == [
-            "done"
-        ]
+        return trailers.kind(self.store.read_commit(self.head).message) == trailers.SESSION_DONE
 
     # -- writing -----------------------------------------------------------------
 
-    def _advance(self, build: Any, summary: str, trailers: list[tuple[str, str]]) -> None:
+    def _advance(self, build: Any, summary: str, lines: list[tuple[str, str]]) -> None:
+        backoff = Backoff(CAS, f"writing to session {self.id} (every attempt lost a race)")
         while True:
             head = self.store.read_ref(self.ref)
             if head is None:
                 raise GdagError(f"session {self.id} was dropped while it ran")
             tree = build(self.store.read_commit(head).tree)
-            trailers = [*trailers, ("Gdag-Session", self.id)]
-            commit = self.store.make_commit(tree, [head], format_message(summary, trailers))
+            message = format_message(summary, [*lines, (trailers.SESSION_ID, self.id)])
+            commit = self.store.make_commit(tree, [head], message)
             if self.store.cas_ref(self.ref, head, commit):
                 self.head = commit
                 return
+            backoff.wait()
 
     def publish(self, name: str, entry: Entry, type_text: str, size: int) -> None:
         """Record a new value of `name` on the session branch (visible after merge-back)."""
@@ -239,7 +244,11 @@ class Session:
         def build(root: bytes) -> bytes:
             return state.write_output(self.store, root, name, entry, meta, f"session {self.id}")
 
-        self._advance(build, f"output {name}", [("Gdag-Event", "output"), ("Gdag-Output", name)])
+        self._advance(
+            build,
+            f"output {name}",
+            [(trailers.EVENT, trailers.SESSION_OUTPUT), (trailers.OUTPUT, name)],
+        )
 
     def finish(self, outcome: Outcome) -> None:
         """The @done commit: after it, the session is complete and will be merged back."""
@@ -248,19 +257,20 @@ class Session:
         done_blob = self.store.write_blob(json.dumps(done, sort_keys=True, indent=1).encode())
 
         def build(root: bytes) -> bytes:
-            return self.store.tree_update(
-                root,
-                [state.NODES, self.spec.node.encode()],
-                {b"@done.json": Entry(MODE_BLOB, done_blob), b"@log": Entry(MODE_BLOB, log_blob)},
-            )
+            paths = layout.of(self.store, root)
+            files = {
+                paths.node_done: Entry(MODE_BLOB, done_blob),
+                paths.node_log: Entry(MODE_BLOB, log_blob),
+            }
+            return self.store.tree_update(root, paths.node_path(self.spec.node), files)
 
         self._advance(
             build,
             f"done {self.spec.node} {outcome.status}",
             [
-                ("Gdag-Event", "done"),
-                ("Gdag-Status", outcome.status),
-                *((("Gdag-Cache", outcome.cached),) if outcome.cached else ()),
+                (trailers.EVENT, trailers.SESSION_DONE),
+                (trailers.STATUS, outcome.status),
+                *(((trailers.CACHE, outcome.cached),) if outcome.cached else ()),
             ],
         )
 
@@ -283,8 +293,8 @@ class Session:
 
     def written_outputs(self) -> list[str]:
         names: list[str] = []
-        for _, trailers in self.commits():
-            for name in trailers.get("Gdag-Output", []):
+        for _, found in self.commits():
+            for name in found.get(trailers.OUTPUT, []):
                 if name not in names:
                     names.append(name)
         return names[::-1]
@@ -323,23 +333,23 @@ class Session:
                 from gdag import cache
 
                 tree = cache.record(self.store, tree, self.spec.cache_key, self.head)
-            trailers = [
-                ("Gdag-Offset", str(offset)),
-                ("Gdag-Event", "session"),
-                ("Gdag-Node", self.spec.node),
-                ("Gdag-Session", self.id),
-                ("Gdag-Status", done["status"]),
-                *((("Gdag-Cache", done["cached"]),) if done.get("cached") else ()),
+            lines = [
+                (trailers.OFFSET, str(offset)),
+                (trailers.EVENT, trailers.SESSION),
+                (trailers.NODE, self.spec.node),
+                (trailers.SESSION_ID, self.id),
+                (trailers.STATUS, done["status"]),
+                *(((trailers.CACHE, done["cached"]),) if done.get("cached") else ()),
                 *(
-                    (("Gdag-Speculated-On", self.spec.speculates_on),)
+                    ((trailers.SPECULATED_ON, self.spec.speculates_on),)
                     if self.spec.speculates_on
                     else ()
                 ),
-                *(("Gdag-Output", n) for n in result.outputs),
+                *((trailers.OUTPUT, n) for n in result.outputs),
             ]
             summary = f"session {self.spec.node} {done['status']}"
             assert tree is not None
-            return tree, format_message(summary, trailers), [self.head]
+            return tree, format_message(summary, lines), [self.head]
 
         try:
             if self.spec.speculates_on is None and not self._forked_from_log():
@@ -408,26 +418,26 @@ class Session:
         if prev is not None and prev.value == new.value:
             result.unchanged.append(name)  # early cutoff: no new version
             return tree
-        version = prev.version + 1 if prev else 1
         meta = {
             **new.meta,
-            "version": version,
-            "offset": offset,
-            "event": "session",
+            **state.next_version(prev, offset),
+            "event": trailers.SESSION,
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "prev": prev.meta.get("offset") if prev else None,
         }
-        result.outputs[name] = version
+        result.outputs[name] = meta["version"]
         return state.write_output(self.store, tree, name, new.value, meta, f"session {self.id}")
 
     def _copy_node_files(self, tree: bytes | None, head_tree: bytes, record: dict) -> bytes:
-        node = self.spec.node.encode()
-        log_entry = self.store.tree_get(head_tree, [state.NODES, node, b"@log"])
+        node = self.spec.node
+        paths = layout.of(self.store, tree)
+        log_entry = self.store.tree_get(
+            head_tree, layout.of(self.store, head_tree).node_log_path(node)
+        )
         blob = self.store.write_blob(json.dumps(record, sort_keys=True, indent=1).encode())
-        changes: dict[bytes, Entry | None] = {b"@done.json": Entry(MODE_BLOB, blob)}
+        changes: dict[bytes, Entry | None] = {paths.node_done: Entry(MODE_BLOB, blob)}
         if log_entry is not None:
-            changes[b"@log"] = log_entry
-        return self.store.tree_update(tree, [state.NODES, node], changes)
+            changes[paths.node_log] = log_entry
+        return self.store.tree_update(tree, paths.node_path(node), changes)
 
     def drop(self) -> None:
         if self.adopted:

@@ -15,7 +15,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from gdag.log import Log, parse_trailers
+from gdag import trailers
+from gdag.log import Log
 from gdag.session import session_ref
 
 MERGED = "merged"
@@ -80,12 +81,13 @@ class Speculator:
         cur = head
         while True:
             commit = self.log.store.read_commit(cur)
-            event = parse_trailers(commit.message).get("Gdag-Event", [""])[0]
-            if event == "done":
+            found = trailers.parse(commit.message)
+            event = found.get(trailers.EVENT, [""])[0]
+            if event == trailers.SESSION_DONE:
                 return []  # about to merge: nothing to gain by speculating
-            if event == "session-start":
+            if event == trailers.SESSION_START:
                 return names
-            names += parse_trailers(commit.message).get("Gdag-Output", [])
+            names += found.get(trailers.OUTPUT, [])
             cur = commit.parents[0]
 
 

@@ -1,4 +1,8 @@
-"""The state tree of a log commit: outputs/<name>/{@value,@meta.json,@done}, nodes/, dag.json."""
+"""The state tree of a log commit: outputs' values and metadata, nodes' records, dag.json.
+
+Where each of them lives is `gdag.layout`'s to say: every function here asks it
+for the layout of the tree at hand.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from gdag import layout
+from gdag.dag import Dag
+from gdag.layout import Layout
 from gdag.names import matches
 from gdag.repo import MODE_BLOB, Entry, Store
-
-OUTPUTS = b"outputs"
-NODES = b"nodes"
-DAG_FILE = b"dag.json"
-VALUE = b"@value"
-META = b"@meta.json"
-DONE = b"@done"
-
-
-def output_path(name: str) -> list[bytes]:
-    return [OUTPUTS, *(seg.encode() for seg in name.split("/"))]
 
 
 @dataclass
@@ -39,6 +35,17 @@ class OutputState:
         return str(self.meta.get("type", "bytes"))
 
 
+def next_version(prev: OutputState | None, offset: int) -> dict[str, Any]:
+    """The version fields of an output's next value, appended at `offset`: versions
+    count from 1, and `prev` names the offset of the previous value, so the events of
+    one output can be walked back without scanning the log."""
+    return {
+        "version": prev.version + 1 if prev else 1,
+        "offset": offset,
+        "prev": prev.meta.get("offset") if prev else None,
+    }
+
+
 def read_json_blob(store: Store, sha: bytes) -> Any:
     return json.loads(store.read_blob(sha))
 
@@ -47,11 +54,12 @@ def read_output(store: Store, root: bytes | None, name: str) -> OutputState | No
     """The state of output `name` in tree `root`; None if it has no value there."""
     if root is None:
         return None
-    entry = store.tree_get(root, output_path(name))
+    paths = layout.of(store, root)
+    entry = store.tree_get(root, paths.output_path(name))
     if entry is None or not entry.is_tree:
         return None
     files = store.tree_entries(entry.sha)
-    value, meta = files.get(VALUE), files.get(META)
+    value, meta = files.get(paths.value), files.get(paths.meta)
     if value is None or meta is None:
         return None
     return OutputState(name, value, read_json_blob(store, meta.sha))
@@ -61,13 +69,15 @@ def write_output(
     store: Store, root: bytes | None, name: str, value: Entry, meta: dict[str, Any], done: str
 ) -> bytes:
     """A new root tree with output `name` set to `value`."""
+    paths = layout.of(store, root)
     meta_blob = store.write_blob(json.dumps(meta, sort_keys=True, indent=1).encode() + b"\n")
     done_blob = store.write_blob(done.encode() + b"\n")
-    return store.tree_update(
-        root,
-        output_path(name),
-        {VALUE: value, META: Entry(MODE_BLOB, meta_blob), DONE: Entry(MODE_BLOB, done_blob)},
-    )
+    files = {
+        paths.value: value,
+        paths.meta: Entry(MODE_BLOB, meta_blob),
+        paths.done: Entry(MODE_BLOB, done_blob),
+    }
+    return store.tree_update(root, paths.output_path(name), files)
 
 
 def list_outputs(store: Store, root: bytes | None, pattern: str | None = None) -> Iterator[str]:
@@ -78,27 +88,31 @@ def list_outputs(store: Store, root: bytes | None, pattern: str | None = None) -
         if seg in ("*", "**"):
             break
         head.append(seg)
-    entry = store.tree_get(root, output_path("/".join(head))[: len(head) + 1]) if root else None
+    if root is None:
+        return
+    paths = layout.of(store, root)
+    entry = store.tree_get(root, paths.output_path("/".join(head))[: len(head) + 1])
     if entry is None or not entry.is_tree:
         return
-    for name in _walk(store, entry.sha, head):
+    for name in _walk(store, paths, entry.sha, head):
         if pattern is None or matches(pattern, name):
             yield name
 
 
-def _walk(store: Store, tree: bytes, prefix: list[str]) -> Iterator[str]:
+def _walk(store: Store, paths: Layout, tree: bytes, prefix: list[str]) -> Iterator[str]:
     entries = store.tree_entries(tree)
-    if prefix and VALUE in entries and META in entries:
+    if prefix and paths.value in entries and paths.meta in entries:
         yield "/".join(prefix)
     for name, entry in sorted(entries.items()):
-        if entry.is_tree and not name.startswith(b"@"):
-            yield from _walk(store, entry.sha, [*prefix, name.decode()])
+        if entry.is_tree and paths.is_output_segment(name):
+            yield from _walk(store, paths, entry.sha, [*prefix, name.decode()])
 
 
-def read_dag(store: Store, root: bytes | None) -> dict[str, Any] | None:
+def read_dag_json(store: Store, root: bytes | None) -> dict[str, Any] | None:
+    """`dag.json` of a log tree as stored (a dict), or None."""
     if root is None:
         return None
-    entry = store.tree_get(root, [DAG_FILE])
+    entry = store.tree_get(root, layout.of(store, root).dag_path())
     return read_json_blob(store, entry.sha) if entry is not None else None
 
 
@@ -110,7 +124,9 @@ def node_codes(store: Store, root: bytes | None) -> dict[str, str]:
     definition's blob id (which names its content): every session's merge checks
     its node's code, and parsing a 1,000-node dag.json each time cost a fifth of
     the run. Read-only."""
-    entry = store.tree_get(root, [DAG_FILE]) if root is not None else None
+    if root is None:
+        return {}
+    entry = store.tree_get(root, layout.of(store, root).dag_path())
     if entry is None:
         return {}
     codes = _CODES.get(entry.sha)
@@ -125,4 +141,25 @@ def node_codes(store: Store, root: bytes | None) -> dict[str, str]:
 
 def write_dag(store: Store, root: bytes | None, dag: dict[str, Any]) -> bytes:
     blob = store.write_blob(json.dumps(dag, sort_keys=True, indent=1).encode() + b"\n")
-    return store.tree_update(root, [], {DAG_FILE: Entry(MODE_BLOB, blob)})
+    *where, name = layout.of(store, root).dag_path()
+    return store.tree_update(root, where, {name: Entry(MODE_BLOB, blob)})
+
+
+_PARSED: dict[bytes, Dag] = {}
+
+
+def read_dag(store: Store, root: bytes | None) -> Dag | None:
+    """The definition recorded in a log tree (`dag.json`), or None. Parsed once per
+    blob id (which names its content): every command reads it, often several times."""
+    if root is None:
+        return None
+    entry = store.tree_get(root, layout.of(store, root).dag_path())
+    if entry is None:
+        return None
+    dag = _PARSED.get(entry.sha)
+    if dag is None:
+        dag = Dag.from_json(read_json_blob(store, entry.sha))
+        if len(_PARSED) >= 8:
+            _PARSED.clear()
+        _PARSED[entry.sha] = dag
+    return dag

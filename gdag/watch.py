@@ -59,7 +59,8 @@ class Watcher:
         """Stamps of the files the definition in force depends on besides itself (Python
         nodes' modules, nodes' `sources`) and what the `sources` patterns match now."""
         if self._dag_tip != tip:
-            from gdag.dag import Dag, read_dag
+            from gdag.dag import Dag
+            from gdag.state import read_dag
 
             dag = read_dag(self.store, self.store.read_commit(tip).tree) or Dag.empty()
             self._watched = (sorted(dag.watch), sorted(dag.globs))
@@ -99,8 +100,14 @@ class Watcher:
 
         if self.store.workdir is not None:  # no node runs now: drop changed modules
             refresh_user_modules(self.store.workdir)
+        leases = None
+        if self.remote is not None:
+            from gdag.remote import remote_leases, remote_log
+
+            ws = Workspace(self.store, name, remote_log(self.store, name, self.remote))
+            leases = remote_leases(self.store, name, self.remote)
         try:
-            summary = Engine(ws, self.jobs, self.report, remote=self.remote).run()
+            summary = Engine(ws, self.jobs, self.report, leases=leases).run()
         except DefinitionError as exc:
             # A broken gdag.toml (or node module) mid-edit: say so once, and look again
             # when a file changes; events published meanwhile wait in the log.

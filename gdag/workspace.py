@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from gdag import definition, state
-from gdag.dag import Dag, read_dag
+from gdag import definition, state, trailers
+from gdag.dag import Dag
 from gdag.errors import GdagError, NotARepositoryError, UnknownError, ValueRefusedError
 from gdag.log import Log, format_message
 from gdag.names import check_output_name, check_simple_name
 from gdag.repo import Entry, Store
+from gdag.state import read_dag
 from gdag.types import BYTES, Type, decode_text_value, encode_value, parse_type
 
 
@@ -68,9 +69,10 @@ def new_id(prefix: str) -> str:
 class Workspace:
     """A store, the log in force, and the definition of the repository."""
 
-    def __init__(self, store: Store, log_name: str) -> None:
+    def __init__(self, store: Store, log_name: str, log: Log | None = None) -> None:
         self.store = store
-        self.log = Log(store, log_name)
+        # `log`: a log of that name wired otherwise (e.g. committing by push to a remote).
+        self.log = log or Log(store, log_name)
         if store.workdir is not None:
             from gdag import types
 
@@ -103,11 +105,11 @@ class Workspace:
         doc = dag.to_json()
 
         def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
-            if state.read_dag(self.store, parent) == doc:
+            if state.read_dag_json(self.store, parent) == doc:
                 raise _Unchanged(None)  # another process recorded it first
             tree = state.write_dag(self.store, parent, doc)
-            trailers = [("Gdag-Offset", str(offset)), ("Gdag-Event", "dag")]
-            return tree, format_message("dag: definition changed", trailers), []
+            lines = [(trailers.OFFSET, str(offset)), (trailers.EVENT, trailers.DAG)]
+            return tree, format_message("dag: definition changed", lines), []
 
         try:
             self.log.append(build)
@@ -157,8 +159,12 @@ class Workspace:
     def _init_builder(self, dag: Dag) -> Any:
         def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
             tree = state.write_dag(self.store, None, dag.to_json())
-            trailers = [("Gdag-Offset", "0"), ("Gdag-Event", "init"), ("Gdag-Log", self.log.name)]
-            return tree, format_message(f"init log {self.log.name}", trailers), []
+            lines = [
+                (trailers.OFFSET, "0"),
+                (trailers.EVENT, trailers.INIT),
+                (trailers.LOG, self.log.name),
+            ]
+            return tree, format_message(f"init log {self.log.name}", lines), []
 
         return build
 
@@ -189,32 +195,30 @@ class Workspace:
                 self._refuse_retype(output, prev.type, str(typ))
             if if_changed and prev is not None and prev.value == entry:
                 raise _Unchanged(prev)
-            version = prev.version + 1 if prev else 1
             meta = {
-                "version": version,
+                **state.next_version(prev, offset),
                 "type": str(typ),
-                "offset": offset,
-                "event": "publish",
+                "event": trailers.PUBLISH,
                 "id": publish_id,
                 "node": None,
                 "session": None,
                 "time": now_iso(),
                 "size": size,
                 "kind": "tree" if entry.is_tree else "blob",
-                "prev": prev.meta.get("offset") if prev else None,
             }
+            version = meta["version"]
             tree = state.write_output(
                 self.store, parent, output, entry, meta, f"publish {publish_id}"
             )
-            trailers = [
-                ("Gdag-Offset", str(offset)),
-                ("Gdag-Event", "publish"),
-                ("Gdag-Output", output),
-                ("Gdag-Version", str(version)),
-                ("Gdag-Publish", publish_id),
+            lines = [
+                (trailers.OFFSET, str(offset)),
+                (trailers.EVENT, trailers.PUBLISH),
+                (trailers.OUTPUT, output),
+                (trailers.VERSION, str(version)),
+                (trailers.PUBLISH_ID, publish_id),
             ]
             self._version = version
-            return tree, format_message(f"publish {output} v{version}", trailers), []
+            return tree, format_message(f"publish {output} v{version}", lines), []
 
         try:
             commit, offset = self.log.append(build)

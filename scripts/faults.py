@@ -26,9 +26,9 @@ Kills come two ways:
 
 - *precise*: every gdag process here is a pre-warmed Python process that runs
   gdag's own entry point (`gdag.main.main`) with a few store functions wrapped:
-  `Store.write_raw`, `Store.write_blob_stream`, `Store.cas_ref`, `Store.delete_ref`,
-  the return of `Store._take_lock`, `os.replace` inside `gdag.repo` (object installs
-  and ref renames) and the removal of `*.lock` files. Each call is a numbered point;
+  `ObjectStore.write_raw`, `ObjectStore.write_blob_stream`, `LocalRefs.cas_ref`,
+  `LocalRefs.delete_ref`, the return of `LocalRefs._take_lock`, `os.replace` inside
+  `gdag.objects` and `gdag.refs` (object installs and ref renames) and the removal of `*.lock` files. Each call is a numbered point;
   the process SIGKILLs itself at point N, N drawn from 1..(points the reference's
   run of the same command passed). So the kill lands between any two object
   writes and ref updates, with a ref lock held, or between a lock's write and its
@@ -100,7 +100,8 @@ WAIT = 180.0  # seconds any one gdag command may take
 # point `kill_at` the process writes the point's name to `site` and SIGKILLs itself.
 HOOKS = r"""
 import functools, os, pathlib, signal, threading, time
-import gdag.repo as repo_mod
+import gdag.objects as objects_mod
+import gdag.refs as refs_mod
 
 _lock = threading.Lock()
 state = {"n": 0, "kill_at": None, "site": None}
@@ -127,29 +128,29 @@ def category(ref):
             return ("replay work-log " if ".replay-" in log else "") + name
     return "other"
 
-Store = repo_mod.Store
+ObjectStore, LocalRefs = objects_mod.ObjectStore, refs_mod.LocalRefs
 
-def _entry(name, site):
-    orig = getattr(Store, name)
+def _entry(cls, name, site):
+    orig = getattr(cls, name)
     @functools.wraps(orig)
     def wrapper(self, *args, **kwargs):
         point(site(*args, **kwargs))
         return orig(self, *args, **kwargs)
-    setattr(Store, name, wrapper)
+    setattr(cls, name, wrapper)
 
-_entry("write_raw", lambda type_name, data: f"before writing a {type_name.decode()}")
-_entry("write_blob_stream", lambda stream, size: "before streaming a blob")
-_entry("cas_ref", lambda ref, old, new, timeout=30.0: f"before CAS of a {category(ref)} ref")
-_entry("delete_ref", lambda ref, old: f"before deleting a {category(ref)} ref")
-_take_lock = Store._take_lock
-def _locked(self, ref, deadline):
-    fd = _take_lock(self, ref, deadline)
+_entry(ObjectStore, "write_raw", lambda type_name, data: f"before writing a {type_name.decode()}")
+_entry(ObjectStore, "write_blob_stream", lambda stream, size: "before streaming a blob")
+_entry(LocalRefs, "cas_ref", lambda ref, old, new, timeout=None: f"before CAS of a {category(ref)} ref")
+_entry(LocalRefs, "delete_ref", lambda ref, old: f"before deleting a {category(ref)} ref")
+_take_lock = LocalRefs._take_lock
+def _locked(self, ref, *args, **kwargs):
+    fd = _take_lock(self, ref, *args, **kwargs)
     point(f"holding a {category(ref)} ref lock")
     return fd
-Store._take_lock = _locked
+LocalRefs._take_lock = _locked
 
 class _Os:
-    # gdag.repo's view of `os`: os.replace (object installs, ref renames) is a point.
+    # The store modules' view of `os`: os.replace (object installs, ref renames) is a point.
     def __getattr__(self, name):
         return getattr(os, name)
     @staticmethod
@@ -160,7 +161,7 @@ class _Os:
         else:
             point(f"before renaming a {category(d)} ref lock into place")
         return os.replace(src, dst, *args, **kwargs)
-repo_mod.os = _Os()
+objects_mod.os = refs_mod.os = _Os()
 
 _unlink = pathlib.Path.unlink
 def _unlink_lock(self, missing_ok=False):

@@ -336,3 +336,34 @@ def test_offline_publishes_arrive_once_in_order(cluster) -> None:  # type: ignor
     ]
     assert values == [f"online-{i}" for i in range(3)] + [f"offline-{i}" for i in range(50)]
     fsck_bare(bare)
+
+
+def test_remote_refs_move_only_from_the_expected_value(tmp_path: Path) -> None:
+    """RemoteRefs is the Refs protocol on a remote: read by fetch, compare-and-swap and
+    delete by push --force-with-lease, listed by ls-remote. git reads the results back."""
+    from gdag.remote import Remote, RemoteRefs
+    from gdag.repo import Store
+
+    bare = tmp_path / "shared.git"
+    git("init", "-q", "--bare", str(bare), cwd=tmp_path)
+    assert gdag("init", "-C", str(tmp_path / "m"), cwd=tmp_path).returncode == 0
+    store = Store.find(tmp_path / "m")
+    tree = store.write_tree({})
+    a, b = (store.make_commit(tree, [], f"token {i}\n") for i in "ab")
+    refs = RemoteRefs(Remote(store, f"file://{bare}"))
+    ref, other = "refs/gdag/leases/main/up", "refs/gdag/leases/main/down"
+
+    assert refs.read_ref(ref) is None
+    assert refs.cas_ref(ref, None, a)
+    assert not refs.cas_ref(ref, None, b)  # exists already
+    assert refs.cas_ref(other, None, b)
+    assert not refs.cas_ref(ref, b, b)  # not at b
+    assert refs.read_ref(ref) == a
+    assert refs.list_refs("refs/gdag/leases/") == {ref: a, other: b}
+    assert not refs.delete_ref(other, a)  # not at a: kept
+    assert refs.delete_ref(other, b)
+    assert not refs.delete_ref(other, b)  # gone already
+    assert git("for-each-ref", "--format=%(refname) %(objectname)", cwd=bare).split("\n")[:-1] == [
+        f"{ref} {a.decode()}"
+    ]
+    fsck_bare(bare)

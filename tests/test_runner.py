@@ -220,14 +220,14 @@ def test_store_cache_keeps_within_its_budget(repo: Path, monkeypatch: pytest.Mon
     """A long run reads and writes a state tree per event: the store's cache of parsed
     objects and tree entries empties itself at its budget instead of growing with the
     history, and reads after a reset still return the right objects."""
-    import gdag.repo
+    import gdag.objects
     from gdag.workspace import ValueSource, Workspace
 
-    monkeypatch.setattr(gdag.repo, "CACHE_BYTES", 64 << 10)
+    monkeypatch.setattr(gdag.objects, "CACHE_BYTES", 64 << 10)
     ws = Workspace.open(repo)
     for i in range(150):
         ws.publish(f"o/{i % 30}", ValueSource(data=b"%d" % i))
-    store, peak, resets = ws.store, 0, 0
+    store, peak, resets = ws.store.objects, 0, 0
     cur = ws.log.require_tip()
     walked = 0
     while cur is not None:

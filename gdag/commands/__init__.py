@@ -57,7 +57,7 @@ class Option:
         minimum: float | None = None,
         off: str | None = None,  # switch: the flag that sets it False
         envvar: str | None = None,
-        complete: str | None = None,  # what Tab offers as values (see _complete.SOURCES)
+        complete: str | None = None,  # what Tab offers as values (see _values.SOURCES)
         retired: tuple[str, ...] = (),  # short forms it had once: refused with a hint
     ) -> None:
         assert kind in KINDS, kind
@@ -202,16 +202,3 @@ JOBS = Option("jobs", ("--jobs", "-j"), "Parallel nodes (default: CPUs).", "int"
 QUIET = Option("quiet", ("--quiet", "-q"), "No progress output.")
 # Global options: also accepted before the command (`gdag -C repo log`), as with git.
 GLOBAL_FLAGS = ("-C", "--log")
-
-
-def __getattr__(name: str) -> Any:
-    # `gdag.hooks` runs a hook's publish through these (they lived in gdag/commands.py).
-    if name == "has_subscribers":
-        from gdag.commands.publish import has_subscribers
-
-        return has_subscribers
-    if name == "run_nodes":
-        from gdag.commands.run import run_nodes
-
-        return run_nodes
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

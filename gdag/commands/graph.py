@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from gdag.commands import LOG, PATH, Option, Spec
+from gdag.nodestates import FAILED, HAS_WORK
 from gdag.output import STATE_STYLE, Node, Segments, out, print_blocks
 
 FORMATS = ("tree", "dot", "mermaid", "json", "svg", "png", "html")
@@ -117,7 +118,7 @@ def _label(v: dict[str, Any]) -> Segments:
         label: Segments = [("node ", "bold"), (v["name"], "")]
         if st:
             label.append((f"  [{st}]", STATE_STYLE.get(st, "")))
-        if v.get("reason") and st in ("stale", "never-run", "failed"):
+        if v.get("reason") and st in (*HAS_WORK, FAILED):
             label.append((f" {v['reason']}", "dim"))
         return label
     label = [(v["name"], "cyan")]

@@ -43,6 +43,7 @@ def run(
     path: str | None,
     log: str | None,
 ) -> int:
+    from gdag import trailers
     from gdag.log import select_events
     from gdag.workspace import Workspace, now_iso
 
@@ -53,8 +54,8 @@ def run(
         return 0
     lines = []
     for e in shown:
-        who = e.first("Gdag-Node")
-        what = (f"{who} {e.first('Gdag-Status') or ''} -> " if who else "") + (
+        who = e.first(trailers.NODE)
+        what = (f"{who} {e.first(trailers.STATUS) or ''} -> " if who else "") + (
             " ".join(e.outputs) or ("" if who else e.summary)
         )
         lines.append(f"{e.offset:>6}  {e.kind:<8} {now_iso(e.time)}  {what.strip()}")

@@ -97,7 +97,7 @@ def value_source(value: str | None, file: str | None, directory: str | None) -> 
 
 def has_subscribers(ws: Workspace, output: str) -> bool:
     """Whether any node subscribes to `output` (checked without the graph library)."""
-    from gdag.dag import read_dag
+    from gdag.state import read_dag
 
     dag = read_dag(ws.store, ws.store.read_commit(ws.log.require_tip()).tree)
     return dag is not None and bool(dag.subscribers(output))

@@ -111,8 +111,15 @@ def run_nodes(
 
         shared = Remote(ws.store, remote)
         sync_log(shared, ws.log)
+    leases = None
+    if shared is not None:
+        from gdag.remote import remote_leases, remote_log
+        from gdag.workspace import Workspace
+
+        ws = Workspace(ws.store, ws.log.name, remote_log(ws.store, ws.log.name, shared))
+        leases = remote_leases(ws.store, ws.log.name, shared)
     try:
-        summary = Engine(ws, jobs, view, speculative=speculative, remote=shared).run(
+        summary = Engine(ws, jobs, view, speculative=speculative, leases=leases).run(
             targets, dry_run=dry_run, keep_going=keep_going, retry_failed=retry_failed
         )
     finally:

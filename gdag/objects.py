@@ -1,0 +1,418 @@
+"""Git objects of the store: reading (loose, packed), writing loose objects, trees, commits.
+
+Objects are read through dulwich's `DiskObjectStore` (loose, packed,
+alternates), loose ones directly. They are written as loose objects through a
+random temporary name and a rename, as git does, so a killed writer never
+leaves a `<sha>.lock` that blocks the same object later. Reads are cached:
+objects never change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import zlib
+from binascii import unhexlify
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from gdag.dirs import make_dirs
+from gdag.errors import StoreError
+from gdag.retry import RACE, SYSTEM_CLOCK, Backoff, Clock
+
+if TYPE_CHECKING:
+    from dulwich.objects import Commit, ShaFile, Tree
+
+MODE_BLOB = 0o100644
+MODE_EXEC = 0o100755
+MODE_LINK = 0o120000
+MODE_TREE = 0o040000
+EMPTY_TREE = b"4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+CHUNK = 1 << 20
+# Packed blobs larger than this are streamed through `git cat-file`, not read whole.
+BIG_PACKED = 1 << 20
+DEFAULT_IDENTITY = (b"gdag", b"gdag@localhost")
+# Objects are immutable, so reads are cached: commits, blobs up to SMALL_BLOB bytes
+# (metadata, @done.json), and the entries of trees read or written (`tree_entries`).
+# The cache is emptied whenever its rough size passes CACHE_BYTES: a long run writes
+# a state tree per event, so it must not keep them all.
+SMALL_BLOB = 16 * 1024
+CACHE_BYTES = 32 << 20
+OBJECT_COST = 1200  # bytes of a parsed object beyond its content (measured)
+ENTRY_COST = 250  # bytes of one cached tree entry (measured)
+TMP_PREFIX = "tmp_obj_"
+_TYPE_NUMS = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of a tree: its mode and object id."""
+
+    mode: int
+    sha: bytes
+
+    @property
+    def is_tree(self) -> bool:
+        return self.mode == MODE_TREE
+
+
+def identity() -> tuple[bytes, bytes]:
+    """The committer of gdag's commits: GIT_COMMITTER_* if set, else gdag's own."""
+    name = os.environ.get("GIT_COMMITTER_NAME") or os.environ.get("GIT_AUTHOR_NAME")
+    email = os.environ.get("GIT_COMMITTER_EMAIL") or os.environ.get("GIT_AUTHOR_EMAIL")
+    if name and email:
+        return name.encode(), email.encode()
+    return DEFAULT_IDENTITY
+
+
+class ObjectStore:
+    """The objects directory of one repository (`<git dir>/objects`)."""
+
+    def __init__(
+        self, path: Path, git_dir: Path | None = None, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        self.path = path
+        # The repository git is pointed at to read packed objects (`git cat-file`).
+        self.git_dir = git_dir or path.parent
+        self.clock = clock
+        self._db: Any = None
+        self._cache: dict[bytes, Any] = {}
+        self._entries: dict[bytes, dict[bytes, Entry]] = {}
+        self._cached_bytes = 0
+
+    # -- reading -----------------------------------------------------------------
+
+    def _objdb(self) -> Any:
+        if self._db is None:
+            from dulwich.object_store import DiskObjectStore
+
+            self._db = DiskObjectStore(str(self.path))
+        return self._db
+
+    def _loose_path(self, sha: bytes) -> Path:
+        hexs = sha.decode()
+        return self.path / hexs[:2] / hexs[2:]
+
+    def _read_loose(self, sha: bytes) -> ShaFile | None:
+        """A loose object read directly: no pack lookup, no directory scan."""
+        try:
+            with open(self._loose_path(sha), "rb") as f:
+                raw = zlib.decompress(f.read())
+        except FileNotFoundError:
+            return None
+        from dulwich.objects import ShaFile
+
+        header, _, body = raw.partition(b"\0")
+        type_name = header.split(b" ", 1)[0]
+        return ShaFile.from_raw_string(_TYPE_NUMS[type_name], body, sha)  # type: ignore[arg-type]
+
+    def read(self, sha: bytes) -> ShaFile:
+        """Read one object; its absence is a damaged store."""
+        obj = self._cache.get(sha)
+        if obj is not None:
+            return obj
+        try:
+            obj = self._read_loose(sha) or self._objdb()[sha]
+        except KeyError:
+            self._db = None  # packs may have changed under us (git gc): look again
+            try:
+                obj = self._objdb()[sha]
+            except KeyError:
+                raise StoreError(
+                    f"object {sha.decode()} is missing from the store",
+                    hint="run `git fsck` to see what is damaged",
+                ) from None
+        except (ValueError, zlib.error, OSError) as exc:
+            raise StoreError(f"object {sha.decode()} is unreadable: {exc}") from None
+        size = len(obj.as_raw_string())
+        # Trees are kept as their entries (`tree_entries`), not as parsed objects: a
+        # parsed tree costs several times its entries.
+        if obj.type_name == b"commit" or obj.type_name == b"blob" and size <= SMALL_BLOB:
+            if self._charge(OBJECT_COST + size):
+                self._cache[sha] = obj
+        return obj
+
+    def _charge(self, cost: int) -> bool:
+        """Count `cost` bytes about to be cached, emptying the caches first when full;
+        False (cache nothing) for an item over a quarter of the budget."""
+        if cost > CACHE_BYTES // 4:
+            return False
+        self._cached_bytes += cost
+        if self._cached_bytes > CACHE_BYTES:
+            self._cache.clear()
+            self._entries.clear()
+            self._cached_bytes = cost
+        return True
+
+    def has(self, sha: bytes) -> bool:
+        return self._loose_path(sha).exists() or sha in self._objdb()
+
+    def _typed(self, sha: bytes, type_name: bytes) -> Any:
+        obj = self.read(sha)
+        if obj.type_name != type_name:
+            raise StoreError(
+                f"object {sha.decode()} is a {obj.type_name.decode()}, not a {type_name.decode()}"
+            )
+        return obj
+
+    def read_tree(self, sha: bytes) -> Tree:
+        return self._typed(sha, b"tree")
+
+    def read_commit(self, sha: bytes) -> Commit:
+        return self._typed(sha, b"commit")
+
+    def read_blob(self, sha: bytes) -> bytes:
+        return self._typed(sha, b"blob").as_raw_string()
+
+    def stream_blob(self, sha: bytes, out: IO[bytes], size: int | None = None) -> None:
+        """Write a blob's content to `out` a chunk at a time: a loose object inflated
+        here, a packed one of `size` over BIG_PACKED (or unknown) through `git cat-file`.
+        Smaller packed blobs are read whole by dulwich, which is quicker than a process."""
+        try:
+            f = open(self._loose_path(sha), "rb")
+        except FileNotFoundError:
+            from gdag import gitcmd  # here: a loose value (the common case) needs no git
+
+            big = size is None or size > BIG_PACKED
+            if not (big and gitcmd.available() and self._stream_packed(sha, out)):
+                out.write(self.read_blob(sha))
+            return
+        with f:
+            inflate = zlib.decompressobj()
+            header: bytes | None = b""
+            try:
+                while chunk := f.read(CHUNK):
+                    data = inflate.decompress(chunk)
+                    if header is not None:
+                        header += data
+                        if b"\0" not in header:
+                            continue
+                        kind, _, data = header.partition(b"\0")
+                        if not kind.startswith(b"blob "):
+                            raise StoreError(f"object {sha.decode()} is not a blob")
+                        header = None
+                    out.write(data)
+                out.write(inflate.flush())
+            except zlib.error as exc:
+                raise StoreError(f"object {sha.decode()} is unreadable: {exc}") from None
+
+    def _stream_packed(self, sha: bytes, out: IO[bytes]) -> bool:
+        """Copy a packed blob to `out` through `git cat-file`; False (nothing written)
+        when git cannot read it, so the caller's own read names the problem."""
+        from gdag import gitcmd
+
+        # Below core.bigFileThreshold (512 MiB) git would inflate the blob whole itself.
+        chunks = gitcmd.stream(
+            ["cat-file", "blob", sha.decode()],
+            git_dir=self.git_dir,
+            config=["core.bigFileThreshold=1m"],
+            chunk=CHUNK,
+        )
+        wrote = False
+        try:
+            for chunk in chunks:
+                out.write(chunk)
+                wrote = True
+        except gitcmd.GitError:
+            if wrote:
+                raise StoreError(
+                    f"object {sha.decode()} is unreadable (git cat-file failed)"
+                ) from None
+            return False
+        return True
+
+    def expand_prefix(self, prefix: str) -> list[bytes]:
+        """Object ids starting with a hex `prefix` (at least 4 digits)."""
+        pre = prefix.lower().encode()
+        found: set[bytes] = set()
+        try:  # the fan-out directory may go at any moment (git prune-packed)
+            names = os.listdir(self.path / prefix[:2])
+        except (FileNotFoundError, NotADirectoryError):
+            names = []
+        found.update((prefix[:2] + n).encode() for n in names if n.startswith(prefix[2:]))
+        found.update(s for s in self._objdb().iter_prefix(pre) if s.startswith(pre))
+        return sorted(found)
+
+    # -- writing -----------------------------------------------------------------
+
+    def _install_loose(self, tmp: str, sha: bytes) -> None:
+        final = self._loose_path(sha)
+        if final.exists():
+            os.unlink(tmp)
+            return
+        os.chmod(tmp, 0o444)
+        backoff = Backoff(RACE, f"writing object {sha.decode()} under {self.path}")
+        while True:
+            make_dirs(final.parent)
+            try:
+                os.replace(tmp, final)
+                return
+            except FileNotFoundError:  # a concurrent prune removed the fan-out dir
+                backoff.wait()
+
+    def _tmpfile(self) -> tuple[int, str]:
+        import tempfile
+
+        return tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.path)
+
+    def write_raw(self, type_name: bytes, data: bytes) -> bytes:
+        """Write one object given its type and content; return its id."""
+        header = b"%s %d\0" % (type_name, len(data))
+        sha = hashlib.sha1(header + data).hexdigest().encode()
+        if self._loose_path(sha).exists():
+            return sha
+        fd, tmp = self._tmpfile()
+        with os.fdopen(fd, "wb") as f:
+            f.write(zlib.compress(header + data, 1 if len(data) > CHUNK else -1))
+        self._install_loose(tmp, sha)
+        return sha
+
+    def write(self, obj: ShaFile) -> bytes:
+        return self.write_raw(obj.type_name, obj.as_raw_string())
+
+    def write_blob(self, data: bytes) -> bytes:
+        return self.write_raw(b"blob", data)
+
+    def write_blob_stream(self, stream: IO[bytes], size: int) -> bytes:
+        """Write `size` bytes read from `stream` as a blob, holding one chunk at a time."""
+        header = b"blob %d\0" % size
+        hasher = hashlib.sha1(header)
+        comp = zlib.compressobj(1 if size > CHUNK else -1)
+        fd, tmp = self._tmpfile()
+        remaining = size
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(comp.compress(header))
+                while remaining:
+                    chunk = stream.read(min(CHUNK, remaining))
+                    if not chunk:
+                        raise StoreError("the value ended before its announced size")
+                    remaining -= len(chunk)
+                    hasher.update(chunk)
+                    out.write(comp.compress(chunk))
+                if stream.read(1):
+                    raise StoreError("the value changed size while it was being read")
+                out.write(comp.flush())
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        sha = hasher.hexdigest().encode()
+        self._install_loose(tmp, sha)
+        return sha
+
+    def make_commit(
+        self, tree: bytes, parents: list[bytes], message: str, when: float | None = None
+    ) -> bytes:
+        from dulwich.objects import Commit
+
+        commit = Commit()
+        commit.tree = tree
+        commit.parents = parents  # type: ignore[assignment]
+        name, email = identity()
+        commit.author = commit.committer = b"%s <%s>" % (name, email)
+        now = int(when if when is not None else time.time())
+        commit.author_time = commit.commit_time = now
+        offset = -time.timezone if not time.localtime(now).tm_isdst else -time.altzone
+        commit.author_timezone = commit.commit_timezone = offset
+        commit.encoding = None
+        commit.message = message.encode("utf-8")
+        return self.write(commit)
+
+    def leftover_tmp(self, age: float) -> list[str]:
+        """Temporary object files older than `age` seconds: left by killed writers."""
+        now = self.clock.time()
+        found = []
+        try:
+            entries = [e for e in os.scandir(self.path) if e.name.startswith(TMP_PREFIX)]
+        except FileNotFoundError:
+            return []
+        for entry in entries:
+            try:
+                if now - entry.stat().st_mtime > age:
+                    found.append(entry.path)
+            except FileNotFoundError:
+                pass
+        return found
+
+    def sweep_tmp(self, age: float) -> int:
+        """Remove temporary object files older than `age` seconds; how many went."""
+        removed = 0
+        for path in self.leftover_tmp(age):
+            try:
+                os.unlink(path)
+                removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
+
+    # -- trees -------------------------------------------------------------------
+
+    def write_tree(self, entries: dict[bytes, Entry]) -> bytes:
+        """Write a tree in git's own format: `<octal mode> <name>\\0<binary id>` per
+        entry, in git's order (a directory sorts as if its name ended in "/"). Built
+        here, not through dulwich's Tree: state trees hold an entry per output and
+        node, and are written again by every event."""
+        items = sorted(entries.items(), key=lambda kv: kv[0] + b"/" if kv[1].is_tree else kv[0])
+        data = b"".join(b"%o %s\0%s" % (e.mode, name, unhexlify(e.sha)) for name, e in items)
+        sha = self.write_raw(b"tree", data)
+        if self._charge(ENTRY_COST * len(entries)):
+            self._entries[sha] = dict(entries)
+        return sha
+
+    def tree_entries(self, sha: bytes | None) -> dict[bytes, Entry]:
+        """A tree's entries by name. Cached (trees never change): do not mutate the result."""
+        if sha is None:
+            return {}
+        entries = self._entries.get(sha)
+        if entries is None:
+            tree = self.read_tree(sha)
+            entries = {item.path: Entry(item.mode, item.sha) for item in tree.iteritems()}
+            if self._charge(ENTRY_COST * len(entries)):
+                self._entries[sha] = entries
+        return entries
+
+    def tree_get(self, root: bytes | None, path: Iterable[bytes]) -> Entry | None:
+        """The entry at `path` below tree `root`, or None."""
+        entry: Entry | None = Entry(MODE_TREE, root) if root else None
+        for name in path:
+            if entry is None or not entry.is_tree:
+                return None
+            entry = self.tree_entries(entry.sha).get(name)
+        return entry
+
+    def tree_update(
+        self, root: bytes | None, path: list[bytes], changes: Mapping[bytes, Entry | None]
+    ) -> bytes:
+        """Return a new root tree with `changes` applied in the directory at `path`.
+
+        A change of None removes the entry; directories left empty disappear.
+        """
+        entries = dict(self.tree_entries(root))
+        if path:
+            child = entries.get(path[0])
+            child_sha = child.sha if child is not None and child.is_tree else None
+            new_child = self.tree_update(child_sha, path[1:], changes)
+            if new_child == EMPTY_TREE:
+                entries.pop(path[0], None)
+            else:
+                entries[path[0]] = Entry(MODE_TREE, new_child)
+        else:
+            for name, entry in changes.items():
+                if entry is None:
+                    entries.pop(name, None)
+                else:
+                    entries[name] = entry
+        return self.write_tree(entries)
+
+    def walk_tree(self, sha: bytes, prefix: bytes = b"") -> Iterator[tuple[bytes, Entry]]:
+        """Every non-tree entry below `sha` as (path, entry), depth first, sorted."""
+        for name, entry in sorted(self.tree_entries(sha).items()):
+            path = prefix + name
+            if entry.is_tree:
+                yield from self.walk_tree(entry.sha, path + b"/")
+            else:
+                yield path, entry

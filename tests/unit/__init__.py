@@ -1,0 +1,1 @@
+"""The fast layer: rules, locking and expiry against real files and a fake clock."""
