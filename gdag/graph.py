@@ -1,9 +1,10 @@
 """The DAG as a graph: vertices and edges, cycles, order and traversal.
 
 Ordering, the cycle check and traversal run on every `gdag run`, `status` and
-`check`, so they are plain Python over adjacency sets. networkx is imported
-only to describe a cycle and for `gdag graph`'s views (`build_graph`,
-`subgraph_between`).
+`check` and `graph`, so they are plain Python over adjacency sets. networkx is
+imported only to name the vertices of a cycle, and `build_graph` gives the
+graph to networkx for anyone who wants its algorithms (the tests check the
+scheduler's masks against it).
 """
 
 from __future__ import annotations
@@ -174,13 +175,13 @@ def build_graph(dag: Dag) -> nx.DiGraph:
     return g
 
 
-def resolve_vertices(g: nx.DiGraph, dag: Dag, target: str) -> set[Vertex]:
+def resolve_vertices(adj: Adjacency, dag: Dag, target: str) -> set[Vertex]:
     """The graph vertices a node or output name (or pattern) stands for."""
     if target in dag.nodes:
         return {("node", target)}
     found = {
         (kind, name)
-        for kind, name in g.nodes
+        for kind, name in adj.vertices
         if kind == "output" and (name == target or (is_pattern(name) and matches(name, target)))
     }
     if not found:
@@ -191,15 +192,14 @@ def resolve_vertices(g: nx.DiGraph, dag: Dag, target: str) -> set[Vertex]:
     return found
 
 
-def subgraph_between(g: nx.DiGraph, dag: Dag, start: str | None, end: str | None) -> set[Vertex]:
+def subgraph_between(adj: Adjacency, dag: Dag, start: str | None, end: str | None) -> set[Vertex]:
     """Vertices reachable from `start` and reaching `end` (either may be None)."""
-    import networkx as nx
-
-    keep = set(g.nodes)
+    keep = set(adj.vertices)
     if start is not None:
-        first = resolve_vertices(g, dag, start)
-        keep &= first.union(*(nx.descendants(g, v) for v in first))
+        keep &= _reachable(adj, resolve_vertices(adj, dag, start))
     if end is not None:
-        last = resolve_vertices(g, dag, end)
-        keep &= last.union(*(nx.ancestors(g, v) for v in last))
+        reverse: dict[Vertex, set[Vertex]] = {}
+        for a, b in adj.edges():
+            reverse.setdefault(b, set()).add(a)
+        keep &= _reachable(Adjacency(adj.vertices, reverse), resolve_vertices(adj, dag, end))
     return keep

@@ -25,14 +25,14 @@ def build_model(
     ws: Workspace, start: str | None = None, end: str | None = None, with_state: bool = True
 ) -> dict[str, Any]:
     """Vertices (nodes and outputs) and edges of the DAG at the log tip, with their state."""
-    from gdag.graph import build_graph, subgraph_between
+    from gdag.graph import adjacency, subgraph_between
     from gdag.runner import Engine
 
     tip = ws.log.require_tip()
     dag = ws.current_dag(tip)
     root = ws.store.read_commit(tip).tree
-    g = build_graph(dag)
-    keep = subgraph_between(g, dag, start, end)
+    adj = adjacency(dag)
+    keep = subgraph_between(adj, dag, start, end)
     states = {s.node: s for s in Engine(ws).status()} if with_state else {}
     vertices: list[dict[str, Any]] = []
     for kind, name in sorted(keep):
@@ -41,7 +41,7 @@ def build_model(
         else:
             vertices.append(_output_vertex(ws, dag, root, name, with_state))
     edges = sorted(
-        (f"{a[0]}:{a[1]}", f"{b[0]}:{b[1]}") for a, b in g.edges if a in keep and b in keep
+        (f"{a[0]}:{a[1]}", f"{b[0]}:{b[1]}") for a, b in adj.edges() if a in keep and b in keep
     )
     return {
         "log": ws.log.name,

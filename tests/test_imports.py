@@ -28,6 +28,8 @@ HOT = [
     ["check"],
     ["why", "a"],
     ["show", "y"],
+    ["graph", "--format", "json"],
+    ["graph", "--format", "dot", "--from", "x"],
     ["init"],
     ["hooks", "list"],
     ["hook", "post-commit"],
