@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from gdag import state
 from gdag.errors import GdagError
-from gdag.job import MODE_DIR, Emitted, Input, Job, TreeFile, Value, check_publishable
+from gdag.job import MODE_DIR, PYTHON, Emitted, Input, Job, TreeFile, Value, check_publishable
 from gdag.names import is_pattern
 from gdag.repo import MODE_BLOB, Entry, Store
 from gdag.session import Outcome, Session
@@ -69,9 +69,12 @@ def members(value: Any) -> list[InputValue]:
 # -- preparing a job -------------------------------------------------------------
 
 
-def prepare_job(store: Store, session: Session, node: Node, log_name: str) -> Job:
+def prepare_job(
+    store: Store, session: Session, node: Node, log_name: str, ship: bool = False
+) -> Job:
     """The session's node run as a self-contained job: its inputs' bytes as of the state
-    the session sees, its command, environment and interface."""
+    the session sees, its command, environment and interface; with `ship`, also the
+    node's source files, for a machine without the work tree."""
     root = store.read_commit(session.spec.state_at).tree
     inputs: dict[str, Input] = {}
     for arg, value in gather_inputs(store, root, node).items():
@@ -95,7 +98,39 @@ def prepare_job(store: Store, session: Session, node: Node, log_name: str) -> Jo
         cwd=node.cwd,
         workdir=str(store.workdir or store.gitdir),
         log=log_name,
+        files=tuple(node_files(store.workdir, node)) if ship and store.workdir else (),
     )
+
+
+def node_files(root: Path, node: Node) -> list[TreeFile]:
+    """The files a node needs beside its inputs: those its `sources` match and, for a
+    Python node, its module with the `__init__.py` of every package above it. Parents
+    first, as a directory value's files."""
+    from gdag.definition import expand_sources
+
+    rels: set[str] = set()
+    for pattern in node.sources:
+        rels.update(expand_sources(pattern, root))
+    if node.kind == PYTHON:
+        parts = node.command.partition(":")[0].split(".")
+        for i in range(1, len(parts)):
+            rels.add("/".join([*parts[:i], "__init__.py"]))
+        rels.add("/".join(parts) + ".py")
+        rels.add("/".join([*parts, "__init__.py"]))
+    files: list[TreeFile] = []
+    dirs: set[str] = set()
+    for rel in sorted(r for r in rels if (root / r).is_file()):
+        parent = rel.rpartition("/")[0]
+        chain = []
+        while parent and parent not in dirs:
+            chain.append(parent)
+            dirs.add(parent)
+            parent = parent.rpartition("/")[0]
+        files += [TreeFile(d.encode(), MODE_DIR) for d in reversed(chain)]
+        path = root / rel
+        mode = 0o100755 if os.access(path, os.X_OK) else 0o100644
+        files.append(TreeFile(rel.encode(), mode, path.read_bytes()))
+    return files
 
 
 def _job_value(store: Store, iv: InputValue) -> Value:
@@ -229,7 +264,9 @@ def run_session(
     """Run the session's node on `executor` and record its outputs on the session branch."""
     recorder = Recorder(store, session, node, dag)
     try:
-        job = prepare_job(store, session, node, log_name)
+        job = prepare_job(
+            store, session, node, log_name, ship=getattr(executor, "ships_sources", False)
+        )
     except GdagError as exc:  # e.g. an input that cannot be read
         return Outcome("failed", None, f"gdag: {exc.message}\n".encode(), error=exc.message)
     executor.submit(job, recorder.emit)

@@ -67,6 +67,9 @@ class Job:
     cwd: str = "."  # relative to `workdir`
     workdir: str | None = None  # the work tree where the job runs; None on a machine without one
     log: str = "main"
+    # The node's own files (its `sources`, a Python node's module), shipped to a machine
+    # without a checkout; written to a directory that becomes the job's work tree there.
+    files: tuple[TreeFile, ...] = ()
 
 
 @dataclass(frozen=True)

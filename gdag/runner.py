@@ -7,6 +7,7 @@ recorded in `nodes/<node>/@done.json`), or its code hash changed.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -129,11 +130,13 @@ class Engine:
         speculative: bool = False,
         leases: Leases | None = None,
         executor: Executor | None = None,
+        executor_spec: str | None = None,
     ) -> None:
         # The log and leases come from the caller: local ones, or ones wired to a shared
         # remote (`remote.remote_log`, `remote.remote_leases`).
         self.ws = ws
-        self.jobs = max(1, jobs)
+        # 0 jobs: as many as the executor has slots (`slots`), known once it exists.
+        self.jobs = max(0, jobs)
         self.report: Report = report or (lambda kind, data: None)
         self.leases = leases or Leases(ws.store, ws.log.name)
         # A private log (a replay's work log) has no other runner: no leases needed.
@@ -142,8 +145,10 @@ class Engine:
         # Further trees whose run cache counts (a replay consults the log it replaces).
         self.cache_roots: list[bytes | None] = []
         self._shapes: dict[str, Shape] = {}
-        # Where node jobs run; a local one is made (and closed) by `run` if none is given.
+        # Where node jobs run; without one, `run` makes one from `executor_spec` (default:
+        # local) once there is work, and closes it at the end.
         self.executor = executor
+        self.executor_spec = executor_spec
         self._jobs: set[str] = set()  # ids of the jobs running now
         self._jobs_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -404,7 +409,9 @@ class Engine:
         if own:
             from gdag.executors import executor_for
 
-            self.executor = executor_for("local")
+            self.executor = executor_for(self.executor_spec or "local")
+        if self.jobs == 0:
+            self.jobs = max(1, getattr(self.executor, "slots", 0) or os.cpu_count() or 1)
         try:
             self.recover(summary, dag)
             self._schedule(dag, order, plan, shape, summary, keep_going, retry_failed)

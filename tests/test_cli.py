@@ -252,6 +252,7 @@ def test_fast_path_fills_defaults() -> None:
             "retry_failed": False,
             "speculative": False,
             "remote": None,
+            "cluster": None,
             "quiet": False,
             "json_out": False,
             "path": None,

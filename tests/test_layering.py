@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "gdag.executors",
             "gdag.executors.local",
             "gdag.executors.child",
+            "gdag.executors.dask",
         },
     ),
     ("git binary", {"gdag.gitcmd"}),
@@ -58,6 +59,8 @@ OWNERS = {
     "pydantic": {"gdag.types"},
     "jsonschema": {"gdag.schema"},
     "referencing": {"gdag.schema"},
+    "distributed": {"gdag.executors.dask"},
+    "dask": {"gdag.executors.dask"},
 }
 
 

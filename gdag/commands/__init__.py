@@ -198,6 +198,13 @@ LOG = Option(
     complete="log",
 )
 JSON = Option("json_out", ("--json",), "Machine-readable JSON on stdout.")
+CLUSTER = Option(
+    "cluster",
+    ("--cluster",),
+    "Run node jobs on the Dask cluster at ADDRESS (default: $GDAG_CLUSTER).",
+    "text",
+    "ADDRESS",
+)
 JOBS = Option("jobs", ("--jobs", "-j"), "Parallel nodes (default: CPUs).", "int", "N", minimum=1)
 QUIET = Option("quiet", ("--quiet", "-q"), "No progress output.")
 # Global options: also accepted before the command (`gdag -C repo log`), as with git.

@@ -6,7 +6,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from gdag.commands import JOBS, JSON, LOG, PATH, QUIET, Argument, Option, Spec
+from gdag.commands import CLUSTER, JOBS, JSON, LOG, PATH, QUIET, Argument, Option, Spec
 
 if TYPE_CHECKING:
     from gdag.workspace import Workspace
@@ -44,6 +44,7 @@ SPEC = Spec(
             "text",
             "REMOTE",
         ),
+        CLUSTER,
         QUIET,
         JSON,
         PATH,
@@ -61,6 +62,7 @@ def run(
     retry_failed: bool,
     speculative: bool,
     remote: str | None,
+    cluster: str | None,
     quiet: bool,
     json_out: bool,
     path: str | None,
@@ -69,10 +71,12 @@ def run(
     from gdag.workspace import Workspace
 
     ws = Workspace.open(path, log)
+    cluster = cluster or os.environ.get("GDAG_CLUSTER") or None
     return run_nodes(
         ws,
         targets or None,
-        jobs=jobs or os.cpu_count() or 1,
+        jobs=jobs or (0 if cluster else os.cpu_count() or 1),
+        cluster=cluster,
         quiet=quiet,
         dry_run=dry_run,
         keep_going=keep_going,
@@ -95,8 +99,10 @@ def run_nodes(
     json_out: bool = False,
     speculative: bool = False,
     remote: str | None = None,
+    cluster: str | None = None,
 ) -> int:
     """Run stale nodes until quiescent, with progress on stderr; 1 if a node failed.
+    `jobs` 0: as many as the executor has slots (a cluster's threads).
 
     With `json_out`, stdout gets one JSON object per line for every event, then a
     `summary` line.
@@ -119,7 +125,15 @@ def run_nodes(
         ws = Workspace(ws.store, ws.log.name, remote_log(ws.store, ws.log.name, shared))
         leases = remote_leases(ws.store, ws.log.name, shared)
     try:
-        summary = Engine(ws, jobs, view, speculative=speculative, leases=leases).run(
+        engine = Engine(
+            ws,
+            jobs,
+            view,
+            speculative=speculative,
+            leases=leases,
+            executor_spec=f"dask:{cluster}" if cluster else None,
+        )
+        summary = engine.run(
             targets, dry_run=dry_run, keep_going=keep_going, retry_failed=retry_failed
         )
     finally:

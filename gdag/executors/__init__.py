@@ -21,6 +21,7 @@ from gdag.job import PYTHON, SHELL, Emit, Job, JobResult, failed
 # name -> "module:class"; imported only when chosen.
 EXECUTORS = {
     "local": "gdag.executors.local:LocalExecutor",
+    "dask": "gdag.executors.dask:DaskExecutor",
 }
 
 

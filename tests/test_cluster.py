@@ -1,0 +1,188 @@
+"""Nodes on a real Dask cluster: a `dask scheduler` and two `dask worker` processes on
+127.0.0.1, started here in their own process groups, in a directory outside the
+repository, and torn down after. Git stays the only durable state."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import distributed  # noqa: F401 - the cluster extra is a test dependency: never skipped
+import pytest
+from conftest import define, fsck, gdag, git
+
+DASK = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+WORKER = [sys.executable, "-m", "distributed.cli.dask_worker"]
+
+DEFINITION = """
+    [outputs.n]
+    type = "int"
+    [outputs."fam/*"]
+    type = "int"
+    [nodes.double]
+    python = "lib_nodes:double"
+    inputs = { n = "n" }
+    publishes = ["d"]
+    [nodes.fam]
+    run = 'for i in 1 2 3; do echo $((i * $(cat "$GDAG_IN_D"))) > "$GDAG_OUT/fam/m$i"; done'
+    inputs = { d = "d" }
+    publishes = ["fam/*"]
+    [nodes.total]
+    python = "lib_nodes:total"
+    inputs = { fam = "fam/*" }
+    publishes = ["sum"]
+    [nodes.show]
+    run = 'sh scripts/show.sh "$GDAG_IN_D" > "$GDAG_OUT/shown"'
+    inputs = { d = "d" }
+    publishes = ["shown"]
+    sources = ["scripts/show.sh"]
+"""
+MODULE = """\
+def double(n: int) -> int:
+    return n * 2
+
+
+def total(fam: dict[str, int] | None) -> int:
+    return sum((fam or {}).values())
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(argv: list[str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv, cwd=cwd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+@pytest.fixture
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A scheduler and two workers (2 threads each) on 127.0.0.1; the address."""
+    from distributed import Client
+
+    where = tmp_path_factory.mktemp("cluster")
+    address = f"tcp://127.0.0.1:{free_port()}"
+    port = address.rpartition(":")[2]
+    procs = [
+        start(
+            [*DASK, "--host", "127.0.0.1", "--port", port, "--dashboard-address", ":0"],
+            where,
+            where / "scheduler.log",
+        )
+    ]
+    try:
+        for i in range(2):
+            procs.append(
+                start(
+                    [*WORKER, address, "--nthreads", "2", "--no-dashboard", "--name", f"w{i}"],
+                    where,
+                    where / f"worker{i}.log",
+                )
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with Client(address, timeout=5) as client:
+                    client.wait_for_workers(2, timeout=60)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+
+
+def make_repo(root: Path) -> Path:
+    r = gdag("init", "-C", str(root), cwd=root.parent)
+    assert r.returncode == 0, r.stderr
+    (root / "lib_nodes.py").write_text(MODULE)
+    (root / "scripts").mkdir()
+    (root / "scripts" / "show.sh").write_text('echo "shown: $(cat "$1")"\n')
+    define(root, DEFINITION)
+    return root
+
+
+def values(repo: Path) -> dict[str, bytes]:
+    names = gdag("lookup", "**", cwd=repo).stdout.decode().split()
+    return {name: gdag("lookup", name, cwd=repo).stdout for name in names}
+
+
+def test_a_cluster_run_gives_what_a_local_run_gives(tmp_path: Path, cluster: str) -> None:
+    local, remote = make_repo(tmp_path / "local"), make_repo(tmp_path / "remote")
+    for repo, extra in ((local, []), (remote, ["--cluster", cluster])):
+        for n in ("5", "21"):
+            assert gdag("publish", "n", n, "--no-run", cwd=repo).returncode == 0
+            r = gdag("run", *extra, cwd=repo, timeout=120)
+            assert r.returncode == 0, r.stderr
+    got = values(remote)
+    assert got == values(local)
+    assert got["sum"].strip() == b"252" and got["shown"] == b"shown: 42\n"
+    # Every session was applied once: one merge per node and publish.
+    sessions = git("log", "--first-parent", "--format=%s", "refs/gdag/logs/main", cwd=remote)
+    assert sessions.count("session double ok") == 2
+    assert not git("for-each-ref", "refs/gdag/sessions/", cwd=remote).strip()
+    fsck(remote)
+
+
+def test_gdag_cluster_from_the_environment(tmp_path: Path, cluster: str) -> None:
+    repo = make_repo(tmp_path / "repo")
+    assert gdag("publish", "n", "1", "--no-run", cwd=repo).returncode == 0
+    r = gdag("run", cwd=repo, env={"GDAG_CLUSTER": cluster}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert gdag("lookup", "sum", cwd=repo).stdout.strip() == b"12"
+
+
+def test_an_unreachable_scheduler_is_one_line_naming_it(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    assert gdag("publish", "n", "1", "--no-run", cwd=repo).returncode == 0
+    address = f"tcp://127.0.0.1:{free_port()}"
+    r = gdag("run", "--cluster", address, cwd=repo, timeout=120)
+    assert r.returncode == 3, r.stderr
+    assert r.stderr.startswith(f"gdag: error: cannot reach the Dask scheduler at {address}")
+    assert "Traceback" not in r.stderr
+    # Nothing ran and nothing is left half done: a local run then does all the work.
+    assert gdag("run", cwd=repo).returncode == 0
+    assert gdag("lookup", "sum", cwd=repo).stdout.strip() == b"12"
+
+
+def test_a_plain_tcp_scheduler_elsewhere_needs_an_explicit_opt_in(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    assert gdag("publish", "n", "1", "--no-run", cwd=repo).returncode == 0
+    r = gdag("run", "--cluster", "tcp://192.0.2.1:8786", cwd=repo)
+    assert r.returncode == 3 and "not on this machine and not tls://" in r.stderr
+
+
+def test_without_a_cluster_nothing_imports_distributed(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    code = (
+        "import sys; from gdag.main import main; rc = main(sys.argv[1:]); "
+        "sys.exit(10 + rc if 'distributed' in sys.modules or 'dask' in sys.modules else rc)"
+    )
+    for argv in (["publish", "n", "3"], ["lookup", "sum"], ["run"]):
+        r = subprocess.run([sys.executable, "-c", code, *argv], cwd=repo, capture_output=True)
+        assert r.returncode == 0, (argv, r.returncode, r.stderr)
