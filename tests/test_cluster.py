@@ -4,6 +4,7 @@ repository, and torn down after. Git stays the only durable state."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -80,9 +81,16 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 @pytest.fixture
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A scheduler and two workers (2 threads each) on 127.0.0.1; the address."""
+    with running_cluster(tmp_path_factory.mktemp("cluster")) as (address, _):
+        yield address
+
+
+@contextlib.contextmanager
+def running_cluster(where: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
     from distributed import Client
 
-    where = tmp_path_factory.mktemp("cluster")
+    where.mkdir(parents=True, exist_ok=True)
+
     address = f"tcp://127.0.0.1:{free_port()}"
     port = address.rpartition(":")[2]
     procs = [
@@ -111,7 +119,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-        yield address
+        yield address, procs
     finally:
         for proc in reversed(procs):
             stop(proc)
@@ -186,3 +194,97 @@ def test_without_a_cluster_nothing_imports_distributed(tmp_path: Path) -> None:
     for argv in (["publish", "n", "3"], ["lookup", "sum"], ["run"]):
         r = subprocess.run([sys.executable, "-c", code, *argv], cwd=repo, capture_output=True)
         assert r.returncode == 0, (argv, r.returncode, r.stderr)
+
+
+SLOW = """
+    [nodes.slow]
+    run = 'n=$(cat "$MARKS/count" 2>/dev/null || echo 0); echo $((n + 1)) > "$MARKS/count"; echo $PPID > "$MARKS/pid$n"; if [ "$n" = 0 ]; then sleep {sleep}; fi; echo done > "$GDAG_OUT/o"'
+    inputs = {{ x = "x" }}
+    publishes = ["o"]
+    env = {{ MARKS = "{marks}" }}
+"""
+
+
+def wait_for(path: Path, timeout: float = 60.0) -> str:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip()
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never appeared")
+
+
+def test_a_worker_killed_mid_job_reruns_it_elsewhere(tmp_path: Path, cluster: str) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    repo = make_repo(tmp_path / "repo")
+    define(repo, SLOW.format(marks=marks, sleep=600))
+    assert gdag("publish", "x", "1", "--no-run", cwd=repo).returncode == 0
+    run = subprocess.Popen(
+        [sys.executable, "-m", "gdag", "run", "--cluster", cluster],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    worker = int(wait_for(marks / "pid0"))
+    os.kill(worker, signal.SIGKILL)  # the worker process running the node's command
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    assert gdag("lookup", "o", cwd=repo).stdout == b"done\n"
+    assert (marks / "count").read_text().strip() == "2"  # executed twice ...
+    log = git("log", "--first-parent", "--format=%s", "refs/gdag/logs/main", cwd=repo)
+    assert log.count("session slow ok") == 1  # ... applied once
+    fsck(repo)
+
+
+def test_a_restarted_coordinator_reattaches_to_its_job(tmp_path: Path, cluster: str) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    repo = make_repo(tmp_path / "repo")
+    define(repo, SLOW.format(marks=marks, sleep=3))
+    assert gdag("publish", "x", "1", "--no-run", cwd=repo).returncode == 0
+    run = subprocess.Popen(
+        [sys.executable, "-m", "gdag", "run", "--cluster", cluster],
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_for(marks / "pid0")
+    os.killpg(run.pid, signal.SIGKILL)  # the coordinator dies; the cluster keeps the task
+    run.wait()
+    again = gdag("run", "--cluster", cluster, cwd=repo, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert gdag("lookup", "o", cwd=repo).stdout == b"done\n"
+    assert (marks / "count").read_text().strip() == "1"  # not executed a second time
+    assert not git("for-each-ref", "refs/gdag/sessions/", cwd=repo).strip()
+    fsck(repo)
+
+
+def test_a_killed_scheduler_fails_the_run_and_the_next_run_finishes(tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    repo = make_repo(tmp_path / "repo")
+    define(repo, SLOW.format(marks=marks, sleep=600))
+    assert gdag("publish", "x", "1", "--no-run", cwd=repo).returncode == 0
+    with running_cluster(tmp_path / "cluster-dir") as (address, procs):
+        run = subprocess.Popen(
+            [sys.executable, "-m", "gdag", "run", "--cluster", address],
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        wait_for(marks / "pid0")
+        os.killpg(procs[0].pid, signal.SIGKILL)  # the scheduler
+        _, err = run.communicate(timeout=180)
+    assert run.returncode != 0
+    assert b"Traceback" not in err, err
+    # The next run, on a new cluster, finishes: the unfinished session is recovered.
+    with running_cluster(tmp_path / "cluster-dir2") as (address, _):
+        again = gdag("run", "--cluster", address, cwd=repo, timeout=180)
+    assert again.returncode == 0, again.stderr
+    assert gdag("lookup", "o", cwd=repo).stdout == b"done\n"
+    log = git("log", "--first-parent", "--format=%s", "refs/gdag/logs/main", cwd=repo)
+    assert log.count("session slow ok") == 1
+    assert not git("for-each-ref", "refs/gdag/sessions/", cwd=repo).strip()
+    fsck(repo)

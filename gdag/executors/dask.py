@@ -128,7 +128,15 @@ class DaskExecutor:
         self._cluster: Any = None
         self._jobs: dict[str, tuple[Any, Emit | None]] = {}
         self._outs: dict[str, Path] = {}
+        self._cancelled: set[str] = set()  # jobs cancelled here (not lost with the scheduler)
         self._lock = threading.Lock()
+        # gdag says what went wrong in its own words; Dask's log lines (a lost scheduler's
+        # reconnection attempts, with tracebacks) would only bury them.
+        import logging
+
+        for name in ["distributed", *logging.root.manager.loggerDict]:
+            if name == "distributed" or name.startswith("distributed."):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
         target: Any = address
         if address == "local" or address.startswith("local:"):
             count = address.partition(":")[2] or "2"
@@ -194,8 +202,15 @@ class DaskExecutor:
             future, emit = self._jobs[job_id]
         try:
             remote: RemoteResult = future.result(timeout=timeout)
-        except (FutureCancelledError, GdagError):
-            return failed("cancelled")
+        except FutureCancelledError:
+            if job_id in self._cancelled:
+                return failed("cancelled")
+            # Cancelled by the cluster itself: the scheduler is gone. No result is no
+            # failure of the node: its session stays unfinished for the next run.
+            raise GdagError(
+                f"lost the Dask scheduler at {self.address}",
+                hint="the next `gdag run` recovers the unfinished sessions",
+            ) from None
         except Exception as exc:  # noqa: BLE001 - the job's failure on the cluster
             if isinstance(exc, TimeoutError):
                 raise
@@ -222,6 +237,8 @@ class DaskExecutor:
         with self._lock:
             found = self._jobs.get(job_id)
         if found is not None:
+            with self._lock:
+                self._cancelled.add(job_id)
             found[0].cancel()
 
     def reattach(self, job_id: str) -> bool:
@@ -236,17 +253,20 @@ class DaskExecutor:
     def forget(self, job_id: str) -> None:
         with self._lock:
             self._jobs.pop(job_id, None)
+            self._cancelled.discard(job_id)
             out = self._outs.pop(job_id, None)
         try:
             self.client.unpublish_dataset(task_key(job_id))
-        except KeyError:
-            pass
+        except (KeyError, OSError, TimeoutError):
+            pass  # gone already, or with the scheduler
         if out is not None:
             shutil.rmtree(out, ignore_errors=True)
 
     def close(self) -> None:
         try:
-            self.client.close()
+            self.client.close(timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError):
+            pass  # the scheduler is gone: nothing to release there
         finally:
             self._close_cluster()
 
