@@ -64,6 +64,7 @@ class Node:
     speculative: bool = False
     cache: bool = True
     sources: tuple[str, ...] = ()
+    local: bool = False  # runs on the coordinating machine even with a cluster
 
     @classmethod
     def from_json(cls, name: str, d: Mapping[str, Any]) -> Node:
@@ -82,6 +83,7 @@ class Node:
             speculative=bool(d.get("speculative", False)),
             cache=bool(d.get("cache", True)),
             sources=tuple(d.get("sources", ())),
+            local=bool(d.get("local", False)),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -101,6 +103,8 @@ class Node:
         }
         if self.sources:
             d["sources"] = list(self.sources)
+        if self.local:
+            d["local"] = True
         return d
 
     @property
@@ -126,12 +130,10 @@ class Dag:
     modules: tuple[str, ...] = ()
     outputs: Mapping[str, OutputDecl] = field(default_factory=lambda: _EMPTY)
     nodes: Mapping[str, Node] = field(default_factory=lambda: _EMPTY)
-    watch: Mapping[str, str] = field(
-        default_factory=lambda: _EMPTY
-    )  # files (relative to the definition) -> sha256
-    globs: Mapping[str, tuple[str, ...]] = field(
-        default_factory=lambda: _EMPTY
-    )  # sources pattern -> files it matched
+    # Files (relative to the definition) -> sha256; sources patterns -> files matched.
+    watch: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    globs: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _EMPTY)
+    cluster: str | None = None  # [cluster] address: where runs send node jobs by default
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Dag:
@@ -151,6 +153,7 @@ class Dag:
             ),
             watch=_frozen(d.get("watch")),
             globs=MappingProxyType({g: tuple(f) for g, f in d.get("globs", {}).items()}),
+            cluster=d.get("cluster"),
         )
 
     @classmethod
@@ -169,6 +172,8 @@ class Dag:
         }
         if self.globs:
             d["globs"] = {g: list(f) for g, f in self.globs.items()}
+        if self.cluster:
+            d["cluster"] = self.cluster
         return d
 
     def to_bytes(self) -> bytes:

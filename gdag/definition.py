@@ -57,10 +57,11 @@ NODE_KEYS = {
     "description",
     "cache",
     "sources",
+    "local",
 }
 OUTPUT_KEYS = {"type", "description"}
 DAG_KEYS = {"modules"}
-TOP_KEYS = {"outputs", "nodes", "dag", "log"}
+TOP_KEYS = {"outputs", "nodes", "dag", "log", "cluster"}
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,12 @@ def compile_definition(src: Source, load_python: bool = True, digest: Digests | 
     }
     if globs:
         doc["globs"] = globs
+    cluster = toml.get("cluster", {})
+    _no_unknown(cluster, {"address"}, where, "[cluster]")
+    if "address" in cluster:
+        if not isinstance(cluster["address"], str) or not cluster["address"].strip():
+            raise DefinitionError(f"{where}: [cluster] address must be a non-empty string")
+        doc["cluster"] = cluster["address"]
     dag = Dag.from_json(doc)
     if nodes:
         from gdag.graph import check_graph
@@ -536,6 +543,11 @@ def _compile_node(spec: dict[str, Any], where: str, what: str) -> dict[str, Any]
         raise DefinitionError(f"{where}: {what}: sources must be a list of paths or patterns")
     if sources:
         node["sources"] = sorted({_check_source_pattern(p, where, what) for p in sources})
+    local = spec.get("local", False)
+    if not isinstance(local, bool):
+        raise DefinitionError(f"{where}: {what}: local must be true or false")
+    if local:  # absent when false: definitions without it compile to the same bytes
+        node["local"] = True
     if not isinstance(node["command"], str) or not node["command"].strip():
         raise DefinitionError(f"{where}: {what}: the command must be a non-empty string")
     node["code"] = code_hash(node)

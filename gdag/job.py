@@ -70,6 +70,7 @@ class Job:
     # The node's own files (its `sources`, a Python node's module), shipped to a machine
     # without a checkout; written to a directory that becomes the job's work tree there.
     files: tuple[TreeFile, ...] = ()
+    in_repository: bool = True  # `workdir` is the repository's work tree ($GDAG_REPO)
 
 
 @dataclass(frozen=True)

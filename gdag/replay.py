@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gdag import state, trailers
 from gdag.dag import Dag
@@ -24,6 +24,9 @@ from gdag.retry import ROUNDS, Backoff
 from gdag.state import read_dag
 from gdag.trailers import format_message
 from gdag.workspace import Workspace, new_id
+
+if TYPE_CHECKING:
+    from gdag.executors import Executor
 
 Report = Callable[[str, dict[str, Any]], None]
 
@@ -45,13 +48,38 @@ class ReplayResult:
 
 
 class Replay:
-    def __init__(self, ws: Workspace, jobs: int = 1, report: Report | None = None) -> None:
+    def __init__(
+        self,
+        ws: Workspace,
+        jobs: int = 1,
+        report: Report | None = None,
+        cluster: str | None = None,
+    ) -> None:
         self.ws = ws
         self.store = ws.store
         self.jobs = jobs
         self.report: Report = report or (lambda kind, data: None)
+        self.cluster = cluster
+        # One executor for the whole replay (made at its first run): a run per event
+        # must not start worker processes, or connect to a cluster, every time.
+        self.executor: Executor | None = None
 
     def run(
+        self,
+        from_text: str,
+        to_text: str | None = None,
+        onto: str | None = None,
+        only: list[str] | None = None,
+        dry_run: bool = False,
+    ) -> ReplayResult:
+        try:
+            return self._run(from_text, to_text, onto, only, dry_run)
+        finally:
+            if self.executor is not None:
+                self.executor.close()
+                self.executor = None
+
+    def _run(
         self,
         from_text: str,
         to_text: str | None = None,
@@ -162,7 +190,12 @@ class Replay:
         from gdag.runner import Engine
 
         ws = Workspace(self.store, work.name)
-        engine = Engine(ws, self.jobs, self._relay(result), private=True)
+        if self.executor is None:
+            from gdag.executors import executor_for, spec_for
+
+            dag = self.ws.current_dag(self.ws.log.require_tip(), record=False)
+            self.executor = executor_for(spec_for(self.cluster, dag.cluster))
+        engine = Engine(ws, self.jobs, self._relay(result), private=True, executor=self.executor)
         engine.cache_roots = cache_roots
         for event in events:
             republish(work, event)

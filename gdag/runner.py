@@ -149,7 +149,8 @@ class Engine:
         # local) once there is work, and closes it at the end.
         self.executor = executor
         self.executor_spec = executor_spec
-        self._jobs: set[str] = set()  # ids of the jobs running now
+        self._jobs: dict[str, Executor] = {}  # the jobs running now, and where
+        self._local: Executor | None = None  # for `local = true` nodes beside a cluster
         self._jobs_lock = threading.Lock()
         self._stopping = threading.Event()
         # Output name -> {version: offset that published it}, learned by `_offset_of`.
@@ -407,15 +408,18 @@ class Engine:
             return summary
         own = self.executor is None
         if own:
-            from gdag.executors import executor_for
+            from gdag.executors import executor_for, spec_for
 
-            self.executor = executor_for(self.executor_spec or "local")
+            self.executor = executor_for(self.executor_spec or spec_for(None, dag.cluster))
         if self.jobs == 0:
             self.jobs = max(1, getattr(self.executor, "slots", 0) or os.cpu_count() or 1)
         try:
             self.recover(summary, dag)
             self._schedule(dag, order, plan, shape, summary, keep_going, retry_failed)
         finally:
+            if self._local is not None:
+                self._local.close()
+                self._local = None
             if own and self.executor is not None:
                 self.executor.close()
                 self.executor = None
@@ -624,18 +628,16 @@ class Engine:
         when the run is being stopped (the session is left for the next run to recover)."""
         from gdag.execute import run_session
 
-        assert self.executor is not None
+        executor = self._executor_for(node)
         with self._jobs_lock:
             if self._stopping.is_set():
                 return None
-            self._jobs.add(session.id)
+            self._jobs[session.id] = executor
         try:
-            outcome = run_session(
-                self.executor, self.ws.store, session, node, dag, self.ws.log.name
-            )
+            outcome = run_session(executor, self.ws.store, session, node, dag, self.ws.log.name)
         finally:
             with self._jobs_lock:
-                self._jobs.discard(session.id)
+                self._jobs.pop(session.id, None)
         return None if self._stopping.is_set() else outcome
 
     def _stop_jobs(self) -> None:
@@ -643,10 +645,22 @@ class Engine:
         terminated); their sessions stay unfinished, so the next run recovers them."""
         with self._jobs_lock:
             self._stopping.set()
-            jobs = list(self._jobs)
-        for job_id in jobs:
-            if self.executor is not None:
-                self.executor.cancel(job_id)
+            jobs = list(self._jobs.items())
+        for job_id, executor in jobs:
+            executor.cancel(job_id)
+
+    def _executor_for(self, node: Node) -> Executor:
+        """The run's executor, or a local one for a `local = true` node (it needs the
+        work tree, or runs git) when the run's executor is elsewhere."""
+        assert self.executor is not None
+        if not node.local or self.executor.name == "local":
+            return self.executor
+        with self._jobs_lock:
+            if self._local is None:
+                from gdag.executors import executor_for
+
+                self._local = executor_for("local")
+            return self._local
 
     def _reattach(self, session: Session, node: Node, dag: Dag) -> None:
         """Finish a session whose job the executor still knows after a restart (a

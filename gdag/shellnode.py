@@ -146,7 +146,7 @@ def shell_env(job: Job, tmp: Path) -> dict[str, str]:
             "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}",
         }
     )
-    if job.workdir is not None:
+    if job.workdir is not None and job.in_repository:
         env["GDAG_REPO"] = job.workdir
     return env
 

@@ -14,11 +14,14 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gdag.errors import DefinitionError
 from gdag.repo import Store
 from gdag.workspace import Workspace, log_name
+
+if TYPE_CHECKING:
+    from gdag.executors import Executor
 
 Report = Callable[[str, dict[str, Any]], None]
 
@@ -40,7 +43,12 @@ class Watcher:
         report: Report,
         interval: float = 0.5,
         remote: str | None = None,
+        cluster: str | None = None,
     ) -> None:
+        self.cluster = cluster
+        # One executor for the watch (made at its first run, closed when it ends):
+        # Python workers and a cluster connection outlive a round.
+        self.executor: Executor | None = None
         self.store = Store.find(path or ".")
         self.log_arg = log
         self.jobs = jobs
@@ -107,7 +115,14 @@ class Watcher:
             ws = Workspace(self.store, name, remote_log(self.store, name, self.remote))
             leases = remote_leases(self.store, name, self.remote)
         try:
-            summary = Engine(ws, self.jobs, self.report, leases=leases).run()
+            engine = Engine(ws, self.jobs, self.report, leases=leases)
+            if self.executor is None:
+                from gdag.executors import executor_for, spec_for
+
+                dag = ws.current_dag(tip)
+                self.executor = executor_for(spec_for(self.cluster, dag.cluster))
+            engine.executor = self.executor
+            summary = engine.run()
         except DefinitionError as exc:
             # A broken gdag.toml (or node module) mid-edit: say so once, and look again
             # when a file changes; events published meanwhile wait in the log.
@@ -124,7 +139,12 @@ class Watcher:
     def loop(self, max_ticks: int | None = None) -> None:
         last = None
         ticks = 0
-        while max_ticks is None or ticks < max_ticks:
-            last = self.tick(last)
-            ticks += 1
-            time.sleep(self.interval)
+        try:
+            while max_ticks is None or ticks < max_ticks:
+                last = self.tick(last)
+                ticks += 1
+                time.sleep(self.interval)
+        finally:
+            if self.executor is not None:
+                self.executor.close()
+                self.executor = None

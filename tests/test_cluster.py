@@ -288,3 +288,46 @@ def test_a_killed_scheduler_fails_the_run_and_the_next_run_finishes(tmp_path: Pa
     assert log.count("session slow ok") == 1
     assert not git("for-each-ref", "refs/gdag/sessions/", cwd=repo).strip()
     fsck(repo)
+
+
+def test_local_nodes_publish_in_jobs_and_the_cluster_in_gdag_toml(
+    tmp_path: Path, cluster: str
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    define(
+        repo,
+        f"""
+        [cluster]
+        address = "{cluster}"
+        [nodes.inside]
+        run = 'gdag publish via/cmd "got $(cat "$GDAG_IN_X")"; test -z "$GDAG_REPO" && echo no > "$GDAG_OUT/where"'
+        inputs = {{ x = "x" }}
+        publishes = ["via/*", "where"]
+        [nodes.git]
+        run = 'git rev-parse --show-toplevel > "$GDAG_OUT/top"'
+        inputs = {{ x = "x" }}
+        publishes = ["top"]
+        local = true
+        """,
+    )
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", "definition", cwd=repo)
+    assert gdag("publish", "x", "7", "--no-run", cwd=repo).returncode == 0
+    r = gdag("run", cwd=repo, timeout=120)  # the cluster comes from gdag.toml
+    assert r.returncode == 0, r.stderr
+    assert gdag("lookup", "via/cmd", cwd=repo).stdout == b"got 7"
+    assert gdag("lookup", "where", cwd=repo).stdout == b"no\n"  # ran on a worker
+    top = gdag("lookup", "top", cwd=repo).stdout.decode().strip()
+    assert Path(top).resolve() == repo.resolve()  # the local node ran in the work tree
+
+
+def test_publish_and_replay_on_the_cluster(tmp_path: Path, cluster: str) -> None:
+    repo = make_repo(tmp_path / "repo")
+    r = gdag("publish", "n", "4", "--cluster", cluster, cwd=repo, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert gdag("lookup", "sum", cwd=repo).stdout.strip() == b"48"
+    (repo / "lib_nodes.py").write_text(MODULE.replace("n * 2", "n * 3"))
+    r = gdag("replay", "--from", "0", "--cluster", cluster, cwd=repo, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert gdag("lookup", "sum", cwd=repo).stdout.strip() == b"72"
+    fsck(repo)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from gdag.commands import JSON, LOG, PATH, Argument, Option, Spec
+from gdag.commands import CLUSTER, JSON, LOG, PATH, Argument, Option, Spec
 from gdag.errors import UsageError
 from gdag.output import out, print_json
 
@@ -29,6 +29,7 @@ SPEC = Spec(
         JSON,
         Option("no_run", ("--no-run",), "Do not run the subscribers of OUTPUT."),
         Option("detach", ("--detach",), "Run the subscribers in a background process."),
+        CLUSTER,
         PATH,
         LOG,
     )
@@ -46,6 +47,7 @@ def run(
     json_out: bool,
     no_run: bool,
     detach: bool,
+    cluster: str | None,
     path: str | None,
     log: str | None,
 ) -> int:
@@ -53,6 +55,8 @@ def run(
     from gdag.workspace import Workspace
 
     source = value_source(value, file, directory)
+    if path is None and _in_job_without_repository():
+        return _publish_into_job(output, source, json_out)
     ws = Workspace.open(path, log)
     result = ws.publish(output, source, type_, if_changed)
     if json_out:
@@ -65,9 +69,12 @@ def run(
     if no_run or result.session or not result.changed or not has_subscribers(ws, output):
         return 0
     if detach:
-        run_detached(ws, [output])
+        run_detached(ws, [output], cluster)
         return 0
-    return run_nodes(ws, [output], jobs=1, quiet=json_out)
+    import os
+
+    cluster = cluster or os.environ.get("GDAG_CLUSTER") or None
+    return run_nodes(ws, [output], jobs=0 if cluster else 1, quiet=json_out, cluster=cluster)
 
 
 def value_source(value: str | None, file: str | None, directory: str | None) -> ValueSource:
@@ -101,3 +108,40 @@ def has_subscribers(ws: Workspace, output: str) -> bool:
 
     dag = read_dag(ws.store, ws.store.read_commit(ws.log.require_tip()).tree)
     return dag is not None and bool(dag.subscribers(output))
+
+
+def _in_job_without_repository() -> bool:
+    """Inside a node's job on a machine without the repository (a cluster worker)."""
+    import os
+
+    env = os.environ
+    return bool(env.get("GDAG_SESSION") and env.get("GDAG_OUT")) and "GDAG_REPO" not in env
+
+
+def _publish_into_job(output: str, source: ValueSource, json_out: bool) -> int:
+    """`gdag publish` in a node's job without a repository: the value becomes a file (or
+    directory) under `$GDAG_OUT`, which the coordinator records like any other output."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from gdag.names import check_output_name
+
+    check_output_name(output)
+    target = Path(os.environ["GDAG_OUT"], *output.split("/"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.directory is not None:
+        shutil.copytree(source.directory, target, symlinks=True, dirs_exist_ok=True)
+    elif source.file is not None:
+        shutil.copyfile(source.file, target)
+    elif source.stream is not None:
+        with open(target, "wb") as f:
+            shutil.copyfileobj(source.stream, f)
+    else:
+        target.write_bytes(source.data or b"")
+    session = os.environ["GDAG_SESSION"]
+    if json_out:
+        print_json({"output": output, "session": session, "changed": True})
+    else:
+        out(f"{output} (in session {session})\n".encode())
+    return 0

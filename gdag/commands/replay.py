@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gdag.commands import JOBS, JSON, LOG, PATH, QUIET, REQUIRED, Option, Spec
+from gdag.commands import CLUSTER, JOBS, JSON, LOG, PATH, QUIET, REQUIRED, Option, Spec
 from gdag.output import print_json
 
 SPEC = Spec(
@@ -26,6 +26,7 @@ SPEC = Spec(
             complete="node",
         ),
         JOBS,
+        CLUSTER,
         Option("dry_run", ("--dry-run",), "List the events it would replay; change nothing."),
         QUIET,
         JSON,
@@ -42,6 +43,7 @@ def run(
     onto: str | None,
     only: list[str] | None,
     jobs: int | None,
+    cluster: str | None,
     dry_run: bool,
     quiet: bool,
     json_out: bool,
@@ -56,9 +58,9 @@ def run(
 
     ws = Workspace.open(path, log)
     view = ReplayView(quiet=quiet or json_out)
-    result = Replay(ws, jobs or os.cpu_count() or 1, view).run(
-        from_, to, onto, only or None, dry_run
-    )
+    cluster = cluster or os.environ.get("GDAG_CLUSTER") or None
+    jobs = jobs or (0 if cluster else os.cpu_count() or 1)
+    result = Replay(ws, jobs, view, cluster).run(from_, to, onto, only or None, dry_run)
     view.close(result, dry_run)
     if json_out:
         print_json(result.to_json())

@@ -143,7 +143,7 @@ def run_nodes(
     return 0 if summary.ok else 1
 
 
-def run_detached(ws: Workspace, targets: list[str]) -> None:
+def run_detached(ws: Workspace, targets: list[str], cluster: str | None = None) -> None:
     """Leave the run to a background process whose output goes under .git/gdag/logs/."""
     import subprocess
     import time
@@ -154,7 +154,8 @@ def run_detached(ws: Workspace, targets: list[str]) -> None:
     root = str(ws.store.workdir or ws.store.gitdir)
     with open(log_path, "ab") as log_file:
         subprocess.Popen(
-            [sys.executable, "-m", "gdag", "run", *targets, "-C", root, "--log", ws.log.name],
+            [sys.executable, "-m", "gdag", "run", *targets, "-C", root, "--log", ws.log.name]
+            + (["--cluster", cluster] if cluster else []),
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=log_file,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gdag.commands import JOBS, LOG, PATH, QUIET, Option, Spec
+from gdag.commands import CLUSTER, JOBS, LOG, PATH, QUIET, Option, Spec
 
 SPEC = Spec(
     (
@@ -17,6 +17,7 @@ SPEC = Spec(
         ),
         JOBS,
         Option("remote", ("--remote",), "Sync with and work for a git remote.", "text", "REMOTE"),
+        CLUSTER,
         QUIET,
         PATH,
         LOG,
@@ -29,6 +30,7 @@ def run(
     interval: float,
     jobs: int | None,
     remote: str | None,
+    cluster: str | None,
     quiet: bool,
     path: str | None,
     log: str | None,
@@ -39,7 +41,9 @@ def run(
     from gdag.watch import Watcher
 
     view = RunView(quiet=quiet)
-    watcher = Watcher(path, log, jobs or os.cpu_count() or 1, view, interval, remote)
+    cluster = cluster or os.environ.get("GDAG_CLUSTER") or None
+    jobs = jobs or (0 if cluster else os.cpu_count() or 1)
+    watcher = Watcher(path, log, jobs, view, interval, remote, cluster)
     if not quiet:
         where = watcher.store.workdir or watcher.store.gitdir
         view.emit([(f"watching {where} every {interval:g}s; Ctrl-C stops", "dim")])

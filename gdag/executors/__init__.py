@@ -52,6 +52,13 @@ class Executor(Protocol):
         """Release the executor's resources."""
 
 
+def spec_for(cluster: str | None, configured: str | None = None) -> str:
+    """Which executor a run uses: a cluster given on the command line or in
+    $GDAG_CLUSTER, else one named in gdag.toml's `[cluster] address`, else local."""
+    address = cluster or configured
+    return f"dask:{address}" if address else "local"
+
+
 def executor_for(spec: str | None = None) -> Executor:
     """The executor named by `spec` (`NAME` or `NAME:ARGUMENT`; default: local)."""
     import importlib

@@ -193,7 +193,7 @@ def _serve(job: Job, tmp: Path, proto: IO[bytes], inp: IO[bytes]) -> JobResult:
         os.environ.update(job.env)
         os.environ.update(
             {"GDAG_SESSION": job.id, "GDAG_LOG": job.log, "GDAG_NODE": job.node}
-            | ({"GDAG_REPO": job.workdir} if job.workdir else {})
+            | ({"GDAG_REPO": job.workdir} if job.workdir and job.in_repository else {})
         )
         os.chdir(work_dir(job, tmp))
         try:

@@ -77,7 +77,9 @@ def run_on_worker(job: Job) -> RemoteResult:
 def _at(job: Job, workdir: str | None) -> Job:
     from dataclasses import replace
 
-    return replace(job, workdir=workdir, cwd="." if workdir is None else job.cwd)
+    return replace(
+        job, workdir=workdir, cwd="." if workdir is None else job.cwd, in_repository=False
+    )
 
 
 def _read_tree(root: Path) -> list[TreeFile]:
