@@ -230,8 +230,7 @@ _V1_ONLY = {"noop-v1", "objectformat", "refstorage", "compatobjectformat"}
 def _check_extension(name: str, value: str, gitdir: Path) -> None:
     if name == "objectformat" and value != "sha1":
         raise ConfigError(
-            f"{gitdir}: the repository uses the {value} object format; gdag supports sha1 only",
-            hint="use gdag in a sha1 repository (`git init --object-format=sha1`)",
+            f"{gitdir}: the repository uses the {value} object format; gdag supports sha1 only"
         )
     if name == "refstorage" and value != "files":
         raise ConfigError(

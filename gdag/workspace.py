@@ -131,6 +131,8 @@ class Workspace:
                 raise NotARepositoryError(str(target))
             store = Store.find(target)
         except NotARepositoryError:
+            if os.environ.get("GIT_DIR"):
+                raise  # git names the repository: never make another one beside it
             store = Store.init(target)
             created = True
         notes = []
