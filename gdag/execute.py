@@ -93,7 +93,7 @@ def prepare_job(store: Store, session: Session, node: Node, log_name: str) -> Jo
         env=dict(node.env),
         timeout=node.timeout,
         cwd=node.cwd,
-        workdir=str(store.workdir or store.gitdir),
+        workdir=None if store.workdir is None else str(store.workdir),  # bare: the job's temp dir
         log=log_name,
     )
 
