@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -398,3 +399,30 @@ def test_following_branches_in_worktrees_detached_and_without_main(tmp_path: Pat
     refs = git("for-each-ref", "--format=%(refname)", "refs/gdag/logs", cwd=repo).split()
     assert refs == ["refs/gdag/logs/feature", "refs/gdag/logs/trunk"]
     untouched(repo)
+
+
+def test_hooks_in_worktrees_and_submodules_use_that_work_tree(tmp_path: Path) -> None:
+    """git runs hooks with GIT_DIR set (a worktree's own git dir, a submodule's under the
+    superproject's) and the work tree's top as the current directory: a publish from a
+    hook there records that work tree's definition, not an empty one."""
+    main = committed_repo(tmp_path / "main")
+    wt = tmp_path / "wt"
+    git("worktree", "add", "-q", str(wt), "-b", "other", cwd=main)
+    define(wt, TALLY)
+    lib = committed_repo(tmp_path / "lib", toml=TALLY)
+    git("-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "lib", cwd=main)
+    git("commit", "-qm", "lib", cwd=main)
+    hook = f'#!/bin/sh\n"{sys.executable}" -m gdag publish hook/commit "$(git rev-parse HEAD)"\n'
+    for where in (main, main / "lib"):
+        assert gdag("init", cwd=where).returncode == 0
+        hooks = Path(git("rev-parse", "--git-path", "hooks", cwd=where).strip())
+        (where / hooks / "post-commit").write_text(hook)
+        (where / hooks / "post-commit").chmod(0o755)
+    for where in (wt, main / "lib"):
+        git("commit", "-q", "--allow-empty", "-m", "in a hook", cwd=where)
+        head = git("rev-parse", "HEAD", cwd=where).strip()
+        assert gdag("lookup", "hook/commit", cwd=where).stdout == head.encode()
+        dag = json.loads(git("show", "refs/gdag/logs/main:dag.json", cwd=where))
+        assert list(dag["nodes"]) == ["tally"], "the hook recorded another definition"
+    untouched(main)
+    untouched(main / "lib")
