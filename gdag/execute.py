@@ -90,10 +90,13 @@ def prepare_job(store: Store, session: Session, node: Node, log_name: str) -> Jo
         inputs=inputs,
         targets=dict(node.inputs),
         publishes=tuple(node.publishes),
-        env=dict(node.env),
+        # A bare repository's node runs in a temporary directory: GIT_DIR lets its
+        # `gdag publish` and git commands find the repository (absolute, unlike a server
+        # hook's GIT_DIR=.).
+        env=dict(node.env) if store.workdir else {**node.env, "GIT_DIR": str(store.user_gitdir)},
         timeout=node.timeout,
         cwd=node.cwd,
-        workdir=None if store.workdir is None else str(store.workdir),  # bare: the job's temp dir
+        workdir=None if store.workdir is None else str(store.workdir),
         log=log_name,
     )
 

@@ -326,6 +326,12 @@ def test_bare_repository_reads_its_definition_inside(tmp_path: Path) -> None:
     assert gdag("lookup", "n", cwd=bare).stdout == b"5\n"
     ran_in = gdag("lookup", "where", cwd=bare).text.strip()
     assert not Path(ran_in).exists() and not ran_in.startswith(str(server))
+    assert gdag("lookup", "said", cwd=bare).stdout == b"hello"
+    # As a server hook runs it: GIT_DIR=. in the repository.
+    server_hook = {"GIT_DIR": "."}
+    assert gdag("publish", "x", "pushed", cwd=bare, env=server_hook).returncode == 0
+    assert gdag("run", cwd=bare, env=server_hook).returncode == 0
+    assert gdag("lookup", "said", cwd=bare, env=server_hook).stdout == b"pushed"
     # `git config gdag.definition <rev>:<path>` names another one.
     git("config", "gdag.definition", "main:README", cwd=bare)
     clean_refusal(gdag("status", cwd=bare), "README")
@@ -336,9 +342,9 @@ def test_bare_repository_reads_its_definition_inside(tmp_path: Path) -> None:
 
 PWD = """
 [nodes.where]
-run = 'pwd > "$GDAG_OUT/where"'
+run = 'pwd > "$GDAG_OUT/where" && gdag publish said "$(cat "$GDAG_IN_X")"'
 inputs = { x = "x" }
-publishes = ["where"]
+publishes = ["where", "said"]
 """
 
 
