@@ -120,7 +120,8 @@ def _is_git_directory(path: Path, env: Mapping[str, str]) -> bool:
         head = (path / "HEAD").read_bytes()
     except OSError:
         return False
-    if not (head.startswith(b"ref: refs/") or re.fullmatch(rb"[0-9a-f]{40}\n?", head)):
+    detached = re.fullmatch(rb"[0-9a-f]{40}([0-9a-f]{24})?\n?", head)  # SHA-1 or SHA-256
+    if not (head.startswith(b"ref: refs/") or detached):
         return False
     objects = Path(env["GIT_OBJECT_DIRECTORY"]) if env.get("GIT_OBJECT_DIRECTORY") else None
     return (objects or common / "objects").is_dir() and (common / "refs").is_dir()

@@ -185,6 +185,8 @@ def test_sha256_repository_is_refused_untouched(tmp_path: Path) -> None:
     refuses_everything(repo, "sha256")
     r = gdag("publish", "x", "v", cwd=repo)
     assert r.stderr.count("\n") == 1, r.stderr  # one line
+    git("checkout", "-q", "--detach", cwd=repo)  # HEAD holds a 64-digit id
+    refuses_everything(repo, "sha256")
     untouched(repo)
 
 
