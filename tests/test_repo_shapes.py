@@ -404,6 +404,13 @@ def test_following_branches_in_worktrees_detached_and_without_main(tmp_path: Pat
     assert gdag("lookup", "x", cwd=repo).stdout == b"trunk-value"
     git("checkout", "-q", "--detach", cwd=wt)
     assert gdag("lookup", "x", cwd=wt).stdout == b"feature-value"
+    # During a rebase HEAD is detached: what is published goes to the rebased branch's log.
+    git("checkout", "-q", "feature", cwd=wt)
+    git("commit", "-q", "--allow-empty", "-m", "on feature", cwd=wt)
+    publish = f'"{sys.executable}" -m gdag publish x during-rebase'
+    git("rebase", "-q", "--exec", publish, "--force-rebase", "trunk", cwd=wt)
+    assert gdag("lookup", "x", cwd=wt).stdout == b"during-rebase"
+    assert gdag("lookup", "x", cwd=repo).stdout == b"trunk-value"
     refs = git("for-each-ref", "--format=%(refname)", "refs/gdag/logs", cwd=repo).split()
     assert refs == ["refs/gdag/logs/feature", "refs/gdag/logs/trunk"]
     untouched(repo)
