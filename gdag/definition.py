@@ -162,6 +162,11 @@ def _stored_blob(store: Store, rev: str, path: str) -> Source | None:
     entry = store.tree_get(obj.tree, [p.encode() for p in path.split("/")])  # type: ignore[attr-defined]
     if entry is None or entry.is_tree:
         return None
+    if not store.has(entry.sha):
+        raise DefinitionError(
+            f"{rev}:{path} is not among this repository's objects (a partial clone?)",
+            hint=f"fetch it: git cat-file blob {rev}:{path} >/dev/null",
+        )
     return Source(None, store.read_blob(entry.sha), f"{rev}:{path}")
 
 

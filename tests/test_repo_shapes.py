@@ -441,3 +441,16 @@ def test_hooks_in_worktrees_and_submodules_use_that_work_tree(tmp_path: Path) ->
         assert list(dag["nodes"]) == ["tally"], "the hook recorded another definition"
     untouched(main)
     untouched(main / "lib")
+
+
+def test_bare_partial_clone_names_a_missing_definition(tmp_path: Path) -> None:
+    src = committed_repo(tmp_path / "src")
+    git("config", "uploadpack.allowFilter", "true", cwd=src)
+    bare = tmp_path / "bare.git"
+    git("clone", "-q", "--bare", "--filter=blob:none", f"file://{src}", str(bare), cwd=tmp_path)
+    before = files(bare)
+    clean_refusal(gdag("init", cwd=bare), "HEAD:gdag.toml", "partial clone")
+    assert files(bare) == before
+    git("cat-file", "blob", "HEAD:gdag.toml", cwd=bare)  # the hint: fetched on demand
+    use(bare)
+    untouched(bare)
