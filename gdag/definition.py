@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gdag.dag import Dag
 from gdag.errors import DefinitionError, GdagError
 from gdag.names import check_output_name, check_simple_name, env_name, is_pattern
 from gdag.types import parse_type
+
+if TYPE_CHECKING:
+    from gdag.repo import Store
 
 FORMAT = 2  # bumped whenever compiled nodes gain keys: older dag.json recompiles
 DEFINITION_FILE = "gdag.toml"
@@ -70,6 +74,8 @@ class Source:
 
     path: Path | None
     data: bytes
+    # Where a definition without a file came from (`HEAD:gdag.toml` of a bare repository).
+    name: str | None = None
 
     @property
     def digest(self) -> str:
@@ -77,7 +83,7 @@ class Source:
 
     @property
     def label(self) -> str:
-        return self.path.name if self.path else DEFINITION_FILE
+        return self.path.name if self.path else self.name or DEFINITION_FILE
 
 
 def read_source(root: Path | None) -> Source:
@@ -99,6 +105,72 @@ def read_source(root: Path | None) -> Source:
     return Source(None, b"")
 
 
+DEFINITION_KEY = "gdag.definition"
+
+
+def read_stored_source(store: Store) -> Source:
+    """A bare repository's definition: the blob `git config gdag.definition` names as
+    `<rev>:<path>` (a branch, tag, `refs/…`, HEAD or a commit id), by default
+    `HEAD:gdag.toml`, else `[tool.gdag]` in `HEAD:pyproject.toml`, else empty."""
+    spec = store.config.get(DEFINITION_KEY)
+    if spec is None:
+        src = _stored_blob(store, "HEAD", DEFINITION_FILE)
+        if src is None:
+            src = _stored_blob(store, "HEAD", "pyproject.toml")
+            src = src if src is not None and b"[tool.gdag" in src.data else None
+        return src or Source(None, b"")
+    rev, sep, path = spec.partition(":")
+    if not sep or not rev or not path.strip("/"):
+        raise DefinitionError(
+            f"{DEFINITION_KEY} is {spec!r}, not <rev>:<path>",
+            hint=f"git config {DEFINITION_KEY} HEAD:gdag.toml",
+        )
+    found = _stored_blob(store, rev, path.strip("/"))
+    if found is None:
+        raise DefinitionError(
+            f"{DEFINITION_KEY} names {spec}, which is not a file in this repository",
+            hint=f"push a commit with {path} to {rev}, or change {DEFINITION_KEY}",
+        )
+    return found
+
+
+def _stored_blob(store: Store, rev: str, path: str) -> Source | None:
+    """The blob at `rev:path` in the user's repository, or None where there is none."""
+    from gdag.refs import LocalRefs
+
+    refs = LocalRefs(store.user_commondir)
+    commit: bytes | None = None
+    if rev == "HEAD":
+        try:
+            head = (store.user_gitdir / "HEAD").read_text().strip()
+        except OSError:
+            return None
+        commit = refs.read_ref(head[5:]) if head.startswith("ref: ") else head.encode()
+    elif re.fullmatch(r"[0-9a-f]{40}", rev):
+        commit = rev.encode()
+    else:
+        for ref in (rev, f"refs/heads/{rev}", f"refs/tags/{rev}"):
+            commit = refs.read_ref(ref) if ref.startswith("refs/") else None
+            if commit is not None:
+                break
+    if commit is None or not store.has(commit):
+        return None
+    obj = store.read(commit)
+    while obj.type_name == b"tag":
+        obj = store.read(obj.object[1])  # type: ignore[attr-defined]
+    if obj.type_name != b"commit":
+        return None
+    entry = store.tree_get(obj.tree, [p.encode() for p in path.split("/")])  # type: ignore[attr-defined]
+    if entry is None or entry.is_tree:
+        return None
+    if not store.has(entry.sha):
+        raise DefinitionError(
+            f"{rev}:{path} is not among this repository's objects (a partial clone?)",
+            hint=f"fetch it: git cat-file blob {rev}:{path} >/dev/null",
+        )
+    return Source(None, store.read_blob(entry.sha), f"{rev}:{path}")
+
+
 def parse_source(src: Source) -> dict[str, Any]:
     import tomllib
 
@@ -112,7 +184,7 @@ def parse_source(src: Source) -> dict[str, Any]:
         raise DefinitionError(f"{src.label}: {exc}", hint="fix the TOML syntax there") from None
     except RecursionError:
         raise DefinitionError(f"{src.label}: nested too deeply to read") from None
-    if src.path is not None and src.path.name == "pyproject.toml":
+    if src.label.endswith("pyproject.toml"):
         doc = doc.get("tool", {}).get("gdag", {})
     return doc
 

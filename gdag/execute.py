@@ -93,10 +93,13 @@ def prepare_job(
         inputs=inputs,
         targets=dict(node.inputs),
         publishes=tuple(node.publishes),
-        env=dict(node.env),
+        # A bare repository's node runs in a temporary directory: GIT_DIR lets its
+        # `gdag publish` and git commands find the repository (absolute, unlike a server
+        # hook's GIT_DIR=.).
+        env=dict(node.env) if store.workdir else {**node.env, "GIT_DIR": str(store.user_gitdir)},
         timeout=node.timeout,
         cwd=node.cwd,
-        workdir=str(store.workdir or store.gitdir),
+        workdir=None if store.workdir is None else str(store.workdir),
         log=log_name,
         files=tuple(node_files(store.workdir, node)) if ship and store.workdir else (),
     )

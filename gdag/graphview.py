@@ -29,7 +29,7 @@ def build_model(
     from gdag.runner import Engine
 
     tip = ws.log.require_tip()
-    dag = ws.current_dag(tip)
+    dag = ws.current_dag(tip, record=False)
     root = ws.store.read_commit(tip).tree
     adj = adjacency(dag)
     keep = subgraph_between(adj, dag, start, end)

@@ -8,6 +8,7 @@ object it needs into its own store, so the user's `git gc`, clones,
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from gdag import gitcmd
@@ -28,7 +29,13 @@ def make_private(user: Store) -> tuple[Store, int]:
     refs = user.list_refs(GDAG_REFS)
     if refs:
         _fetch_refs(user, path)
-    private = Store(path, user.workdir, user_gitdir=user.gitdir)
+    private = Store(
+        path,
+        user.workdir,
+        user_gitdir=user.gitdir,
+        user_commondir=user.commondir,
+        config=user.config,
+    )
     for ref, sha in refs.items():
         if private.read_ref(ref) != sha:
             raise StoreError(f"moving {ref} into the private store failed; nothing was removed")
@@ -37,7 +44,9 @@ def make_private(user: Store) -> tuple[Store, int]:
     # Only now borrow the user's objects: the fetch above had to copy everything.
     info = path / "objects" / "info"
     info.mkdir(parents=True, exist_ok=True)
-    (info / "alternates").write_text(str(user.objects_dir.resolve()) + "\n")
+    # Relative, as git allows: the repository can be moved or copied whole.
+    borrowed = os.path.relpath(user.objects_dir.resolve(), (path / "objects").resolve())
+    (info / "alternates").write_text(borrowed + "\n")
     return private, len(refs)
 
 

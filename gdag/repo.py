@@ -10,12 +10,15 @@ and forwards their operations, so callers say `store.read_commit(…)` and
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from gdag.dirs import make_dirs
 from gdag.errors import NotARepositoryError
+from gdag.gitconfig import Config, check_format, read_config
 from gdag.objects import (
     CHUNK,
     EMPTY_TREE,
@@ -49,35 +52,141 @@ __all__ = [
 ]
 
 
-def _find_gitdir(start: Path) -> tuple[Path, Path | None]:
-    """Walk up from `start` to the repository: (git dir, work tree or None if bare)."""
-    env = os.environ.get("GIT_DIR")
-    if env:
-        gitdir = Path(env).resolve()
-        return gitdir, Path(os.environ.get("GIT_WORK_TREE", gitdir.parent)).resolve()
-    here = start.resolve()
-    for d in (here, *here.parents):
-        dotgit = d / ".git"
-        if dotgit.is_dir():
-            return dotgit, d
-        if dotgit.is_file():
-            text = dotgit.read_text(errors="replace").strip()
-            if text.startswith("gitdir:"):
-                return (d / text[7:].strip()).resolve(), d
-        if (d / "HEAD").is_file() and (d / "objects").is_dir() and (d / "refs").is_dir():
-            return d, None
+@dataclass(frozen=True)
+class Location:
+    """Where git finds a repository: its git dir, common dir, work tree (None if bare)."""
+
+    gitdir: Path
+    commondir: Path
+    workdir: Path | None
+    config: Config
+
+
+def find_location(start: Path, env: Mapping[str, str] = os.environ) -> Location:
+    """The repository git would use when started in `start` (`git -C start`), as git's
+    setup finds it: `GIT_DIR`, else `.git` (a directory or a `gitdir:` file) or a bare
+    repository in `start` or a parent below `GIT_CEILING_DIRECTORIES`."""
+    try:
+        cwd = Path(os.path.realpath(start))
+        if not cwd.is_dir():
+            raise NotARepositoryError(f"{start}: no such directory")
+    except OSError as exc:
+        raise NotARepositoryError(f"{start}: {exc.strerror}") from None
+    explicit = env.get("GIT_DIR")
+    if explicit:
+        given = cwd / explicit
+        gitdir = _read_gitfile(given) if given.is_file() else given
+        if gitdir is None or not _is_git_directory(gitdir, env):
+            raise NotARepositoryError(
+                f"not a git repository: {explicit!r} (GIT_DIR)",
+                hint="unset GIT_DIR, or point it at a repository's git directory",
+            )
+        return _locate(gitdir, cwd, None, env, explicit=True)
+    ceiling = _ceiling(cwd, env.get("GIT_CEILING_DIRECTORIES", ""))
+    here = cwd
+    while True:
+        dotgit = here / ".git"
+        found = _read_gitfile(dotgit) if dotgit.is_file() else dotgit
+        if found is None or (dotgit.is_file() and not _is_git_directory(found, env)):
+            raise NotARepositoryError(f"not a git repository: {dotgit} (a broken .git file)")
+        if _is_git_directory(found, env):
+            return _locate(found, cwd, here, env)
+        if _is_git_directory(here, env):
+            return _locate(here, cwd, None, env)
+        if here.parent == here or here.parent == ceiling:
+            break
+        here = here.parent
     raise NotARepositoryError(
-        f"not a git repository (or any parent up to /): {start}",
+        f"not a git repository (or any parent up to {ceiling or '/'}): {start}",
         hint="run `gdag init` here, or pass -C PATH",
     )
+
+
+def _read_gitfile(path: Path) -> Path | None:
+    """Where a `.git` file (`gitdir: <path>`) points, or None when it is not one."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return None
+    if not text.startswith("gitdir: "):
+        return None
+    return path.parent / text[len("gitdir: ") :].rstrip("\r\n")
+
+
+def _is_git_directory(path: Path, env: Mapping[str, str]) -> bool:
+    """git's test: a HEAD naming a ref or a commit, an objects and a refs directory."""
+    common = Path(env["GIT_COMMON_DIR"]) if env.get("GIT_COMMON_DIR") else _common_dir(path)
+    try:
+        head = (path / "HEAD").read_bytes()
+    except OSError:
+        return False
+    detached = re.fullmatch(rb"[0-9a-f]{40}([0-9a-f]{24})?\n?", head)  # SHA-1 or SHA-256
+    if not (head.startswith(b"ref: refs/") or detached):
+        return False
+    objects = Path(env["GIT_OBJECT_DIRECTORY"]) if env.get("GIT_OBJECT_DIRECTORY") else None
+    return (objects or common / "objects").is_dir() and (common / "refs").is_dir()
+
+
+def _ceiling(cwd: Path, spec: str) -> Path | None:
+    """The nearest `GIT_CEILING_DIRECTORIES` entry above `cwd` (`cwd` itself is no ceiling)."""
+    best: Path | None = None
+    resolve = True
+    for entry in spec.split(":"):
+        if not entry:
+            resolve = False  # entries after an empty one are not resolved (git's rule)
+            continue
+        if not os.path.isabs(entry):
+            continue
+        path = Path(os.path.realpath(entry) if resolve else os.path.normpath(entry))
+        if path in cwd.parents and (best is None or len(path.parts) > len(best.parts)):
+            best = path
+    return best
+
+
+def _locate(
+    gitdir: Path, cwd: Path, top: Path | None, env: Mapping[str, str], explicit: bool = False
+) -> Location:
+    """The work tree of a found git dir, as git's setup decides it; the format checked."""
+    gitdir = Path(os.path.realpath(gitdir))
+    common = Path(env["GIT_COMMON_DIR"]) if env.get("GIT_COMMON_DIR") else None
+    commondir = Path(os.path.realpath(cwd / common)) if common else _common_dir(gitdir)
+    config = read_config(commondir / "config")
+    check_format(config, gitdir)
+    # A linked worktree ignores the shared core.bare and core.worktree, unless
+    # extensions.worktreeConfig lets its own config.worktree set them.
+    linked = common is not None or (gitdir / "commondir").is_file()
+    bare = None if linked else config.get_bool("core.bare")
+    tree = None if linked else config.get("core.worktree")
+    if config.get_bool("extensions.worktreeConfig"):
+        own = read_config(gitdir / "config.worktree")
+        config = Config(config.items + own.items)
+        bare = own.get_bool("core.bare") if own.has("core.bare") else bare
+        tree = own.get("core.worktree") if own.has("core.worktree") else tree
+    env_tree = env.get("GIT_WORK_TREE")
+    workdir: Path | None
+    if env_tree:
+        workdir = cwd / env_tree
+    elif bare:
+        workdir = None
+    elif tree:
+        workdir = gitdir / tree
+    elif explicit:
+        workdir = cwd  # git: GIT_DIR without a work tree makes the current directory one
+    else:
+        workdir = top
+    if workdir is not None:
+        workdir = Path(os.path.realpath(workdir))
+    return Location(gitdir, commondir, workdir, config)
 
 
 def _common_dir(gitdir: Path) -> Path:
     """Where a (worktree's) git dir keeps objects and shared refs."""
     common = gitdir / "commondir"
-    if common.is_file():
-        return (gitdir / common.read_text().strip()).resolve()
-    return gitdir
+    try:
+        text = common.read_text().strip()
+    except OSError:
+        return gitdir
+    return Path(os.path.realpath(gitdir / text))
 
 
 class Store:
@@ -89,23 +198,37 @@ class Store:
         workdir: Path | None,
         user_gitdir: Path | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        commondir: Path | None = None,
+        user_commondir: Path | None = None,
+        config: Config | None = None,
     ) -> None:
         self.gitdir = gitdir
         self.workdir = workdir
         # The user's repository (HEAD, hooks, scratch space); differs with a private store.
         self.user_gitdir = user_gitdir or gitdir
-        self.commondir = _common_dir(gitdir)
+        self.commondir = commondir or _common_dir(gitdir)
+        self.user_commondir = user_commondir or (
+            self.commondir if user_gitdir is None else _common_dir(self.user_gitdir)
+        )
+        # The user's repository's config (read once, when the repository was found).
+        self.config = config or Config()
         self.objects = ObjectStore(self.commondir / "objects", git_dir=gitdir, clock=clock)
         self.refs = LocalRefs(self.commondir, clock=clock)
 
     @classmethod
     def find(cls, start: Path | str = ".") -> Store:
         """The store of the repository around `start`: its private store if it has one."""
-        gitdir, workdir = _find_gitdir(Path(start))
-        user = cls(gitdir, workdir)
+        where = find_location(Path(start))
+        user = cls(where.gitdir, where.workdir, commondir=where.commondir, config=where.config)
         private = user.private_path
         if (private / "HEAD").is_file():
-            return cls(private, workdir, user_gitdir=gitdir)
+            return cls(
+                private,
+                where.workdir,
+                user_gitdir=where.gitdir,
+                user_commondir=where.commondir,
+                config=where.config,
+            )
         return user
 
     @classmethod
@@ -116,6 +239,10 @@ class Store:
         path.mkdir(parents=True, exist_ok=True)
         Repo.init(str(path)).close()
         return cls(path / ".git", path)
+
+    @property
+    def is_bare(self) -> bool:
+        return self.workdir is None
 
     @property
     def objects_dir(self) -> Path:
@@ -129,10 +256,6 @@ class Store:
     @property
     def is_private(self) -> bool:
         return self.user_gitdir != self.gitdir
-
-    @property
-    def user_commondir(self) -> Path:
-        return _common_dir(self.user_gitdir)
 
     @property
     def gdag_dir(self) -> Path:

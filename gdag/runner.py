@@ -262,7 +262,7 @@ class Engine:
 
     def status(self) -> list[NodeState]:
         tip = self.ws.log.require_tip()
-        dag = self.ws.current_dag(tip)
+        dag = self.ws.current_dag(tip, record=False)
         from gdag.graph import node_order
 
         root = self.ws.store.read_commit(tip).tree
@@ -310,7 +310,7 @@ class Engine:
     def why(self, name: str) -> dict[str, Any]:
         """The node's state, the reason, its last session and the input versions now."""
         tip = self.ws.log.require_tip()
-        dag = self.ws.current_dag(tip)
+        dag = self.ws.current_dag(tip, record=False)
         if name not in dag.nodes:
             raise UnknownError(
                 f"no node {name!r} in the definition", hint="`gdag status` lists the nodes"
@@ -388,7 +388,7 @@ class Engine:
         retry_failed: bool = False,
     ) -> Summary:
         summary = Summary()
-        dag = self.ws.current_dag(self.ws.log.require_tip())
+        dag = self.ws.current_dag(self.ws.log.require_tip(), record=not dry_run)
         tip = self.ws.log.require_tip()  # after any `dag` event the line above appended
         if not targets and not dry_run and self._is_quiescent(dag, tip, retry_failed):
             return summary  # the common no-op: answered without building the graph

@@ -73,6 +73,8 @@ class Workspace:
         self.store = store
         # `log`: a log of that name wired otherwise (e.g. committing by push to a remote).
         self.log = log or Log(store, log_name)
+        # Set by a read-only `current_dag` that found the source differing from the log's.
+        self.definition_differs = False
         if store.workdir is not None:
             from gdag import types
 
@@ -86,10 +88,16 @@ class Workspace:
     # -- definition ----------------------------------------------------------
 
     def definition_source(self) -> definition.Source:
+        """The work tree's definition; a bare repository's from inside it (`gdag.definition`)."""
+        if self.store.workdir is None:
+            return definition.read_stored_source(self.store)
         return definition.read_source(self.store.workdir)
 
     def current_dag(self, tip: bytes, record: bool = True) -> Dag:
-        """The compiled definition in force, appending a `dag` event if it changed."""
+        """The compiled definition in force: the log's while it matches the source, else the
+        source compiled. With `record` (commands that append events: run, publish, replay,
+        watch) a changed definition is appended as a `dag` event; without (read-only
+        commands) it stays in memory and `definition_differs` says so."""
         root = self.store.read_commit(tip).tree
         stored = read_dag(self.store, root) or Dag.empty()
         src = self.definition_source()
@@ -99,6 +107,8 @@ class Workspace:
         dag = definition.compile_definition(src, digest=digest)
         if record:
             self._append_dag(dag)
+        else:
+            self.definition_differs = dag.to_json() != stored.to_json()
         return dag
 
     def _append_dag(self, dag: Dag) -> None:
@@ -131,6 +141,8 @@ class Workspace:
                 raise NotARepositoryError(str(target))
             store = Store.find(target)
         except NotARepositoryError:
+            if os.environ.get("GIT_DIR"):
+                raise  # git names the repository: never make another one beside it
             store = Store.init(target)
             created = True
         notes = []

@@ -185,9 +185,12 @@ def test_branch_following(work: Path) -> None:
     base = gdag_git(work, "merge-base", feature, "refs/gdag/logs/main").strip()
     assert base == gdag_git(work, "rev-parse", "refs/gdag/logs/main").strip()
     assert gdag("lookup", "mine", "--log", "main", cwd=work).returncode == 3
-    # Detached HEAD: the default log.
+    # Detached HEAD: the log of the branch it was detached from.
     git("checkout", "-q", "--detach", cwd=work)
     assert gdag("lookup", "shared", cwd=work).stdout == b"before-fork"
+    assert gdag("lookup", "mine", cwd=work).stdout == b"feature-value"
+    git("checkout", "-q", "main", cwd=work)
+    git("checkout", "-q", "--detach", cwd=work)
     assert gdag("lookup", "mine", cwd=work).returncode == 3
 
 

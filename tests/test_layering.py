@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "gdag.executors.dask",
         },
     ),
-    ("git binary", {"gdag.gitcmd"}),
+    ("git binary", {"gdag.gitcmd", "gdag.gitconfig"}),
     ("store", {"gdag.objects", "gdag.refs", "gdag.repo", "gdag.private"}),
     ("state and log", {"gdag.state", "gdag.values", "gdag.cache", "gdag.log", "gdag.lease"}),
     ("remote", {"gdag.remote"}),

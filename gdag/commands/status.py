@@ -17,6 +17,12 @@ def run(*, json_out: bool, path: str | None, log: str | None) -> int:
 
     ws = Workspace.open(path, log)
     states = Engine(ws).status()
+    if ws.definition_differs:
+        here = ws.definition_source().label
+        sys.stderr.write(
+            f"gdag: note: {here} here differs from the definition the log records;"
+            f" the states are {here}'s (`gdag run` records it)\n"
+        )
     for line in recent_errors(ws.store):
         sys.stderr.write(f"gdag: warning: hook failed: {line}\n")
     if json_out:
