@@ -130,13 +130,19 @@ class Session:
         session's head, so provenance points at the run that computed the values.
         """
         session = cls(log, session_id, spec, head)
-        earlier = read_done(log.store, log.store.read_commit(head).tree, spec.node) or {}
+        # The earlier session may be of a node since renamed (same code, same inputs):
+        # its record is under its own name, which its id begins with.
+        commit = log.store.read_commit(head)
+        earlier_id = (trailers.parse(commit.message).get(trailers.SESSION_ID) or [None])[0]
+        earlier_node = earlier_id.rsplit(".", 2)[0] if earlier_id else spec.node
+        earlier = read_done(log.store, commit.tree, earlier_node) or {}
         session.overrides = {
             "session": session_id,
             "inputs": spec.inputs,
             "code": spec.code,
             "attempt": 1,
-            "cached": earlier.get("session"),
+            "status": "ok",  # only ok sessions are in the run cache
+            "cached": earlier.get("session") or earlier_id,
             "finished": time.time(),
         }
         session.adopted = True

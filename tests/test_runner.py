@@ -821,3 +821,23 @@ def test_status_names_the_session_a_killed_run_left(repo: Path) -> None:
     (state,) = json.loads(gdag("status", "--json", cwd=repo).stdout)
     assert state["state"] == "never-run" and "killed" not in state["reason"]
     fsck(repo)
+
+
+def test_renaming_a_node_reuses_its_results_without_a_crash(repo: Path) -> None:
+    """A renamed node (same command, same inputs) is a run-cache hit of the session
+    its old name ran: merged as such, not a crash on the missing record."""
+    define(
+        repo,
+        '[nodes.a]\nrun = "cat $GDAG_IN_X > $GDAG_OUT/o"\ninputs = { x = "x" }\npublishes = ["o"]\n',
+    )
+    assert gdag("publish", "x", "1", cwd=repo).returncode == 0
+    define(
+        repo,
+        '[nodes.b]\nrun = "cat $GDAG_IN_X > $GDAG_OUT/o"\ninputs = { x = "x" }\npublishes = ["o"]\n',
+    )
+    r = gdag("run", cwd=repo)
+    assert r.returncode == 0, r.stderr
+    assert gdag("lookup", "o", cwd=repo).stdout == b"1"
+    why = gdag("why", "b", cwd=repo)
+    assert why.returncode == 0 and "up-to-date" in why.text and "cache hit of a." in why.text
+    fsck(repo)
