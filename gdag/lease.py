@@ -18,6 +18,7 @@ import os
 import socket
 import threading
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 from gdag.errors import StoreError
 from gdag.refs import Refs
@@ -71,6 +72,21 @@ class Holder:
 
 def lease_ref(log: str, node: str) -> str:
     return f"{LEASE_PREFIX}{log}/{node}"
+
+
+class HeldLease(Protocol):
+    """A lease this process holds."""
+
+    def release(self) -> None: ...
+
+
+class NodeLeases(Protocol):
+    """Who runs a node: git leases (`Leases`, local or on a remote's refs) or a
+    cluster's semaphores (`executors.dask.ClusterLeases`)."""
+
+    def take(self, node: str, session: str | None) -> HeldLease | None: ...
+
+    def holder(self, node: str) -> Holder | None: ...
 
 
 class Leases:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from gdag import cache, state, trailers
 from gdag.errors import UnknownError
-from gdag.lease import Leases
+from gdag.lease import Leases, NodeLeases
 from gdag.names import is_pattern
 from gdag.nodestates import FAILED, NEVER_RUN, RUNNING, STALE, UP_TO_DATE, WAITING
 from gdag.session import (
@@ -128,7 +128,7 @@ class Engine:
         *,
         private: bool = False,
         speculative: bool = False,
-        leases: Leases | None = None,
+        leases: NodeLeases | None = None,
         executor: Executor | None = None,
         executor_spec: str | None = None,
     ) -> None:

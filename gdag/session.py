@@ -133,7 +133,8 @@ class Session:
         # The earlier session may be of a node since renamed (same code, same inputs):
         # its record is under its own name, which its id begins with.
         commit = log.store.read_commit(head)
-        earlier_id = (trailers.parse(commit.message).get(trailers.SESSION_ID) or [None])[0]
+        found = trailers.parse(commit.message).get(trailers.SESSION_ID)
+        earlier_id = found[0] if found else None
         earlier_node = earlier_id.rsplit(".", 2)[0] if earlier_id else spec.node
         earlier = read_done(log.store, commit.tree, earlier_node) or {}
         session.overrides = {

@@ -331,3 +331,69 @@ def test_publish_and_replay_on_the_cluster(tmp_path: Path, cluster: str) -> None
     assert r.returncode == 0, r.stderr
     assert gdag("lookup", "sum", cwd=repo).stdout.strip() == b"72"
     fsck(repo)
+
+
+def test_two_coordinators_share_a_log_with_the_clusters_leases(
+    tmp_path: Path, cluster: str
+) -> None:
+    """Two clones ("machines") run one log through a git remote with `--cluster`: node
+    leases come from the cluster's semaphores (no lease ref is ever pushed), and every
+    (node, input versions) is applied once on the remote's log."""
+    bare = tmp_path / "shared.git"
+    git("init", "-q", "--bare", "-b", "main", str(bare), cwd=tmp_path)
+    seed = make_repo(tmp_path / "m0")
+    git("add", "-A", cwd=seed)
+    git("commit", "-qm", "definition", cwd=seed)
+    git("remote", "add", "origin", f"file://{bare}", cwd=seed)
+    git("push", "-q", "origin", "HEAD:main", cwd=seed)
+    assert gdag("sync", cwd=seed).returncode == 0
+    other = tmp_path / "m1"
+    git("clone", "-q", f"file://{bare}", str(other), cwd=tmp_path)
+    assert gdag("sync", cwd=other).returncode == 0
+    for n in ("1", "2", "3"):
+        assert gdag("publish", "n", n, "--no-run", cwd=seed).returncode == 0
+    assert gdag("sync", cwd=seed).returncode == 0
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "gdag", "run", "--remote", "origin", "--cluster", cluster],
+            cwd=m,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for m in (seed, other)
+    ]
+    for run in runs:
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+    for m in (seed, other):
+        assert gdag("sync", cwd=m).returncode == 0
+    assert gdag("lookup", "sum", cwd=other).stdout.strip() == b"36"
+    leases = subprocess.run(
+        ["git", f"--git-dir={bare}", "for-each-ref", "refs/gdag/leases/"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert leases == ""  # the cluster's semaphores, not pushed lease refs
+    merged = subprocess.run(
+        ["git", f"--git-dir={bare}", "log", "--first-parent", "--format=%H %s",
+         "refs/gdag/logs/main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()  # fmt: skip
+    seen = set()
+    for line in merged:
+        sha, _, subject = line.partition(" ")
+        if not subject.startswith("session ") or not subject.endswith(" ok"):
+            continue
+        node = subject.split()[1]
+        done = subprocess.run(
+            ["git", f"--git-dir={bare}", "show", f"{sha}:nodes/{node}/@done.json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        key = (node, done.split('"inputs"')[1].split("}")[0])
+        assert key not in seen, f"{key} applied twice"
+        seen.add(key)

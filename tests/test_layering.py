@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("git binary", {"gdag.gitcmd", "gdag.gitconfig"}),
     ("store", {"gdag.objects", "gdag.refs", "gdag.repo", "gdag.private"}),
     ("state and log", {"gdag.state", "gdag.values", "gdag.cache", "gdag.log", "gdag.lease"}),
-    ("remote", {"gdag.remote"}),
+    ("remote", {"gdag.remote", "gdag.netsem"}),
     ("sessions", {"gdag.session", "gdag.definition"}),
     ("workspace", {"gdag.workspace", "gdag.branch"}),
     ("running", {"gdag.execute", "gdag.speculate", "gdag.provenance", "gdag.runner"}),
@@ -59,7 +59,7 @@ OWNERS = {
     "pydantic": {"gdag.types"},
     "jsonschema": {"gdag.schema"},
     "referencing": {"gdag.schema"},
-    "distributed": {"gdag.executors.dask"},
+    "distributed": {"gdag.executors.dask", "gdag.netsem"},
     "dask": {"gdag.executors.dask"},
 }
 

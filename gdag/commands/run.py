@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from gdag.commands import CLUSTER, JOBS, JSON, LOG, PATH, QUIET, Argument, Option, Spec
 
 if TYPE_CHECKING:
+    from gdag.lease import NodeLeases
     from gdag.workspace import Workspace
 
 SPEC = Spec(
@@ -117,13 +118,19 @@ def run_nodes(
 
         shared = Remote(ws.store, remote)
         sync_log(shared, ws.log)
-    leases = None
+    leases: NodeLeases | None = None
+    netsem = None
     if shared is not None:
         from gdag.remote import remote_leases, remote_log
         from gdag.workspace import Workspace
 
         ws = Workspace(ws.store, ws.log.name, remote_log(ws.store, ws.log.name, shared))
-        leases = remote_leases(ws.store, ws.log.name, shared)
+        if cluster and not cluster.startswith("local"):
+            from gdag.netsem import ClusterLeases  # the cluster's semaphores: no lease pushes
+
+            leases = netsem = ClusterLeases(cluster, ws.log.name)
+        else:
+            leases = remote_leases(ws.store, ws.log.name, shared)
     try:
         engine = Engine(
             ws,
@@ -138,6 +145,8 @@ def run_nodes(
         )
     finally:
         view.stop()
+        if netsem is not None:
+            netsem.close()
     if not dry_run:
         view.close(summary)
     return 0 if summary.ok else 1
