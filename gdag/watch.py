@@ -22,6 +22,7 @@ from gdag.workspace import Workspace, log_name
 
 if TYPE_CHECKING:
     from gdag.executors import Executor
+    from gdag.lease import NodeLeases
 
 Report = Callable[[str, dict[str, Any]], None]
 
@@ -49,6 +50,7 @@ class Watcher:
         # One executor for the watch (made at its first run, closed when it ends):
         # Python workers and a cluster connection outlive a round.
         self.executor: Executor | None = None
+        self._netsem: Any = None  # node leases on the cluster, with a remote and a cluster
         self.store = Store.find(path or ".")
         self.log_arg = log
         self.jobs = jobs
@@ -108,12 +110,19 @@ class Watcher:
 
         if self.store.workdir is not None:  # no node runs now: drop changed modules
             refresh_user_modules(self.store.workdir)
-        leases = None
+        leases: NodeLeases | None = None
         if self.remote is not None:
             from gdag.remote import remote_leases, remote_log
 
             ws = Workspace(self.store, name, remote_log(self.store, name, self.remote))
-            leases = remote_leases(self.store, name, self.remote)
+            if self.cluster and not self.cluster.startswith("local"):
+                from gdag.netsem import ClusterLeases  # the cluster's semaphores
+
+                if self._netsem is None or self._netsem.log != name:
+                    self._netsem = ClusterLeases(self.cluster, name)
+                leases = self._netsem
+            else:
+                leases = remote_leases(self.store, name, self.remote)
         try:
             engine = Engine(ws, self.jobs, self.report, leases=leases)
             if self.executor is None:
@@ -148,3 +157,6 @@ class Watcher:
             if self.executor is not None:
                 self.executor.close()
                 self.executor = None
+            if self._netsem is not None:
+                self._netsem.close()
+                self._netsem = None
