@@ -39,6 +39,12 @@ CAS_FAILURES = (
 )
 
 
+def is_url(name: str) -> bool:
+    """Whether git reads `name` as a URL (`scheme://…` or scp-like `host:path`), not a path."""
+    head, colon, _ = name.partition(":")
+    return "://" in name or (bool(colon) and "/" not in head and len(head) > 1)
+
+
 class Remote:
     """One remote (a git remote name, URL or path) seen from one store."""
 
@@ -47,16 +53,20 @@ class Remote:
         self.name = name
         gitcmd.binary("working with a remote")  # no git: say so before anything else
         self.label = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100]
-        if store.is_private:
-            # The private store has no remotes of its own: use the user repository's URL.
-            found = gitcmd.run(
-                ["config", "--get", f"remote.{name}.url"], git_dir=store.user_gitdir, check=False
+        found = gitcmd.run(
+            ["config", "--get", f"remote.{name}.url"], git_dir=store.user_gitdir, check=False
+        )
+        url = found.stdout.strip() if found.ok else ""
+        if not url and not is_url(name) and not os.path.exists(name):
+            raise GdagError(
+                f"no remote {name!r}: not a remote of this repository, a URL or an existing path",
+                hint="`git remote -v` lists the remotes",
             )
-            url = found.stdout.strip()
-            if found.ok and url:
-                if "://" not in url and not url.startswith("/") and ":" not in url:
-                    url = str(((store.workdir or store.user_gitdir) / url).resolve())
-                self.name = url
+        if store.is_private and url:
+            # The private store has no remotes of its own: use the user repository's URL.
+            if not is_url(url) and not url.startswith("/"):
+                url = str(((store.workdir or store.user_gitdir) / url).resolve())
+            self.name = url
 
     def _run(self, *args: str) -> gitcmd.Result:
         """A git command on this store, its result inspected by the caller."""
@@ -88,7 +98,7 @@ class Remote:
             if "couldn't find remote ref" in proc.stderr:
                 return None
             raise GdagError(
-                f"cannot fetch from remote {self.name!r}: {proc.last_line}",
+                f"cannot fetch from remote {self.name!r}: {proc.reason}",
                 hint="check the remote with `git ls-remote " + self.name + "`",
             )
         return self.store.read_ref(self.tracking(ref))
@@ -122,7 +132,7 @@ class Remote:
         proc = self._run("ls-remote", "--refs", self.name, prefix + "*")
         if not proc.ok:
             raise GdagError(
-                f"cannot list the refs of remote {self.name!r}: {proc.last_line}",
+                f"cannot list the refs of remote {self.name!r}: {proc.reason}",
                 hint="check the remote with `git ls-remote " + self.name + "`",
             )
         found = {}
