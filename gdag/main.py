@@ -115,8 +115,10 @@ def print_version() -> int:
 
 
 def hoist_global_options(argv: list[str]) -> list[str]:
-    """Move `-C PATH` / `--log NAME` given before the command to after it (like git -C)."""
-    from gdag.commands import GLOBAL_FLAGS
+    """Move `-C PATH` / `--log NAME` given before the command to after it (like git -C):
+    after the subcommand of a group (`hooks install`). A command that reads no log
+    (`hooks`) takes a global `--log` and ignores it, as git takes `-c` for every command."""
+    from gdag.commands import COMMANDS, GLOBAL_FLAGS, spec_of
 
     moved: list[str] = []
     i = 0
@@ -132,9 +134,24 @@ def hoist_global_options(argv: list[str]) -> list[str]:
                 i += 2
             continue
         break
-    if moved and i < len(argv):
-        return [argv[i], *moved, *argv[i + 1 :]]
-    return argv
+    if not moved or i == len(argv):
+        return argv
+    verb, rest = argv[i], argv[i + 1 :]
+    if verb not in COMMANDS:
+        return [verb, *moved, *rest]
+    spec, head = spec_of(verb), [verb]
+    if spec.subcommands:
+        if not rest or rest[0] not in spec.subcommands:
+            return [verb, *moved, *rest]  # typer says what is missing
+        spec, head, rest = spec.subcommands[rest[0]], [verb, rest[0]], rest[1:]
+    flags = {flag for opt in spec.options for flag in opt.flags}
+    kept: list[str] = []
+    for j, tok in enumerate(moved):
+        if tok.partition("=")[0] in flags:
+            kept.append(tok)
+        elif tok.partition("=")[0] not in GLOBAL_FLAGS and moved[j - 1] in flags:
+            kept.append(tok)  # the value of the flag before it
+    return [*head, *kept, *rest]
 
 
 def report_error(exc: GdagError) -> int:
@@ -177,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
             from gdag.cli import run_app
 
             return run_app(args)
+        from gdag.commands import check_start
+
+        check_start(args[0], kwargs)
         return int(command(**kwargs))
     except GdagError as exc:
         return report_error(exc)

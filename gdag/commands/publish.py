@@ -52,7 +52,7 @@ def run(
     from gdag.commands.run import run_detached, run_nodes
     from gdag.workspace import Workspace
 
-    source = value_source(value, file, directory)
+    source = value_source(value, file, directory, path)
     ws = Workspace.open(path, log)
     result = ws.publish(output, source, type_, if_changed)
     if json_out:
@@ -70,10 +70,13 @@ def run(
     return run_nodes(ws, [output], jobs=1, quiet=json_out)
 
 
-def value_source(value: str | None, file: str | None, directory: str | None) -> ValueSource:
+def value_source(
+    value: str | None, file: str | None, directory: str | None, start: str | None = None
+) -> ValueSource:
+    """Where the value comes from; a file or directory is read from `-C start`."""
     import os
-    from pathlib import Path
 
+    from gdag.commands import _paths
     from gdag.workspace import ValueSource
 
     given = [x for x in (value, file, directory) if x is not None]
@@ -91,8 +94,8 @@ def value_source(value: str | None, file: str | None, directory: str | None) -> 
     if value is not None:
         return ValueSource(data=os.fsencode(value))
     if file is not None:
-        return ValueSource(file=Path(file))
-    return ValueSource(directory=Path(directory or "."))
+        return ValueSource(file=_paths.readable_file(start, file))
+    return ValueSource(directory=_paths.readable_dir(start, directory or "."))
 
 
 def has_subscribers(ws: Workspace, output: str) -> bool:
