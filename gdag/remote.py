@@ -45,6 +45,17 @@ def is_url(name: str) -> bool:
     return "://" in name or (bool(colon) and "/" not in head and len(head) > 1)
 
 
+def tracking_label(name: str) -> str:
+    """A remote's name, URL or path as one valid ref component (`../up.git` is `_._up.git`:
+    git allows no `..`, no leading `.` and no `.lock` ending)."""
+    label = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100]
+    while ".." in label:
+        label = label.replace("..", "_.")
+    if label.startswith("."):
+        label = "_" + label[1:]
+    return label + "_" if label.endswith((".", ".lock")) else label
+
+
 class Remote:
     """One remote (a git remote name, URL or path) seen from one store."""
 
@@ -52,7 +63,7 @@ class Remote:
         self.store = store
         self.name = name
         gitcmd.binary("working with a remote")  # no git: say so before anything else
-        self.label = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100]
+        self.label = tracking_label(name)
         found = gitcmd.run(
             ["config", "--get", f"remote.{name}.url"], git_dir=store.user_gitdir, check=False
         )
@@ -87,6 +98,9 @@ class Remote:
                 "--quiet",
                 "--no-tags",
                 "--no-write-fetch-head",
+                # In a partial clone git would leave out the blobs (the values): gdag's
+                # store reads objects itself and cannot fetch one it finds missing.
+                "--no-filter",
                 self.name,
                 f"+{ref}:{self.tracking(ref)}",
             )
