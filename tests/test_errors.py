@@ -94,6 +94,7 @@ CASES: list[tuple[list[str], int, str]] = [
     (["graph", "--format", "bogus"], USAGE, "unknown format"),
     (["hooks", "bogus"], USAGE, "No such command"),
     (["hooks", "install", "--hook", "pre-push"], USAGE, "pre-push"),
+    (["hook", "nosuch"], USAGE, "nosuch"),
     # -- paths
     (["-C", "missing", "log"], REFUSED, "missing"),
     (["-C", "afile", "log"], REFUSED, "afile"),
@@ -101,6 +102,7 @@ CASES: list[tuple[list[str], int, str]] = [
     (["init", "-C", "afile"], REFUSED, "not a directory"),
     (["init", "-C", "afile/sub"], REFUSED, "afile"),
     (["hooks", "list", "-C", "missing"], REFUSED, "missing"),
+    (["hook", "post-commit", "-C", "missing"], REFUSED, "missing"),
     (["publish", "x", "--file", "missing"], REFUSED, "missing"),
     (["publish", "x", "--file", "adir"], REFUSED, "adir"),
     (["publish", "x", "--file", "fifo"], REFUSED, "fifo"),
@@ -123,22 +125,33 @@ CASES: list[tuple[list[str], int, str]] = [
     (["publish", "n", "five"], REFUSED, "n"),
     (["publish", "x", "1", "--type", "nosuchtype"], REFUSED, "nosuchtype"),
     (["publish", "n", "1", "--type", "str"], REFUSED, "declared as int"),
+    (["publish", "x", "1", "--type", "list["], REFUSED, "bad type 'list['"),
+    (["publish", "j", "{bad", "--type", "json"], REFUSED, "not a valid json"),
+    (["publish", "src", "1", "--type", "int"], REFUSED, "type cannot change"),
+    (["publish", "tree", "1"], REFUSED, "has type dir"),
     (["lookup", "never/published"], REFUSED, "has no value"),
     (["lookup", "bad name"], REFUSED, "bad name"),
     (["lookup", "src", "--at", "999"], REFUSED, "999"),
+    (["lookup", "src", "--at="], REFUSED, "not an offset"),
+    (["lookup", "src", "--at", "0"], REFUSED, "no value at offset 0"),
     (["lookup", "src", "--at", "-999"], REFUSED, "-999"),
     (["lookup", "src", "--at", "yesterday"], REFUSED, "yesterday"),
     (["lookup", "src", "--at", "deadbeefdeadbeef"], REFUSED, "deadbeefdeadbeef"),
     (["lookup", "src/*", "--at", "999"], REFUSED, "999"),
     (["run", "nosuch"], REFUSED, "nosuch"),
     (["why", "nosuch"], REFUSED, "nosuch"),
-    (["show", "nosuch"], REFUSED, "nosuch"),
+    (["show", "nosuch"], REFUSED, "no node, session or output 'nosuch'"),
+    (["show", "up.123.abc"], REFUSED, "no merged session 'up.123.abc'"),
     (["graph", "--from", "nosuch"], REFUSED, "nosuch"),
     (["graph", "--to", "nosuch"], REFUSED, "nosuch"),
     (["log", "--output", "bad name"], REFUSED, "bad name"),
     (["log", "--since", "someday"], REFUSED, "someday"),
+    (["log", "--since", "2x"], REFUSED, "not a time"),
     (["replay", "--from", "999"], REFUSED, "999"),
     (["replay", "--from", "abc"], REFUSED, "abc"),
+    (["replay", "--from", "-999"], REFUSED, "reaches back past the start"),
+    (["replay", "--from", "1", "--onto", "main"], REFUSED, "exists already"),
+    (["replay", "--from", "1", "--to", "999", "--onto", "w"], REFUSED, "out of range"),
     (["replay", "--from", "1", "--only", "nosuch"], REFUSED, "nosuch"),
     (["replay", "--from", "1", "--onto", "bad name"], REFUSED, "bad name"),
     (["replay", "--from", "1", "--to", "2"], USAGE, "--onto"),
@@ -160,6 +173,8 @@ CASES: list[tuple[list[str], int, str]] = [
     (["sync", "nosuch"], REFUSED, "nosuch"),
     (["sync", "{where}/missing.git"], REFUSED, "missing.git"),
     (["sync", "afile"], REFUSED, "afile"),
+    (["sync", "../nosuch.git"], REFUSED, "no remote '../nosuch.git'"),
+    (["run", "--remote", "afile"], REFUSED, "afile"),
     (["run", "--remote", "nosuch"], REFUSED, "nosuch"),
     (["watch", "--remote", "nosuch"], REFUSED, "nosuch"),
 ]
@@ -172,7 +187,7 @@ def _id(case: tuple[list[str], int, str]) -> str:
 @pytest.mark.parametrize(("args", "code", "needle"), CASES, ids=[_id(c) for c in CASES])
 def test_mistake_is_refused_cleanly(where: Path, args: list[str], code: int, needle: str) -> None:
     repo = where / "repo"
-    args = [a.format(repo=repo, where=where) for a in args]
+    args = [a.replace("{repo}", str(repo)).replace("{where}", str(where)) for a in args]
     before = snapshot(repo)
     r = gdag(*args, cwd=repo, timeout=30)
     assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
