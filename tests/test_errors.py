@@ -114,7 +114,7 @@ CASES: list[tuple[list[str], int, str]] = [
     (["lookup", "n", "-o", "missing/out"], REFUSED, "missing"),
     (["lookup", "n", "-o", "adir"], REFUSED, "adir"),
     (["lookup", "tree", "-o", "afile"], REFUSED, "afile"),
-    (["lookup", "tree", "-o", "missing/deeper/out"], REFUSED, "missing"),
+    (["lookup", "tree", "-o", "afile/sub"], REFUSED, "afile is not a directory"),
     (["graph", "-o", "missing/g.dot"], REFUSED, "missing"),
     (["graph", "-o", "adir"], REFUSED, "adir"),
     (["graph", "--format", "tree", "-o", "missing/g.txt"], REFUSED, "missing"),

@@ -76,9 +76,14 @@ def writable_file(start: str | None, name: str) -> Path:
 
 
 def writable_dir(start: str | None, name: str) -> Path:
-    """A directory to write a tree into: new or a directory, in a directory that exists."""
+    """A directory to write a tree into: new (made with its parents, like `mkdir -p`) or a
+    directory, never below a file."""
     path = under(start, name)
-    _parent(path, name)
+    above = path.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if above.exists() and not above.is_dir():
+        raise GdagError(f"cannot write {name}: {above} is not a directory")
     if path.exists() and not path.is_dir():
         raise GdagError(
             f"cannot write a directory value to {name}: it is a file",
