@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from gdag.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, GdagError
@@ -114,10 +114,10 @@ def print_version() -> int:
     return 0
 
 
-def hoist_global_options(argv: list[str]) -> list[str]:
+def hoist_global_options(argv: list[str], env: MutableMapping[str, str] | None = None) -> list[str]:
     """Move `-C PATH` / `--log NAME` given before the command to after it (like git -C):
-    after the subcommand of a group (`hooks install`). A command that reads no log
-    (`hooks`) takes a global `--log` and ignores it, as git takes `-c` for every command."""
+    after the subcommand of a group (`hooks install`). A command without a `--log` option
+    (`hooks`, `hook`) takes a global `--log NAME` as `GDAG_LOG=NAME` in `env`."""
     from gdag.commands import COMMANDS, GLOBAL_FLAGS, spec_of
 
     moved: list[str] = []
@@ -146,11 +146,16 @@ def hoist_global_options(argv: list[str]) -> list[str]:
         spec, head, rest = spec.subcommands[rest[0]], [verb, rest[0]], rest[1:]
     flags = {flag for opt in spec.options for flag in opt.flags}
     kept: list[str] = []
-    for j, tok in enumerate(moved):
-        if tok.partition("=")[0] in flags:
-            kept.append(tok)
-        elif tok.partition("=")[0] not in GLOBAL_FLAGS and moved[j - 1] in flags:
-            kept.append(tok)  # the value of the flag before it
+    pairs = [tok.partition("=")[::2] if "=" in tok else None for tok in moved]
+    j = 0
+    while j < len(moved):
+        flag, value = pairs[j] or (moved[j], moved[j + 1])
+        given = moved[j : j + (1 if pairs[j] else 2)]
+        j += len(given)
+        if flag in flags:
+            kept += given
+        elif flag == "--log" and env is not None:
+            env["GDAG_LOG"] = value
     return [*head, *kept, *rest]
 
 
@@ -186,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         from gdag.commands._complete import answer
 
         return answer(os.environ["_GDAG_COMPLETE"])
-    args = hoist_global_options(args)
+    args = hoist_global_options(args, os.environ)
     try:
         try:
             command, kwargs = parse_fast(args)

@@ -271,12 +271,14 @@ def test_fast_path_fills_defaults() -> None:
         "p",
         "--json",
     ]
-    assert hoist_global_options(["--log", "b", "-C", "p", "hooks", "list"]) == [
+    env: dict[str, str] = {}
+    assert hoist_global_options(["--log", "b", "-C", "p", "hooks", "list"], env) == [
         "hooks",
         "list",
         "-C",
         "p",
     ]
+    assert env == {"GDAG_LOG": "b"}  # read by the commands that have no --log (`hook`)
     assert hoist_global_options(["-C", "p", "hooks"]) == ["hooks", "-C", "p"]
 
 

@@ -257,3 +257,12 @@ def test_paths_are_read_from_the_directory_dash_c_names(where: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert (repo / "tree-copy" / "f").read_text() == "f"
     assert not (where / "copy.txt").exists() and not (where / "tree-copy").exists()
+
+
+def test_a_global_log_reaches_the_hook_command(where: Path) -> None:
+    repo = where / "repo"
+    assert gdag("init", "--log", "other", cwd=repo).returncode == 0
+    r = gdag("--log", "other", "-C", str(repo), "hook", "post-commit", cwd=where)
+    assert r.returncode == 0, r.stderr
+    assert gdag("lookup", "git/commit", "--log", "other", cwd=repo).returncode == 0
+    assert gdag("lookup", "git/commit", cwd=repo).returncode == REFUSED  # not in main
