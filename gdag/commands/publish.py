@@ -76,7 +76,6 @@ def value_source(
     """Where the value comes from; a file or directory is read from `-C start`."""
     import os
 
-    from gdag.commands import _paths
     from gdag.workspace import ValueSource
 
     given = [x for x in (value, file, directory) if x is not None]
@@ -93,6 +92,8 @@ def value_source(
         return ValueSource(stream=sys.stdin.buffer)
     if value is not None:
         return ValueSource(data=os.fsencode(value))
+    from gdag.commands import _paths
+
     if file is not None:
         return ValueSource(file=_paths.readable_file(start, file))
     return ValueSource(directory=_paths.readable_dir(start, directory or "."))
