@@ -59,7 +59,9 @@ def tracking_label(name: str) -> str:
 class Remote:
     """One remote (a git remote name, URL or path) seen from one store."""
 
-    def __init__(self, store: Store, name: str) -> None:
+    def __init__(self, store: Store, name: str, start: str | None = None) -> None:
+        """`name` as git reads it: a configured remote, else a URL, else a path (relative
+        to `start`, the directory `-C` names)."""
         self.store = store
         self.name = name
         gitcmd.binary("working with a remote")  # no git: say so before anything else
@@ -68,11 +70,14 @@ class Remote:
             ["config", "--get", f"remote.{name}.url"], git_dir=store.user_gitdir, check=False
         )
         url = found.stdout.strip() if found.ok else ""
-        if not url and not is_url(name) and not os.path.exists(name):
-            raise GdagError(
-                f"no remote {name!r}: not a remote of this repository, a URL or an existing path",
-                hint="`git remote -v` lists the remotes",
-            )
+        if not url and not is_url(name):
+            self.name = os.path.join(start, name) if start else name
+            if not os.path.exists(self.name):
+                raise GdagError(
+                    f"no remote {name!r}: not a remote of this repository, a URL or an "
+                    "existing path",
+                    hint="`git remote -v` lists the remotes",
+                )
         if store.is_private and url:
             # The private store has no remotes of its own: use the user repository's URL.
             if not is_url(url) and not url.startswith("/"):

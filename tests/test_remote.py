@@ -426,3 +426,8 @@ def test_sync_with_a_relative_path(tmp_path: Path) -> None:
     r = gdag("sync", "../other.git", cwd=src)
     assert r.returncode == 0 and "pushed" in r.text, r.stderr
     assert gdag("sync", "../other.git", cwd=src).text == "main: up to date\n"
+    # With -C the path is read from the directory -C names, as git reads it.
+    r = gdag("-C", "src", "sync", "../other.git", cwd=tmp_path)
+    assert r.returncode == 0 and r.text == "main: up to date\n", r.stderr
+    r = gdag("-C", "src", "run", "--remote", "../other.git", "--dry-run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
