@@ -18,7 +18,7 @@ from typing import Any
 import typer
 
 from gdag import __version__
-from gdag.commands import COMMANDS, REQUIRED, Argument, Option, Param, Spec, load
+from gdag.commands import COMMANDS, REQUIRED, Argument, Option, Param, Spec, check_start, load
 from gdag.errors import EXIT_INTERRUPTED, EXIT_USAGE
 
 HELP = "A git-native reactive dataflow engine: publish values, run nodes, keep every result."
@@ -65,16 +65,16 @@ def _add(app: typer.Typer, verb: str) -> None:
     module, entry = load(verb), COMMANDS[verb]
     spec: Spec = module.SPEC
     if not spec.subcommands:
-        command = _callback(getattr(module, spec.run), spec)
+        command = _callback(verb, getattr(module, spec.run), spec)
         app.command(verb, help=entry.help, hidden=entry.hidden)(command)
         return
     group = typer.Typer(help=entry.help, no_args_is_help=True)
     for name, sub in spec.subcommands.items():
-        group.command(name, help=sub.help)(_callback(getattr(module, sub.run), sub))
+        group.command(name, help=sub.help)(_callback(verb, getattr(module, sub.run), sub))
     app.add_typer(group, name=verb, hidden=entry.hidden)
 
 
-def _callback(func: Callable[..., int], spec: Spec) -> Callable[..., int]:
+def _callback(verb: str, func: Callable[..., int], spec: Spec) -> Callable[..., int]:
     """A function whose signature declares `spec`'s parameters to typer."""
     params = [
         inspect.Parameter(
@@ -84,6 +84,7 @@ def _callback(func: Callable[..., int], spec: Spec) -> Callable[..., int]:
     ]
 
     def command(**kwargs: Any) -> int:
+        check_start(verb, kwargs)
         return int(func(**kwargs))
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]

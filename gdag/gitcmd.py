@@ -49,6 +49,16 @@ class Result:
         """git's last non-empty line on stderr (else stdout): usually the reason."""
         return last_line(self.stderr) or last_line(self.stdout) or f"exit status {self.returncode}"
 
+    @property
+    def reason(self) -> str:
+        """git's first `fatal:` or `error:` line without its prefix, else the last line: the
+        cause, not the advice git prints after it ("…and the repository exists.")."""
+        for line in self.stderr.splitlines():
+            head, colon, rest = line.partition(":")
+            if colon and head in ("fatal", "error") and rest.strip():
+                return rest.strip()
+        return self.last_line
+
 
 def last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]

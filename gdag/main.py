@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from gdag.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, GdagError
@@ -114,9 +114,11 @@ def print_version() -> int:
     return 0
 
 
-def hoist_global_options(argv: list[str]) -> list[str]:
-    """Move `-C PATH` / `--log NAME` given before the command to after it (like git -C)."""
-    from gdag.commands import GLOBAL_FLAGS
+def hoist_global_options(argv: list[str], env: MutableMapping[str, str] | None = None) -> list[str]:
+    """Move `-C PATH` / `--log NAME` given before the command to after it (like git -C):
+    after the subcommand of a group (`hooks install`). A command without a `--log` option
+    (`hooks`, `hook`) takes a global `--log NAME` as `GDAG_LOG=NAME` in `env`."""
+    from gdag.commands import COMMANDS, GLOBAL_FLAGS, spec_of
 
     moved: list[str] = []
     i = 0
@@ -132,9 +134,29 @@ def hoist_global_options(argv: list[str]) -> list[str]:
                 i += 2
             continue
         break
-    if moved and i < len(argv):
-        return [argv[i], *moved, *argv[i + 1 :]]
-    return argv
+    if not moved or i == len(argv):
+        return argv
+    verb, rest = argv[i], argv[i + 1 :]
+    if verb not in COMMANDS:
+        return [verb, *moved, *rest]
+    spec, head = spec_of(verb), [verb]
+    if spec.subcommands:
+        if not rest or rest[0] not in spec.subcommands:
+            return [verb, *moved, *rest]  # typer says what is missing
+        spec, head, rest = spec.subcommands[rest[0]], [verb, rest[0]], rest[1:]
+    flags = {flag for opt in spec.options for flag in opt.flags}
+    kept: list[str] = []
+    pairs = [tok.partition("=")[::2] if "=" in tok else None for tok in moved]
+    j = 0
+    while j < len(moved):
+        flag, value = pairs[j] or (moved[j], moved[j + 1])
+        given = moved[j : j + (1 if pairs[j] else 2)]
+        j += len(given)
+        if flag in flags:
+            kept += given
+        elif flag == "--log" and env is not None:
+            env["GDAG_LOG"] = value
+    return [*head, *kept, *rest]
 
 
 def report_error(exc: GdagError) -> int:
@@ -169,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         from gdag.commands._complete import answer
 
         return answer(os.environ["_GDAG_COMPLETE"])
-    args = hoist_global_options(args)
+    args = hoist_global_options(args, os.environ)
     try:
         try:
             command, kwargs = parse_fast(args)
@@ -177,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
             from gdag.cli import run_app
 
             return run_app(args)
+        from gdag.commands import check_start
+
+        check_start(args[0], kwargs)
         return int(command(**kwargs))
     except GdagError as exc:
         return report_error(exc)

@@ -144,9 +144,15 @@ def show(ws: Workspace, what: str, depth: int = 3) -> dict[str, Any]:
     from gdag.dag import Dag
     from gdag.state import read_dag
 
-    dag = read_dag(ws.store, ws.store.read_commit(ws.log.require_tip()).tree) or Dag.empty()
+    root = ws.store.read_commit(ws.log.require_tip()).tree
+    dag = read_dag(ws.store, root) or Dag.empty()
     if what in dag.nodes:
         return show_node(ws, what)
     if what.count(".") >= 2 and what.rsplit(".", 2)[0] in dag.nodes:
         return show_session(ws, what)
+    if what not in dag.outputs and state.read_output(ws.store, root, what) is None:
+        raise UnknownError(
+            f"no node, session or output {what!r} on log {ws.log.name!r}",
+            hint="`gdag status` lists the nodes, `gdag lookup '**'` the outputs",
+        )
     return show_output(ws, what, depth)

@@ -39,24 +39,50 @@ CAS_FAILURES = (
 )
 
 
+def is_url(name: str) -> bool:
+    """Whether git reads `name` as a URL (`scheme://…` or scp-like `host:path`), not a path."""
+    head, colon, _ = name.partition(":")
+    return "://" in name or (bool(colon) and "/" not in head and len(head) > 1)
+
+
+def tracking_label(name: str) -> str:
+    """A remote's name, URL or path as one valid ref component (`../up.git` is `_._up.git`:
+    git allows no `..`, no leading `.` and no `.lock` ending)."""
+    label = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100]
+    while ".." in label:
+        label = label.replace("..", "_.")
+    if label.startswith("."):
+        label = "_" + label[1:]
+    return label + "_" if label.endswith((".", ".lock")) else label
+
+
 class Remote:
     """One remote (a git remote name, URL or path) seen from one store."""
 
-    def __init__(self, store: Store, name: str) -> None:
+    def __init__(self, store: Store, name: str, start: str | None = None) -> None:
+        """`name` as git reads it: a configured remote, else a URL, else a path (relative
+        to `start`, the directory `-C` names)."""
         self.store = store
         self.name = name
         gitcmd.binary("working with a remote")  # no git: say so before anything else
-        self.label = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100]
-        if store.is_private:
+        self.label = tracking_label(name)
+        found = gitcmd.run(
+            ["config", "--get", f"remote.{name}.url"], git_dir=store.user_gitdir, check=False
+        )
+        url = found.stdout.strip() if found.ok else ""
+        if not url and not is_url(name):
+            self.name = os.path.join(start, name) if start else name
+            if not os.path.exists(self.name):
+                raise GdagError(
+                    f"no remote {name!r}: not a remote of this repository, a URL or an "
+                    "existing path",
+                    hint="`git remote -v` lists the remotes",
+                )
+        if store.is_private and url:
             # The private store has no remotes of its own: use the user repository's URL.
-            found = gitcmd.run(
-                ["config", "--get", f"remote.{name}.url"], git_dir=store.user_gitdir, check=False
-            )
-            url = found.stdout.strip()
-            if found.ok and url:
-                if "://" not in url and not url.startswith("/") and ":" not in url:
-                    url = str(((store.workdir or store.user_gitdir) / url).resolve())
-                self.name = url
+            if not is_url(url) and not url.startswith("/"):
+                url = str(((store.workdir or store.user_gitdir) / url).resolve())
+            self.name = url
 
     def _run(self, *args: str) -> gitcmd.Result:
         """A git command on this store, its result inspected by the caller."""
@@ -77,6 +103,9 @@ class Remote:
                 "--quiet",
                 "--no-tags",
                 "--no-write-fetch-head",
+                # In a partial clone git would leave out the blobs (the values): gdag's
+                # store reads objects itself and cannot fetch one it finds missing.
+                "--no-filter",
                 self.name,
                 f"+{ref}:{self.tracking(ref)}",
             )
@@ -88,7 +117,7 @@ class Remote:
             if "couldn't find remote ref" in proc.stderr:
                 return None
             raise GdagError(
-                f"cannot fetch from remote {self.name!r}: {proc.last_line}",
+                f"cannot fetch from remote {self.name!r}: {proc.reason}",
                 hint="check the remote with `git ls-remote " + self.name + "`",
             )
         return self.store.read_ref(self.tracking(ref))
@@ -122,7 +151,7 @@ class Remote:
         proc = self._run("ls-remote", "--refs", self.name, prefix + "*")
         if not proc.ok:
             raise GdagError(
-                f"cannot list the refs of remote {self.name!r}: {proc.last_line}",
+                f"cannot list the refs of remote {self.name!r}: {proc.reason}",
                 hint="check the remote with `git ls-remote " + self.name + "`",
             )
         found = {}

@@ -122,10 +122,14 @@ class Replay:
         if onto is not None and work.tip() is not None:
             raise GdagError(f"log {onto!r} exists already", hint="--onto takes a new log name")
         self._begin(work, base, dag, start, tip)
-        cache_roots: list[bytes | None] = [self.store.read_commit(tip).tree]
-        self._apply(work, events, only, cache_roots, result)
-        if onto is None:
-            self._swap(live, work, tip, start, only, cache_roots, result)
+        try:
+            cache_roots: list[bytes | None] = [self.store.read_commit(tip).tree]
+            self._apply(work, events, only, cache_roots, result)
+            if onto is None:
+                self._swap(live, work, tip, start, only, cache_roots, result)
+        except BaseException:
+            self._drop(work)  # a refused or interrupted replay leaves no half-built log
+            raise
         result.tip = (work.tip() or b"").decode() if onto else (live.tip() or b"").decode()
         return result
 
@@ -243,10 +247,17 @@ class Replay:
             if self.store.cas_ref(live.ref, current, work.require_tip()):
                 break
             backoff.wait()
-        self.store.delete_ref(work.ref, work.require_tip())
-        for ref, sha in self.store.list_refs(f"refs/gdag/leases/{work.name}/").items():
-            self.store.delete_ref(ref, sha)  # the work log is gone; nobody can hold these
+        self._drop(work)
         result.archive = archive
+
+    def _drop(self, work: Log) -> None:
+        """Delete the work log and the leases and sessions made for it: nobody else knows it."""
+        tip = work.tip()
+        if tip is not None:
+            self.store.delete_ref(work.ref, tip)
+        for kind in ("leases", "sessions"):
+            for ref, sha in self.store.list_refs(f"refs/gdag/{kind}/{work.name}/").items():
+                self.store.delete_ref(ref, sha)
 
 
 def _shape(dag: Dag) -> Any:

@@ -63,7 +63,7 @@ class Watcher:
         if remote is not None:
             from gdag.remote import Remote
 
-            self.remote = Remote(self.store, remote)
+            self.remote = Remote(self.store, remote, path)
 
     def _sources(self, tip: bytes) -> tuple[Any, ...]:
         """Stamps of the files the definition in force depends on besides itself (Python

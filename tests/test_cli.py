@@ -188,11 +188,14 @@ USUAL = [
 
 @pytest.mark.parametrize("argv", USUAL, ids=" ".join)
 def test_fast_path_reads_usual_forms_as_typer_does(
-    argv: list[str], monkeypatch: pytest.MonkeyPatch
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from gdag.cli import build_app
 
     monkeypatch.delenv("GDAG_LOG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    for name in ("p", "r"):  # -C must name a directory, even before the command runs
+        (tmp_path / name).mkdir()
     func, fast = parse_fast(argv)
     module = load(argv[0])
     seen: dict = {}
@@ -261,6 +264,23 @@ def test_fast_path_fills_defaults() -> None:
     )
     assert hoist_global_options(["-C", "p", "lookup", "x"]) == ["lookup", "-C", "p", "x"]
     assert hoist_global_options(["--log=b", "-C", "p", "log"]) == ["log", "--log=b", "-C", "p"]
+    # A group's options go after its subcommand; a command that reads no log drops --log.
+    assert hoist_global_options(["-C", "p", "hooks", "install", "--json"]) == [
+        "hooks",
+        "install",
+        "-C",
+        "p",
+        "--json",
+    ]
+    env: dict[str, str] = {}
+    assert hoist_global_options(["--log", "b", "-C", "p", "hooks", "list"], env) == [
+        "hooks",
+        "list",
+        "-C",
+        "p",
+    ]
+    assert env == {"GDAG_LOG": "b"}  # read by the commands that have no --log (`hook`)
+    assert hoist_global_options(["-C", "p", "hooks"]) == ["hooks", "-C", "p"]
 
 
 @pytest.mark.parametrize(

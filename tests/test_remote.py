@@ -367,3 +367,67 @@ def test_remote_refs_move_only_from_the_expected_value(tmp_path: Path) -> None:
         f"{ref} {a.decode()}"
     ]
     fsck_bare(bare)
+
+
+def _source_with_values(tmp_path: Path) -> tuple[Path, Path]:
+    """A repository whose log holds a value, a directory value and a value equal to a file
+    that only an old commit has, synced with a bare repository that serves partial clones."""
+    src = tmp_path / "src"
+    assert gdag("init", "-C", str(src), cwd=tmp_path).returncode == 0
+    (src / "old.txt").write_text("only in history\n")
+    git("add", "-A", cwd=src)
+    git("commit", "-qm", "old", cwd=src)
+    git("rm", "-q", "old.txt", cwd=src)
+    git("commit", "-qm", "gone", cwd=src)
+    (src / "d").mkdir()
+    (src / "d" / "f").write_text("in a tree\n")
+    for args in (["x", "hello"], ["old", "only in history\n"], ["tree", "--dir", "d"]):
+        r = gdag("publish", *args, "--no-run", cwd=src)
+        assert r.returncode == 0, r.stderr
+    bare = tmp_path / "shared.git"
+    git("init", "-q", "--bare", str(bare), cwd=tmp_path)
+    git("config", "uploadpack.allowFilter", "true", cwd=bare)
+    git("push", "-q", str(bare), "HEAD:refs/heads/main", cwd=src)
+    r = gdag("sync", str(bare), cwd=src)
+    assert r.returncode == 0, r.stderr
+    return src, bare
+
+
+def _values_are_whole(clone: Path) -> None:
+    assert gdag("lookup", "x", cwd=clone).stdout == b"hello"
+    assert gdag("lookup", "old", cwd=clone).stdout == b"only in history\n"
+    r = gdag("lookup", "tree", "-o", "copy", cwd=clone)
+    assert r.returncode == 0, r.stderr
+    assert (clone / "copy" / "f").read_text() == "in a tree\n"
+    missing = git("rev-list", "--objects", "--missing=print", "refs/gdag/logs/main", cwd=clone)
+    assert [line for line in missing.splitlines() if line.startswith("?")] == []
+
+
+@pytest.mark.parametrize("kind", ["--filter=blob:none", "--depth=1"])
+def test_sync_in_a_partial_or_shallow_clone(tmp_path: Path, kind: str) -> None:
+    src, bare = _source_with_values(tmp_path)
+    clone = tmp_path / "clone"
+    git("clone", "-q", kind, f"file://{bare}", str(clone), cwd=tmp_path)
+    r = gdag("sync", cwd=clone)
+    assert r.returncode == 0 and "adopted" in r.text, r.stderr
+    _values_are_whole(clone)
+    r = gdag("publish", "y", "from the clone", "--no-run", cwd=clone)
+    assert r.returncode == 0, r.stderr
+    assert gdag("sync", cwd=clone).returncode == 0
+    assert gdag("sync", str(bare), cwd=src).returncode == 0
+    assert gdag("lookup", "y", cwd=src).stdout == b"from the clone"
+    r = gdag("doctor", cwd=clone)
+    assert r.returncode == 0, r.stderr
+
+
+def test_sync_with_a_relative_path(tmp_path: Path) -> None:
+    src, _ = _source_with_values(tmp_path)
+    git("init", "-q", "--bare", str(tmp_path / "other.git"), cwd=tmp_path)
+    r = gdag("sync", "../other.git", cwd=src)
+    assert r.returncode == 0 and "pushed" in r.text, r.stderr
+    assert gdag("sync", "../other.git", cwd=src).text == "main: up to date\n"
+    # With -C the path is read from the directory -C names, as git reads it.
+    r = gdag("-C", "src", "sync", "../other.git", cwd=tmp_path)
+    assert r.returncode == 0 and r.text == "main: up to date\n", r.stderr
+    r = gdag("-C", "src", "run", "--remote", "../other.git", "--dry-run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr

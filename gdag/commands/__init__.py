@@ -180,6 +180,14 @@ def load(verb: str) -> ModuleType:
     return importlib.import_module(COMMANDS[verb].module)
 
 
+def check_start(verb: str, kwargs: dict[str, Any]) -> None:
+    """Refuse a `-C PATH` that names no directory, before the command does anything."""
+    if kwargs.get("path") is not None:
+        from gdag.commands._paths import start_dir
+
+        start_dir(kwargs["path"], creates=verb == "init")
+
+
 def spec_of(verb: str) -> Spec:
     spec: Spec = load(verb).SPEC
     return spec

@@ -22,17 +22,17 @@ SPEC = Spec(
 
 
 def run(*, stubs: str | None, json_out: bool, path: str | None, log: str | None) -> int:
-    from pathlib import Path
-
+    from gdag.commands._paths import writable_file
     from gdag.definition import compile_definition
     from gdag.workspace import Workspace
 
+    target = writable_file(path, stubs) if stubs is not None else None
     src = Workspace.open(path, log).definition_source()
-    if stubs is not None:
+    if target is not None:
         from gdag.stubs import render_stubs
 
         # Written before Python nodes are imported: they may import the stubs themselves.
-        Path(stubs).write_text(render_stubs(compile_definition(src, load_python=False)))
+        target.write_text(render_stubs(compile_definition(src, load_python=False)))
     dag = compile_definition(src)
     summary = {"ok": True, "nodes": len(dag.nodes), "outputs": len(dag.outputs)}
     if json_out:

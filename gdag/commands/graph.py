@@ -60,13 +60,18 @@ def run(
         from gdag.errors import UsageError
 
         raise UsageError(f"unknown format {fmt!r}", hint="formats: " + ", ".join(FORMATS))
+    target = None
+    if output is not None:
+        from gdag.commands._paths import writable_file
+
+        target = writable_file(path, output)
     ws = Workspace.open(path, log)
     model = graphview.build_model(ws, start, end, with_state)
     if fmt == "tree":
-        if output is None:
+        if target is None:
             print_blocks([tree(model)])
         else:
-            with open(output, "w") as f:
+            with open(target, "w") as f:
                 print_blocks([tree(model)], f)
         return 0
     if fmt in ("svg", "png"):
@@ -79,12 +84,10 @@ def run(
             "html": graphview.to_html,
         }[fmt]
         data = render(model).encode()
-    if output is None:
+    if target is None:
         out(data)
     else:
-        from pathlib import Path
-
-        Path(output).write_bytes(data)
+        target.write_bytes(data)
     return 0
 
 

@@ -53,13 +53,19 @@ def run(
     st = ws.lookup(output, at)
     store = ws.store
     tree = st.value.sha if st.value.is_tree else None
+    target = None
+    if out_path is not None:
+        from gdag.commands import _paths
+
+        check = _paths.writable_dir if tree else _paths.writable_file
+        target = check(path, out_path)
     typ = parse_type(st.type)
     if tree is None and typ.is_raw and not (meta or json_out):
         # Raw bytes go straight from the object store to the file or stdout, a chunk at a time.
         size = st.meta.get("size")
         size = size if isinstance(size, int) else None
-        if out_path is not None:
-            with _replacing(Path(out_path)) as f:
+        if target is not None:
+            with _replacing(target) as f:
                 store.stream_blob(st.value.sha, f, size)
         else:
             store.stream_blob(st.value.sha, sys.stdout.buffer, size)
@@ -67,11 +73,12 @@ def run(
         return 0
     data = None if tree else store.read_blob(st.value.sha)
     # -o writes the value; --meta and --json say what goes to stdout besides.
-    if out_path is not None:
+    if target is not None:
         if tree:
-            values.materialise(store, tree, Path(out_path))
+            values.materialise(store, tree, target)
         else:
-            Path(out_path).write_bytes(stored_to_display(data or b"", typ))
+            with _replacing(target) as f:
+                f.write(stored_to_display(data or b"", typ))
     if meta and not json_out:
         out(b"".join(f"{k}: {_plain(v)}\n".encode() for k, v in sorted(st.meta.items())))
     elif json_out:

@@ -54,7 +54,7 @@ def run(
     from gdag.commands.run import run_detached, run_nodes
     from gdag.workspace import Workspace
 
-    source = value_source(value, file, directory)
+    source = value_source(value, file, directory, path)
     if path is None and _in_job_without_repository():
         return _publish_into_job(output, source, json_out)
     ws = Workspace.open(path, log)
@@ -77,9 +77,11 @@ def run(
     return run_nodes(ws, [output], jobs=0 if cluster else 1, quiet=json_out, cluster=cluster)
 
 
-def value_source(value: str | None, file: str | None, directory: str | None) -> ValueSource:
+def value_source(
+    value: str | None, file: str | None, directory: str | None, start: str | None = None
+) -> ValueSource:
+    """Where the value comes from; a file or directory is read from `-C start`."""
     import os
-    from pathlib import Path
 
     from gdag.workspace import ValueSource
 
@@ -97,9 +99,11 @@ def value_source(value: str | None, file: str | None, directory: str | None) -> 
         return ValueSource(stream=sys.stdin.buffer)
     if value is not None:
         return ValueSource(data=os.fsencode(value))
+    from gdag.commands import _paths
+
     if file is not None:
-        return ValueSource(file=Path(file))
-    return ValueSource(directory=Path(directory or "."))
+        return ValueSource(file=_paths.readable_file(start, file))
+    return ValueSource(directory=_paths.readable_dir(start, directory or "."))
 
 
 def has_subscribers(ws: Workspace, output: str) -> bool:

@@ -85,6 +85,7 @@ def run(
         json_out=json_out,
         speculative=speculative,
         remote=remote,
+        start=path,
     )
 
 
@@ -101,12 +102,13 @@ def run_nodes(
     speculative: bool = False,
     remote: str | None = None,
     cluster: str | None = None,
+    start: str | None = None,
 ) -> int:
     """Run stale nodes until quiescent, with progress on stderr; 1 if a node failed.
     `jobs` 0: as many as the executor has slots (a cluster's threads).
 
     With `json_out`, stdout gets one JSON object per line for every event, then a
-    `summary` line.
+    `summary` line. A `remote` given as a relative path is read from `start` (-C).
     """
     from gdag.progress import JsonLines, RunView
     from gdag.runner import Engine
@@ -116,7 +118,7 @@ def run_nodes(
     if remote is not None:
         from gdag.remote import Remote, sync_log
 
-        shared = Remote(ws.store, remote)
+        shared = Remote(ws.store, remote, start)
         sync_log(shared, ws.log)
     leases: NodeLeases | None = None
     netsem = None

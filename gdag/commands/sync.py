@@ -20,7 +20,7 @@ def run(*, remote: str, json_out: bool, path: str | None, log: str | None) -> in
     from gdag.workspace import Workspace
 
     ws = Workspace.open(path, log)
-    result = sync_log(Remote(ws.store, remote), ws.log)
+    result = sync_log(Remote(ws.store, remote, path), ws.log)
     if json_out:
         print_json(result.to_json())
         return 0

@@ -44,6 +44,16 @@ def run(
     cluster = cluster or os.environ.get("GDAG_CLUSTER") or None
     jobs = jobs or (0 if cluster else os.cpu_count() or 1)
     watcher = Watcher(path, log, jobs, view, interval, remote, cluster)
+    explicit = log if log is not None else os.environ.get("GDAG_LOG") or None
+    if remote is None and explicit != "@branch":
+        from gdag.log import Log
+        from gdag.workspace import log_name
+
+        # A log named (or main) that does not exist is refused now, not watched forever;
+        # a followed branch's log may appear later, and a remote's comes with the sync.
+        name = log_name(log, watcher.store)
+        if explicit is not None or name == "main":
+            Log(watcher.store, name).require_tip()
     if not quiet:
         where = watcher.store.workdir or watcher.store.gitdir
         view.emit([(f"watching {where} every {interval:g}s; Ctrl-C stops", "dim")])
