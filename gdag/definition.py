@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,12 +95,20 @@ def read_source(root: Path | None) -> Source:
     try:
         return Source(path, path.read_bytes())
     except FileNotFoundError:
-        pass
+        if path.is_symlink():
+            raise DefinitionError(
+                f"{path}: a symbolic link to nothing ({os.readlink(path)})",
+                hint="point it at the definition, or remove it",
+            ) from None
+    except OSError as exc:
+        raise DefinitionError(f"{path}: cannot read the definition: {exc.strerror}") from None
     py = root / "pyproject.toml"
     try:
         data = py.read_bytes()
     except FileNotFoundError:
         return Source(None, b"")
+    except OSError as exc:
+        raise DefinitionError(f"{py}: cannot read it: {exc.strerror}") from None
     if b"[tool.gdag" in data:
         return Source(py, data)
     return Source(None, b"")

@@ -218,7 +218,14 @@ class Store:
     @classmethod
     def find(cls, start: Path | str = ".") -> Store:
         """The store of the repository around `start`: its private store if it has one."""
-        where = find_location(Path(start))
+        try:
+            where = find_location(Path(start))
+        except PermissionError as exc:
+            raise NotARepositoryError(
+                f"cannot look for a git repository at {start}: "
+                f"{exc.strerror} ({exc.filename})",
+                hint="run gdag where you may read the repository, or pass -C PATH",
+            ) from None
         user = cls(where.gitdir, where.workdir, commondir=where.commondir, config=where.config)
         private = user.private_path
         if (private / "HEAD").is_file():

@@ -182,12 +182,8 @@ CASES: list[tuple[list[str], int, str]] = [
 
 # Left out of the table while their cause is fixed where it lies (each still ends in
 # a traceback and exit 4, or in a wrong success):
-# - gdag.toml that is a directory: `definition.read_source` reads it as a file.
 # - .git/hooks that is a file, for `hooks install`: `hooks.install` makes the directory.
-# - -C into a directory it may not read (as a user, /proc/1/fdinfo as root):
-#   `repo._find_gitdir` lets the PermissionError out.
 # - `doctor --log nosuch` reports "no problems found" (gdag/doctor.py).
-# - a gdag.toml symlink to nothing is read as no definition (definition.py).
 
 
 def _id(case: tuple[list[str], int, str]) -> str:
@@ -206,6 +202,31 @@ def test_mistake_is_refused_cleanly(where: Path, args: list[str], code: int, nee
     assert needle in r.stderr.splitlines()[0], r.stderr
     assert r.stdout == b""
     assert snapshot(repo) == before
+
+
+@pytest.mark.parametrize("shape", ["a directory", "a symbolic link to nothing"])
+def test_a_definition_that_cannot_be_read_is_refused(where: Path, shape: str) -> None:
+    repo = where / "repo"
+    (repo / "gdag.toml").unlink()
+    if shape == "a directory":
+        (repo / "gdag.toml").mkdir()
+    else:
+        (repo / "gdag.toml").symlink_to("nowhere")
+    before = snapshot(repo)
+    for args in (["status"], ["check"], ["run"], ["why", "up"]):
+        r = gdag(*args, cwd=repo)
+        assert "Traceback" not in r.stderr, r.stderr
+        assert r.returncode == REFUSED and r.stderr.startswith("gdag: error: "), r.stderr
+        assert "gdag.toml" in r.stderr.splitlines()[0], r.stderr
+    assert snapshot(repo) == before
+
+
+def test_a_directory_gdag_may_not_search_is_refused(where: Path) -> None:
+    """/proc/1/fdinfo lists its entries but refuses a stat of any other name in it,
+    also to root: looking for `.git` there meets EACCES."""
+    r = gdag("-C", "/proc/1/fdinfo", "status", cwd=where)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == REFUSED and "Permission denied" in r.stderr, r.stderr
 
 
 def test_unreadable_file_is_refused(where: Path) -> None:
