@@ -77,7 +77,12 @@ if [ -z "${guard}" ] && info=$({query} 2>/dev/null || :) && [ -n "$info" ]; then
         queued="$spool/$ts-$$.event"
     fi
 fi
-{stdin}if [ -x "$0{chained}" ]; then
+# The hook this shim chained; pre-commit's install renames a shim `.legacy` and its
+# uninstall renames it back, so the chained hook may carry the other name.
+chained="$0{chained}"
+[ -e "$chained" ] || chained="${{0%.legacy}}{chained}"
+[ -e "$chained" ] || chained="$0.legacy{chained}"
+{stdin}if [ -x "$chained" ]; then
     {chain}
     status=$?
 fi
@@ -107,9 +112,9 @@ fi
 STDIN_SAVE = """input="${tmp:-${TMPDIR:-/tmp}/gdag-hook-$$}.in"
 cat >"$input"
 """
-STDIN_CHAIN = '"$0{chained}" "$@" <"$input"'
+STDIN_CHAIN = '"$chained" "$@" <"$input"'
 STDIN_APPEND = 'cat "$input" >>"$tmp"\n    '
-PLAIN_CHAIN = '"$0{chained}" "$@"'
+PLAIN_CHAIN = '"$chained" "$@"'
 
 
 def shim_text(hook: str, python: str) -> str:
@@ -126,7 +131,7 @@ def shim_text(hook: str, python: str) -> str:
         query=QUERY if hook == "post-receive" else WORKTREE_QUERY,
         stdin=STDIN_SAVE if has_stdin else "",
         chained=CHAINED,
-        chain=chain.format(chained=CHAINED),
+        chain=chain,
         append=STDIN_APPEND if has_stdin else "",
         errors=ERRORS_FILE,
         cleanup='rm -f "$input"\n' if has_stdin else "",
@@ -213,8 +218,8 @@ def uninstall(store: Store, names: list[str] | None = None) -> list[HookState]:
             text = _read(path)
             if text is None or MARKER not in text:
                 continue
-            chained = Path(str(path) + CHAINED)
-            if chained.exists():
+            chained = chained_of(path)
+            if chained is not None:
                 os.replace(chained, path)
             else:
                 path.unlink()
@@ -242,11 +247,21 @@ def _state(name: str, path: Path) -> HookState:
     elif MARKER not in text:
         return HookState(name, "foreign", str(path))
     else:
-        state = "gdag+chained" if Path(str(path) + CHAINED).exists() else "gdag"
+        state = "gdag+chained" if chained_of(path) else "gdag"
     problem = shim_problem(text or "")
     if problem:
         return HookState(name, "broken", str(where), problem)
     return HookState(name, state, str(where))
+
+
+def chained_of(shim: Path) -> Path | None:
+    """The hook a shim chained: beside it, or beside the name it had before pre-commit's
+    install renamed it `<hook>.legacy`, or its uninstall renamed it back."""
+    name = str(shim)
+    for candidate in (name, name.removesuffix(LEGACY), name + LEGACY):
+        if Path(candidate + CHAINED).exists():
+            return Path(candidate + CHAINED)
+    return None
 
 
 def shim_problem(text: str) -> str | None:
@@ -313,7 +328,9 @@ def payloads(event: Event) -> list[tuple[str, dict[str, Any]]]:
         pushed = []
         for line in event.stdin.decode(errors="replace").splitlines():
             old, new, ref = (line.split(None, 2) + ["", "", ""])[:3]
-            if ref:
+            # gdag's own pushes (sync, remote runs) are not git events: publishing them
+            # would move the log they are racing to update.
+            if ref and not ref.startswith("refs/gdag/"):
                 pushed.append((OUTPUTS[hook], {"ref": ref, "old": old, "new": new}))
         return pushed
     return [(OUTPUTS[hook], value)]
