@@ -10,7 +10,7 @@ event is published, so a killed drainer loses nothing: the next hook, or
 
     gdag-event 1
     <hook>
-    <capture time, ns>
+    <capture number: the shims' shared counter, spool/seq>
     <lines of `git rev-parse`: common dir, git dir[, work tree, HEAD, HEAD's ref]>
     --args <n>
     <n lines: git's arguments>
@@ -34,6 +34,9 @@ SPOOL = "spool"
 SUFFIX = ".event"
 LOCK = "drain.lock"
 PIDFILE = "drain.pid"
+LINGER = 1.0  # seconds an idle drainer waits for the next event of a burst
+POLL = 0.02
+WRITING_AGE = 60.0  # an event file incomplete for longer was left by a killed shim
 # Hooks whose standard input carries the event (the shim keeps it byte for byte).
 STDIN_HOOKS = ("post-rewrite", "post-receive")
 # Hooks of a bare repository: no work tree, no HEAD to name.
@@ -112,13 +115,25 @@ def capture(hook: str, args: list[str], stdin: bytes, cwd: str | None = None) ->
         from gdag.errors import NotARepositoryError
 
         raise NotARepositoryError(f"not a git repository: {cwd or os.getcwd()}")
-    return _event(hook, time.time_ns(), info, list(args), stdin)
+    return _event(hook, 0, info, list(args), stdin)
+
+
+def next_seq(spool: Path) -> int:
+    """The next capture number, from the counter the shims share (`spool/seq`)."""
+    try:
+        text = (spool / "seq").read_text().strip()
+    except OSError:
+        text = ""
+    seq = (int(text) if text.isdigit() else 0) + 1
+    (spool / "seq").write_text(f"{seq}\n")
+    return seq
 
 
 def enqueue(event: Event) -> Path:
     spool = spool_dir(Path(event.common))
     spool.mkdir(parents=True, exist_ok=True)
-    name = f"{event.ts:020d}-{os.getpid()}{SUFFIX}"
+    event.ts = next_seq(spool)
+    name = f"{event.ts}-{os.getpid()}{SUFFIX}"
     tmp = spool / f".tmp-{name}"
     tmp.write_bytes(encode(event))
     os.replace(tmp, spool / name)
@@ -127,7 +142,7 @@ def enqueue(event: Event) -> Path:
 
 
 def queued(spool: Path) -> list[Path]:
-    """The queued events in capture order (the names start with the capture time)."""
+    """The queued events in capture order (the names start with the capture number)."""
     try:
         names = [n for n in os.listdir(spool) if n.endswith(SUFFIX) and not n.startswith(".")]
     except FileNotFoundError:
@@ -156,40 +171,69 @@ def draining(spool: Path) -> Iterator[None]:
 
 def drain(
     spool: Path,
+    prepare: Callable[[list[Event]], object],
     publish: Callable[[Event], None],
     settle: Callable[[list[Event]], None],
     failed: Callable[[Path, BaseException], None],
 ) -> int:
-    """Hand every queued event to `publish` in capture order, removing its file once
+    """Hand every queued event to `publish` in capture order (each batch to `prepare`
+    first, for what is cheaper asked once per batch), removing its file once
     published (or once `failed` has recorded why it could not be), then the batch to
     `settle` (running subscribers once per batch, not once per commit). Returns how
-    many events were handled.
+    many events were handled. With the queue empty it waits `LINGER` seconds for
+    more before it goes: a burst of commits then costs one start-up, not one each.
 
     The pid file goes *before* the last look at the queue: a shim that finds no pid
     file starts a drainer of its own, and one that found it wrote its event before
     the look, so no event is left behind."""
     done = 0
     with draining(spool):
+        (spool / PIDFILE).write_text(f"{os.getpid()}\n")
+        idle_since = time.monotonic()
         while True:
-            (spool / PIDFILE).write_text(f"{os.getpid()}\n")
             paths = queued(spool)
+            if not paths and time.monotonic() - idle_since < LINGER:
+                time.sleep(POLL)  # a burst's next commit is likely: one drainer for it all
+                continue
             if not paths:
                 with contextlib.suppress(OSError):
                     (spool / PIDFILE).unlink()
                 paths = queued(spool)
                 if not paths:
                     return done
+                (spool / PIDFILE).write_text(f"{os.getpid()}\n")
             events = []
             for path in paths:
                 try:
-                    event = parse(path.read_bytes(), path)
-                    publish(event)
-                    events.append(event)
-                except Exception as exc:  # noqa: BLE001 - recorded; the queue moves on
+                    events.append(parse(path.read_bytes(), path))
+                except (OSError, ValueError) as exc:
+                    if _is_being_written(path):
+                        break  # later events wait behind it: order is kept
                     failed(path, exc)
-                _discard(path)
+                    _discard(path)
+            if not events and paths:
+                time.sleep(POLL)
+                continue
+            prepare(events)
+            for event in events:
+                assert event.path is not None
+                try:
+                    publish(event)
+                except Exception as exc:  # noqa: BLE001 - recorded; the queue moves on
+                    failed(event.path, exc)
+                _discard(event.path)
             settle(events)
-            done += len(paths)
+            done += len(events)
+            idle_since = time.monotonic()
+
+
+def _is_being_written(path: Path) -> bool:
+    """A shim writes an event without standard input in place: a file without its last
+    header line is still being written, unless it is old (the shim was killed)."""
+    try:
+        return time.time() - path.stat().st_mtime < WRITING_AGE
+    except FileNotFoundError:
+        return False
 
 
 def _discard(path: Path) -> None:
