@@ -69,7 +69,7 @@ if [ -z "${guard}" ] && info=$({query} 2>/dev/null || :) && [ -n "$info" ]; then
     # Capture order: a counter, all shell builtins (a process costs git ~1-4 ms).
     seq=0
     [ -d "$spool" ] || mkdir -p "$spool" 2>/dev/null
-    read seq <"$spool/seq" 2>/dev/null
+    [ -f "$spool/seq" ] && read seq 2>/dev/null <"$spool/seq"
     case $seq in ''|*[!0-9]*) seq=0 ;; esac
     seq=$((seq + 1))
     echo "$seq" >"$spool/seq" 2>/dev/null
