@@ -136,3 +136,24 @@ def test_killed_drainer_loses_nothing(work: Path) -> None:
     assert drained(work)
     shas = git("rev-list", "--reverse", "HEAD~4..HEAD", cwd=work).split()
     assert [c["sha"] for c in events(work, "git/commit")] == shas
+
+
+def test_commits_in_a_linked_worktree_publish_their_own_commits(work: Path) -> None:
+    linked = work.parent / "linked"
+    git("worktree", "add", "-q", "-b", "wt", str(linked), cwd=work)
+    for i in range(5):
+        git("commit", "-q", "--allow-empty", "-m", f"w{i}", cwd=linked)
+    shas = git("rev-list", "--reverse", "HEAD~5..HEAD", cwd=linked).split()
+    assert drained(work)
+    commits = [c for c in events(work, "git/commit") if c["branch"] == "wt"]
+    assert [c["sha"] for c in commits] == shas
+    assert not (work / ".git" / "gdag" / "hook-errors").exists()
+
+
+def test_a_moved_repository_keeps_publishing(work: Path) -> None:
+    moved = work.parent / "moved"
+    work.rename(moved)
+    git("commit", "-q", "--allow-empty", "-m", "after the move", cwd=moved)
+    sha = git("rev-parse", "HEAD", cwd=moved).strip()
+    assert drained(moved)
+    assert events(moved, "git/commit")[-1]["sha"] == sha
