@@ -175,24 +175,26 @@ def drain(
     publish: Callable[[Event], None],
     settle: Callable[[list[Event]], None],
     failed: Callable[[Path, BaseException], None],
+    linger: float | None = None,
 ) -> int:
     """Hand every queued event to `publish` in capture order (each batch to `prepare`
     first, for what is cheaper asked once per batch), removing its file once
     published (or once `failed` has recorded why it could not be), then the batch to
     `settle` (running subscribers once per batch, not once per commit). Returns how
-    many events were handled. With the queue empty it waits `LINGER` seconds for
+    many events were handled. With the queue empty it waits `linger` seconds for
     more before it goes: a burst of commits then costs one start-up, not one each.
 
     The pid file goes *before* the last look at the queue: a shim that finds no pid
     file starts a drainer of its own, and one that found it wrote its event before
     the look, so no event is left behind."""
     done = 0
+    linger = LINGER if linger is None else linger
     with draining(spool):
         (spool / PIDFILE).write_text(f"{os.getpid()}\n")
         idle_since = time.monotonic()
         while True:
             paths = queued(spool)
-            if not paths and time.monotonic() - idle_since < LINGER:
+            if not paths and time.monotonic() - idle_since < linger:
                 time.sleep(POLL)  # a burst's next commit is likely: one drainer for it all
                 continue
             if not paths:

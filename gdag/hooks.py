@@ -60,8 +60,11 @@ hook={hook}
 python={python}
 status=0
 queued=
+info=
 # Recursion guard: git commands run by gdag's own nodes do not publish again.
-if [ -z "${guard}" ] && info=$({query} 2>/dev/null || :) && [ -n "$info" ]; then
+# (The query alone in its $(...), so the shell execs git without another fork.)
+if [ -z "${guard}" ]; then info=$({query} 2>/dev/null); fi
+if [ -n "$info" ]; then
     nl='
 '
     common=${{info%%"$nl"*}}
@@ -381,11 +384,14 @@ def run_hook(
     except Exception as exc:  # noqa: BLE001 - a hook reports every failure, never raises
         record_error(store_path, hook, exc)
         return 0
-    return drain_queue(event.common, run)
+    return drain_queue(event.common, run, linger=0.0)
 
 
-def drain_queue(common: str | Path | None, run: Callable[[Workspace, str], object]) -> int:
-    """`gdag hook --drain`: publish every queued event in order, then run subscribers."""
+def drain_queue(
+    common: str | Path | None, run: Callable[[Workspace, str], object], linger: float | None = None
+) -> int:
+    """`gdag hook --drain`: publish every queued event in order, then run subscribers;
+    `linger`: seconds to wait for more once the queue is empty (default: a burst's)."""
     from gdag.hookqueue import drain, spool_dir
 
     try:
@@ -421,7 +427,7 @@ def drain_queue(common: str | Path | None, run: Callable[[Workspace, str], objec
     def failed(path: Path, exc: BaseException) -> None:
         record_error(str(common) if common else None, f"event {path.name}", exc)
 
-    drain(spool, commit_details, publish, settle, failed)
+    drain(spool, commit_details, publish, settle, failed, linger=linger)
     return 0
 
 
