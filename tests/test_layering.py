@@ -44,6 +44,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     (
         "features",
         {"gdag.replay", "gdag.graphview", "gdag.doctor", "gdag.hooks", "gdag.hookqueue"}
+        | {"gdag.hookevents"}
         | {"gdag.watch"},
     ),
     ("output", {"gdag.output", "gdag.render", "gdag.progress"}),
