@@ -330,10 +330,9 @@ def drain_queue(
     outputs: dict[str, set[str]] = {}
 
     def publish(event: Event) -> None:
-        from gdag.workspace import ValueSource, Workspace
+        from gdag.workspace import ValueSource
 
-        ws = opened.get(event.where) or Workspace.open(event.where)
-        opened[event.where] = ws
+        ws = _workspace_of(event, opened)
         for output, value in payloads(event):
             data = ValueSource(data=json.dumps(value).encode())
             done = ws.publish(output, data, "json", publish_id=f"h{event.id}", lenient=True)
@@ -356,6 +355,22 @@ def drain_queue(
 
     drain(spool, commit_details, publish, settle, failed, linger=linger)
     return 0
+
+
+def _workspace_of(event: Event, opened: dict[str, Workspace]) -> Workspace:
+    """The repository the event names, with the log of the branch it was captured on
+    when logs follow branches (HEAD may have moved on since)."""
+    from gdag.branch import follows_branch, log_for_branch
+    from gdag.log import LOG_PREFIX
+    from gdag.workspace import Workspace
+
+    ws = opened.get(event.where) or Workspace.open(event.where)
+    opened[event.where] = ws
+    if event.branch and follows_branch(ws.store):
+        log = log_for_branch(event.branch)
+        if ws.log.name != log and ws.store.read_ref(LOG_PREFIX + log) is not None:
+            return Workspace(ws.store, log)
+    return ws
 
 
 def _common_of(path: str | Path | None) -> Path:

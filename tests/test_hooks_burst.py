@@ -157,3 +157,25 @@ def test_a_moved_repository_keeps_publishing(work: Path) -> None:
     sha = git("rev-parse", "HEAD", cwd=moved).strip()
     assert drained(moved)
     assert events(moved, "git/commit")[-1]["sha"] == sha
+
+
+def test_events_go_to_the_log_of_the_branch_they_were_captured_on(work: Path) -> None:
+    with open(work / "gdag.toml", "a") as f:
+        f.write('\n[log]\nfollow = "branch"\n')
+    git("commit", "-qam", "follow branches", cwd=work)
+    git("checkout", "-qb", "topic", cwd=work)
+    assert gdag("log", "-n", "1", cwd=work).returncode == 0  # topic's log, forked
+    assert drained(work)
+    # A live process in the drainer's pid file: the events wait until HEAD is on main.
+    holder = subprocess.Popen(["sleep", "60"])
+    (spool(work) / "drain.pid").write_text(f"{holder.pid}\n")
+    for i in range(3):
+        git("commit", "-q", "--allow-empty", "-m", f"t{i}", cwd=work)
+    git("checkout", "-q", "main", cwd=work)
+    holder.kill()
+    holder.wait()
+    (spool(work) / "drain.pid").unlink()
+    assert gdag("hook", "--drain", cwd=work).returncode == 0
+    topic = git("rev-list", "--reverse", "main..topic", cwd=work).split()
+    assert [c["sha"] for c in events(work, "git/commit", log="topic")][-3:] == topic
+    assert not set(topic) & {c["sha"] for c in events(work, "git/commit", log="main")}
