@@ -204,3 +204,25 @@ def test_pre_commit_in_either_order(
     assert leftovers == ["post-commit"]
     assert not (repo / ".git" / "gdag" / "hook-errors").exists()
     fsck(repo)
+
+
+def test_chained_hook_gets_gits_arguments_and_input_byte_for_byte(work: Path) -> None:
+    hooks = work / ".git" / "hooks"
+    for name in ("post-rewrite", "post-checkout"):
+        hook = hooks / name
+        hook.write_text(
+            f'#!/bin/sh\nprintf "%s|" "$@" > "$(git rev-parse --git-dir)/{name}.args"\n'
+            f'cat > "$(git rev-parse --git-dir)/{name}.in"\n'
+        )
+        hook.chmod(0o755)
+    assert gdag("hooks", "install", cwd=work).returncode == 0
+    old = commit(work, "to amend")
+    git("commit", "-q", "--allow-empty", "--amend", "-m", "amended", cwd=work)
+    new = git("rev-parse", "HEAD", cwd=work).strip()
+    git("checkout", "-q", "-b", "other", cwd=work)
+    gitdir = work / ".git"
+    assert (gitdir / "post-rewrite.args").read_text() == "amend|"
+    assert (gitdir / "post-rewrite.in").read_bytes() == f"{old} {new}\n".encode()
+    assert (gitdir / "post-checkout.args").read_text() == f"{new}|{new}|1|"
+    assert drained(work)
+    assert events(work, "git/rewrite")[-1]["rewritten"] == [[old, new]]
