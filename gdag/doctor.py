@@ -27,7 +27,7 @@ LOOSE_LIMIT = 6700
 
 @dataclass
 class Finding:
-    severity: str  # error | warning | repaired
+    severity: str  # error | warning | note | repaired
     what: str
     hint: str | None = None
 
@@ -55,17 +55,51 @@ def _git_fsck(store: Store) -> list[Finding]:
     lines = _still_broken(store, lines)
     if not lines:
         return []
-    return [
+    ours, theirs = _split_by_owner(store, lines)
+    found = [
         Finding(
             "error",
             f"git fsck: {line}",
             "restore the object from a clone or remote (`git fetch`), then run again",
         )
-        for line in lines[:20]
+        for line in ours[:20]
     ]
+    if theirs:
+        found.append(
+            Finding(
+                "note",
+                f"git fsck: {len(theirs)} finding(s) in objects gdag's refs do not reach "
+                f"(your own history), e.g. {theirs[0]}",
+                "not gdag's to fix: old tools wrote such commits; git reads them",
+            )
+        )
+    return found
 
 
-SHA = re.compile(r"\b[0-9a-f]{40}\b")
+def _split_by_owner(store: Store, lines: list[str]) -> tuple[list[str], list[str]]:
+    """fsck lines about gdag's store, and those only about objects no gdag ref reaches
+    (the user's own history: public repositories have old malformed commits)."""
+    refs = store.list_refs("refs/gdag/")
+    reach = gitcmd.run(
+        ["rev-list", "--objects", "--no-object-names", "--stdin"],
+        git_dir=store.gitdir,
+        input="".join(sha.decode() + "\n" for sha in refs.values()),
+        check=False,
+        timeout=None,
+    )
+    if not reach.ok:  # gdag's own history is broken: every line is gdag's concern
+        return lines, []
+    reachable = set(reach.stdout.split())
+    ours: list[str] = []
+    theirs: list[str] = []
+    for line in lines:
+        shas = SHA.findall(line)
+        (theirs if shas and not reachable.intersection(shas) else ours).append(line)
+    return ours, theirs
+
+
+SHA = re.compile(r"\b[0-9a-f]{40}(?:[0-9a-f]{24})?\b")
+MISSING = re.compile(r"^missing |\bmissing (?:blob|tree|commit|tag) |corrupt or missing")
 
 
 def _still_broken(store: Store, lines: list[str]) -> list[str]:
@@ -76,7 +110,7 @@ def _still_broken(store: Store, lines: list[str]) -> list[str]:
     kept = []
     for line in lines:
         shas = SHA.findall(line)
-        if shas and ("missing" in line or "broken link" in line):
+        if shas and (MISSING.search(line) or "broken link" in line):
             check = gitcmd.run(
                 ["cat-file", "--batch-check"],
                 git_dir=store.gitdir,
@@ -268,8 +302,20 @@ def examine(ws: Workspace, repair: bool = False) -> list[Finding]:
         )
     findings += _work_logs(store, repair)
     findings += _pack_loose(store, repair)
-    from gdag.hooks import recent_errors
+    from gdag.hooks import broken_hooks, pending, recent_errors
 
+    for hook in broken_hooks(store):
+        findings.append(
+            Finding("error", f"hook {hook.name} cannot run: {hook.problem}", "gdag hooks install")
+        )
+    if queued := pending(store):
+        findings.append(
+            Finding(
+                "warning",
+                f"{queued} git event(s) queued by the hooks, not published yet",
+                "`gdag hook --drain` publishes them",
+            )
+        )
     for line in recent_errors(store, 3):
         findings.append(
             Finding(

@@ -1,10 +1,12 @@
-"""Git hooks: small shims that publish git events as typed outputs, detached from git.
+"""Git hooks: small shims that queue git events, published as typed outputs by gdag.
 
 A shim is recognised by its marker line. A foreign hook in its place is kept
-as `<hook>.gdag-chained`, run first with the same arguments and input, and put
-back on uninstall. The shim never changes the exit status git sees from the
-chained hook, and never waits for gdag: the publish and the subscribers' run
-happen in a background process whose output goes to `.git/gdag/hooks.log`.
+as `<hook>.gdag-chained`, run with the same arguments and input, and put back
+on uninstall; where pre-commit manages a hook, the shim is pre-commit's
+`<hook>.legacy` instead. The shim never changes the exit status git sees from
+the chained hook, and never waits for gdag: it writes what names its event to
+the queue (`gdag.hookqueue`) and one background gdag publishes the queue in
+order and runs the subscribers, its output in `.git/gdag/hooks.log`.
 """
 
 from __future__ import annotations
@@ -17,56 +19,138 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gdag import gitcmd
 from gdag.errors import GdagError, UsageError
+from gdag.hookevents import commit_details, payloads
 from gdag.repo import Store
 
 if TYPE_CHECKING:
+    from gdag.hookqueue import Event
     from gdag.workspace import Workspace
 
-MARKER = "# gdag-hook-shim v1"
+MARKER = "# gdag-hook-shim"  # a version follows: v1 backgrounded gdag, v2 spools
+VERSION = "v2"
 CHAINED = ".gdag-chained"
-HOOKS = ("post-commit", "post-merge", "post-checkout", "post-rewrite")
-OUTPUTS = {
-    "post-commit": "git/commit",
-    "post-merge": "git/merge",
-    "post-checkout": "git/checkout",
-    "post-rewrite": "git/rewrite",
-}
+LEGACY = ".legacy"  # pre-commit's name for the hook it found in its place
+HOOKS = ("post-commit", "post-merge", "post-checkout", "post-rewrite", "post-receive")
+CLIENT_HOOKS = HOOKS[:4]  # what `gdag hooks install` installs unless told
 GUARD = "GDAG_HOOK_GUARD"
 ERRORS_FILE = "hook-errors"
 
-SHIM = """#!/bin/sh
-{marker}
+# What the shim asks git: one process gives the store, the git dir, the work tree,
+# HEAD and its ref (a server hook has no work tree, and no HEAD that names the push).
+QUERY = "git rev-parse --path-format=absolute --git-common-dir --absolute-git-dir"
+WORKTREE_QUERY = QUERY + " --show-toplevel HEAD --symbolic-full-name HEAD"
+
+SHIM = r"""#!/bin/sh
+{marker} {version}
 # Installed by `gdag hooks install`; `gdag hooks uninstall` removes it (and puts
-# back any hook it chained). It never holds git up: gdag runs in the background.
-input=""
-if [ "{hook}" = post-rewrite ]; then input=$(cat); fi
+# back any hook it chained). It never holds git up: it writes what identifies this
+# event to gdag's queue (.git/gdag/spool/) and one gdag in the background publishes
+# the queue in order.
+hook={hook}
+python={python}
 status=0
-if [ -x "$0{chained}" ]; then
-    printf '%s' "$input" | "$0{chained}" "$@"
+queued=
+info=
+# Recursion guard: git commands run by gdag's own nodes do not publish again.
+# (The query alone in its $(...), so the shell execs git without another fork.)
+if [ -z "${guard}" ]; then info=$({query} 2>/dev/null); fi
+if [ -n "$info" ]; then
+    nl='
+'
+    common=${{info%%"$nl"*}}
+    spool="$common/gdag/spool"
+    # Capture order: a counter, all shell builtins (a process costs git ~1-4 ms).
+    seq=0
+    [ -d "$spool" ] || mkdir -p "$spool" 2>/dev/null
+    [ -f "$spool/seq" ] && read seq 2>/dev/null <"$spool/seq"
+    case $seq in ''|*[!0-9]*) seq=0 ;; esac
+    seq=$((seq + 1))
+    echo "$seq" >"$spool/seq" 2>/dev/null
+    queued="$spool/$seq-$$.event"
+    tmp={tmp}
+    if ! {{
+        printf 'gdag-event 1\n%s\n%s\n%s\n--args %s\n' "$hook" "$seq" "$info" "$#"
+        for arg in "$@"; do printf '%s\n' "$arg"; done
+        printf -- '--stdin\n'
+    }} >"$tmp" 2>/dev/null; then
+        queued=
+    fi
+fi
+# The hook this shim chained; pre-commit's install renames a shim `.legacy` and its
+# uninstall renames it back, so the chained hook may carry the other name.
+chained="$0{chained}"
+[ -e "$chained" ] || chained="${{0%.legacy}}{chained}"
+[ -e "$chained" ] || chained="$0.legacy{chained}"
+{stdin}if [ -x "$chained" ]; then
+    {chain}
     status=$?
 fi
-# Recursion guard: git commands run by gdag's own nodes do not publish again.
-if [ -z "${guard}" ]; then
-    logdir={logdir}
-    mkdir -p "$logdir" 2>/dev/null
-    {guard}=1 GDAG_HOOK_INPUT="$input" {python} -m gdag hook {hook} "$@" \\
-        </dev/null >>"$logdir/hooks.log" 2>&1 &
+if [ -n "$queued" ]; then
+    {append}if [ -f "$spool/drain.pid" ] && read pid <"$spool/drain.pid" &&
+        kill -0 "$pid" 2>/dev/null; then :
+    else
+        if [ ! -x "$python" ]; then
+            printf '%s %s: %s %s (%s)\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$hook" \
+                "the interpreter of gdag's hooks is gone:" "$python" \
+                "events stay queued; run 'gdag hooks install' again" \
+                >>"$common/gdag/{errors}"
+            python=
+        fi
+        if [ -n "$python" ]; then
+            (unset GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE GIT_PREFIX GIT_COMMON_DIR
+             {guard}=1 exec "$python" -m gdag hook --drain -C "$common") \
+                </dev/null >>"$common/gdag/hooks.log" 2>&1 &
+        fi
+    fi
 fi
-exit $status
+{cleanup}exit $status
 """
+# Hooks with standard input keep it in a file: the chained hook reads it byte for
+# byte, and so does the queued event.
+STDIN_SAVE = """input="${tmp:-${TMPDIR:-/tmp}/gdag-hook-$$}.in"
+cat >"$input"
+"""
+STDIN_CHAIN = '"$chained" "$@" <"$input"'
+STDIN_APPEND = 'cat "$input" >>"$tmp" && mv -f "$tmp" "$queued"\n    '
+PLAIN_CHAIN = '"$chained" "$@"'
+
+
+def shim_text(hook: str, python: str) -> str:
+    from gdag.hookqueue import STDIN_HOOKS
+
+    has_stdin = hook in STDIN_HOOKS
+    chain = STDIN_CHAIN if has_stdin else PLAIN_CHAIN
+    return SHIM.format(
+        marker=MARKER,
+        version=VERSION,
+        hook=hook,
+        python=shlex.quote(python),
+        guard=GUARD,
+        query=QUERY if hook == "post-receive" else WORKTREE_QUERY,
+        stdin=STDIN_SAVE if has_stdin else "",
+        chained=CHAINED,
+        chain=chain,
+        append=STDIN_APPEND if has_stdin else "",
+        # An event without standard input is written in place: the drainer waits
+        # for a file's last header line; one with it is renamed in once whole.
+        tmp='"$spool/.tmp-$seq-$$"' if has_stdin else '"$queued"',
+        errors=ERRORS_FILE,
+        cleanup='rm -f "$input"\n' if has_stdin else "",
+    )
 
 
 @dataclass
 class HookState:
     name: str
-    state: str  # gdag | gdag+chained | foreign | absent
+    state: str  # gdag | gdag+chained | gdag via pre-commit | foreign | absent | broken
     path: str
+    problem: str | None = None
 
-    def to_json(self) -> dict[str, str]:
+    def to_json(self) -> dict[str, str | None]:
         return self.__dict__.copy()
 
 
@@ -87,7 +171,7 @@ def hooks_dir(store: Store) -> Path:
     return path
 
 
-def _check_writable(store: Store, directory: Path, names: list[str]) -> None:
+def _check_writable(store: Store, directory: Path) -> None:
     inside = [p.resolve() for p in (store.user_commondir, store.workdir) if p is not None]
     resolved = directory.resolve()
     if not any(resolved == p or resolved.is_relative_to(p) for p in inside):
@@ -96,13 +180,6 @@ def _check_writable(store: Store, directory: Path, names: list[str]) -> None:
             hint="gdag does not write there; call `gdag hook NAME` from the hooks that "
             "manage that directory, or unset core.hooksPath",
         )
-    for hook in names:
-        text = _read(directory / hook)
-        if text and "File generated by pre-commit" in text and MARKER not in text:
-            raise GdagError(
-                f"{directory / hook} is managed by pre-commit",
-                hint="add `gdag hook " + hook + "` to your pre-commit configuration instead",
-            )
 
 
 def _read(path: Path) -> str | None:
@@ -112,123 +189,199 @@ def _read(path: Path) -> str | None:
         return None
 
 
+def is_pre_commit(text: str | None) -> bool:
+    return text is not None and "File generated by pre-commit" in text and MARKER not in text
+
+
+def _slot(path: Path) -> Path:
+    """Where gdag's shim goes for hook `path`: in its place, or, when pre-commit
+    manages it, as pre-commit's `.legacy` hook (which pre-commit runs first)."""
+    return Path(str(path) + LEGACY) if is_pre_commit(_read(path)) else path
+
+
 def install(store: Store, names: list[str] | None = None) -> list[HookState]:
     names = _names(names)
     directory = hooks_dir(store)
-    _check_writable(store, directory, names)
+    _check_writable(store, directory)
     directory.mkdir(parents=True, exist_ok=True)
-    python = shlex.quote(sys.executable)
-    logdir = shlex.quote(str(store.gdag_dir))
     for name in names:
-        path = directory / name
+        path = _slot(directory / name)
         text = _read(path)
         if text is not None and MARKER not in text:
             os.replace(path, str(path) + CHAINED)
-        shim = SHIM.format(
-            marker=MARKER, guard=GUARD, hook=name, chained=CHAINED, logdir=logdir, python=python
-        )
         tmp = path.with_name(f".{name}.gdag-tmp")
-        tmp.write_text(shim)
+        tmp.write_text(shim_text(name, sys.executable))
         tmp.chmod(0o755)
         os.replace(tmp, path)
-    return status(store)
+    return status(store, names)
 
 
 def uninstall(store: Store, names: list[str] | None = None) -> list[HookState]:
     directory = hooks_dir(store)
     for name in _names(names):
-        path = directory / name
-        text = _read(path)
-        if text is None or MARKER not in text:
-            continue
-        chained = Path(str(path) + CHAINED)
-        if chained.exists():
-            os.replace(chained, path)
-        else:
-            path.unlink()
-    return status(store)
+        for path in (directory / name, Path(str(directory / name) + LEGACY)):
+            text = _read(path)
+            if text is None or MARKER not in text:
+                continue
+            chained = chained_of(path)
+            if chained is not None:
+                os.replace(chained, path)
+            else:
+                path.unlink()
+    return status(store, names)
 
 
-def status(store: Store) -> list[HookState]:
+def status(store: Store, names: list[str] | None = None) -> list[HookState]:
     directory = hooks_dir(store)
-    found = []
-    for name in HOOKS:
-        path = directory / name
-        text = _read(path)
-        if text is None:
-            state = "absent"
-        elif MARKER in text:
-            state = "gdag+chained" if Path(str(path) + CHAINED).exists() else "gdag"
-        else:
-            state = "foreign"
-        found.append(HookState(name, state, str(path)))
-    return found
+    shown = list(names) if names else list(CLIENT_HOOKS)
+    if not names and (directory / "post-receive").exists():
+        shown.append("post-receive")
+    return [_state(name, directory / name) for name in shown]
+
+
+def _state(name: str, path: Path) -> HookState:
+    text = _read(path)
+    where = path
+    if is_pre_commit(text):
+        legacy = Path(str(path) + LEGACY)
+        if MARKER not in (_read(legacy) or ""):
+            return HookState(name, "foreign", str(path))
+        where, text, state = legacy, _read(legacy), "gdag via pre-commit"
+    elif text is None:
+        return HookState(name, "absent", str(path))
+    elif MARKER not in text:
+        return HookState(name, "foreign", str(path))
+    else:
+        state = "gdag+chained" if chained_of(path) else "gdag"
+    problem = shim_problem(text or "")
+    if problem:
+        return HookState(name, "broken", str(where), problem)
+    return HookState(name, state, str(where))
+
+
+def chained_of(shim: Path) -> Path | None:
+    """The hook a shim chained: beside it, or beside the name it had before pre-commit's
+    install renamed it `<hook>.legacy`, or its uninstall renamed it back."""
+    name = str(shim)
+    for candidate in (name, name.removesuffix(LEGACY), name + LEGACY):
+        if Path(candidate + CHAINED).exists():
+            return Path(candidate + CHAINED)
+    return None
+
+
+def shim_problem(text: str) -> str | None:
+    """Why an installed shim cannot run gdag, or None."""
+    if f"{MARKER} {VERSION}" not in text:
+        return "an older gdag's shim (it can name the wrong commit): run `gdag hooks install`"
+    for line in text.splitlines():
+        if line.startswith("python="):
+            python = shlex.split(line[len("python=") :])[0]
+            if not os.access(python, os.X_OK):
+                return f"its interpreter is gone: {python}; run `gdag hooks install` again"
+    return None
+
+
+def broken_hooks(store: Store) -> list[HookState]:
+    """Installed shims that cannot run (for `gdag status` and `gdag doctor`)."""
+    try:
+        return [h for h in status(store) if h.state == "broken"]
+    except GdagError:
+        return []
 
 
 def _names(names: list[str] | None) -> list[str]:
-    chosen = names or list(HOOKS)
+    chosen = names or list(CLIENT_HOOKS)
     for name in chosen:
         if name not in HOOKS:
             raise UsageError(f"gdag has no {name!r} hook", hint="hooks: " + ", ".join(HOOKS))
     return chosen
 
 
-# -- what a hook publishes --------------------------------------------------------
-
-
-def _git(store: Store, *args: str) -> str:
-    """A git query's output on the user's repository; empty when git finds nothing."""
-    found = gitcmd.run(args, git_dir=store.user_gitdir, check=False)
-    return found.stdout.strip() if found.ok else ""
-
-
-def payload(store: Store, hook: str, args: list[str], stdin_text: str) -> dict[str, Any]:
-    """The JSON value a hook publishes, from git's own arguments and state."""
-    from gdag.branch import current_branch
-
-    branch = current_branch(store)
-    if hook == "post-commit":
-        fmt = "%H%x00%an <%ae>%x00%aI%x00%B"
-        sha, author, when, message = (_git(store, "log", "-1", f"--format={fmt}") + "\0" * 3).split(
-            "\0"
-        )[:4]
-        return {
-            "sha": sha,
-            "branch": branch,
-            "author": author,
-            "time": when,
-            "message": message.strip(),
-        }
-    if hook == "post-merge":
-        return {
-            "sha": _git(store, "rev-parse", "HEAD"),
-            "branch": branch,
-            "squash": bool(args and args[0] == "1"),
-        }
-    if hook == "post-checkout":
-        prev, new, flag = (args + ["", "", ""])[:3]
-        return {"from": prev, "to": new, "branch": branch, "branch_checkout": flag == "1"}
-    rewritten = [line.split()[:2] for line in stdin_text.splitlines() if line.strip()]
-    return {"command": args[0] if args else "", "branch": branch, "rewritten": rewritten}
-
-
 def run_hook(
     store_path: str | None, hook: str, args: list[str], run: Callable[[Workspace, str], object]
 ) -> int:
-    """`gdag hook NAME ARGS`: publish the git event, then `run(ws, output)` (the
-    command's: it runs the subscribers with progress); never fail git."""
-    from gdag.workspace import ValueSource, Workspace
+    """`gdag hook NAME ARGS` (a hook calling gdag itself, e.g. from pre-commit): capture
+    the event now, queue it behind any others, and drain the queue in the foreground."""
+    from gdag.hookqueue import capture, enqueue
 
     try:
-        ws = Workspace.open(store_path)
-        value = payload(ws.store, hook, args, os.environ.get("GDAG_HOOK_INPUT", ""))
-        output = OUTPUTS[hook]
-        ws.publish(output, ValueSource(data=json.dumps(value).encode()), "json")
-        run(ws, output)
-        return 0
+        stdin = os.environ.get("GDAG_HOOK_INPUT", "").encode()
+        event = capture(hook, args, stdin, cwd=store_path)
+        enqueue(event)
     except Exception as exc:  # noqa: BLE001 - a hook reports every failure, never raises
         record_error(store_path, hook, exc)
         return 0
+    return drain_queue(event.common, run, linger=0.0)
+
+
+def drain_queue(
+    common: str | Path | None, run: Callable[[Workspace, str], object], linger: float | None = None
+) -> int:
+    """`gdag hook --drain`: publish every queued event in order, then run subscribers;
+    `linger`: seconds to wait for more once the queue is empty (default: a burst's)."""
+    from gdag.hookqueue import drain, spool_dir
+
+    try:
+        spool = spool_dir(_common_of(common))
+    except Exception as exc:  # noqa: BLE001
+        record_error(str(common) if common else None, "drain", exc)
+        return 0
+    opened: dict[str, Workspace] = {}
+    outputs: dict[str, set[str]] = {}
+
+    def publish(event: Event) -> None:
+        from gdag.workspace import ValueSource
+
+        ws = _workspace_of(event, opened)
+        for output, value in payloads(event):
+            data = ValueSource(data=json.dumps(value).encode())
+            done = ws.publish(output, data, "json", publish_id=f"h{event.id}", lenient=True)
+            for note in done.notes:
+                record_error(event.where, event.hook, GdagError(note))
+            if not done.notes:
+                outputs.setdefault(event.where, set()).add(output)
+
+    def settle(events: list[Event]) -> None:
+        for where, names in sorted(outputs.items()):
+            for output in sorted(names):
+                try:
+                    run(opened[where], output)
+                except Exception as exc:  # noqa: BLE001
+                    record_error(where, output, exc)
+        outputs.clear()
+
+    def failed(path: Path, exc: BaseException) -> None:
+        record_error(str(common) if common else None, f"event {path.name}", exc)
+
+    drain(spool, commit_details, publish, settle, failed, linger=linger)
+    return 0
+
+
+def _workspace_of(event: Event, opened: dict[str, Workspace]) -> Workspace:
+    """The repository the event names, with the log of the branch it was captured on
+    when logs follow branches (HEAD may have moved on since)."""
+    from gdag.branch import follows_branch, log_for_branch
+    from gdag.log import LOG_PREFIX
+    from gdag.workspace import Workspace
+
+    ws = opened.get(event.where) or Workspace.open(event.where)
+    opened[event.where] = ws
+    if event.branch and follows_branch(ws.store):
+        log = log_for_branch(event.branch)
+        if ws.log.name != log and ws.store.read_ref(LOG_PREFIX + log) is not None:
+            return Workspace(ws.store, log)
+    return ws
+
+
+def _common_of(path: str | Path | None) -> Path:
+    return Store.find(path or ".").user_commondir
+
+
+def pending(store: Store) -> int:
+    """Events the hooks queued that no drainer has published yet."""
+    from gdag.hookqueue import queued, spool_dir
+
+    return len(queued(spool_dir(store.user_commondir)))
 
 
 def record_error(store_path: str | None, hook: str, exc: BaseException) -> None:

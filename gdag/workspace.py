@@ -10,7 +10,13 @@ from typing import IO, Any
 
 from gdag import definition, state, trailers
 from gdag.dag import Dag
-from gdag.errors import GdagError, NotARepositoryError, UnknownError, ValueRefusedError
+from gdag.errors import (
+    DefinitionError,
+    GdagError,
+    NotARepositoryError,
+    UnknownError,
+    ValueRefusedError,
+)
 from gdag.log import Log, format_message
 from gdag.names import check_output_name, check_simple_name
 from gdag.repo import Entry, Store
@@ -37,9 +43,11 @@ class Published:
     changed: bool
     type: str
     session: str | None = None
+    # What the caller should hear (e.g. recorded with the log's definition: gdag.toml broken).
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return self.__dict__.copy()
+        return {k: v for k, v in self.__dict__.items() if k != "notes" or v}
 
 
 @dataclass
@@ -188,18 +196,34 @@ class Workspace:
         source: ValueSource,
         type_text: str | None = None,
         if_changed: bool = False,
+        publish_id: str | None = None,
+        lenient: bool = False,
     ) -> Published:
+        """Record `source` as the next value of `output`. `lenient` (git events): a
+        work tree whose definition does not compile does not stop the value; its type
+        comes from the log's definition, and `notes` says so."""
         check_output_name(output)
         session_id = os.environ.get("GDAG_SESSION")
         if session_id:
             return self._publish_in_session(session_id, output, source, type_text)
         tip = self.log.require_tip()
-        dag = self.current_dag(tip)
+        notes: list[str] = []
+        try:
+            dag = self.current_dag(tip)
+        except DefinitionError as exc:
+            if not lenient:
+                raise
+            # Storing a value needs no definition: the log's types, subscribers later.
+            dag = read_dag(self.store, self.store.read_commit(tip).tree) or Dag.empty()
+            notes.append(
+                f"recorded with the log's definition: {exc.message}; "
+                "subscribers run once gdag.toml is fixed (`gdag run`)"
+            )
         prev = state.read_output(self.store, self.store.read_commit(tip).tree, output)
         default = Type("dir") if source.directory is not None else BYTES
         typ = self.resolve_type(output, dag, type_text, prev, default)
         entry, size = self.store_value(output, typ, source)
-        publish_id = new_id("p")
+        publish_id = publish_id or new_id("p")
 
         def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
             prev = state.read_output(self.store, parent, output)
@@ -244,7 +268,9 @@ class Workspace:
                 False,
                 exc.prev.type,
             )
-        return Published(output, self._version, offset, commit.decode(), True, str(typ))
+        return Published(
+            output, self._version, offset, commit.decode(), True, str(typ), notes=notes
+        )
 
     def _publish_in_session(
         self, session_id: str, output: str, source: ValueSource, type_text: str | None

@@ -44,7 +44,9 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("running", {"gdag.execute", "gdag.speculate", "gdag.provenance", "gdag.runner"}),
     (
         "features",
-        {"gdag.replay", "gdag.graphview", "gdag.doctor", "gdag.hooks", "gdag.watch"},
+        {"gdag.replay", "gdag.graphview", "gdag.doctor", "gdag.hooks", "gdag.hookqueue"}
+        | {"gdag.hookevents"}
+        | {"gdag.watch"},
     ),
     ("output", {"gdag.output", "gdag.render", "gdag.progress"}),
     ("commands", {"gdag.commands", "gdag.cli", "gdag.main", "gdag.__main__"}),

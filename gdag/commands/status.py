@@ -11,7 +11,7 @@ SPEC = Spec((JSON, PATH, LOG))
 
 
 def run(*, json_out: bool, path: str | None, log: str | None) -> int:
-    from gdag.hooks import recent_errors
+    from gdag.hooks import broken_hooks, pending, recent_errors
     from gdag.runner import Engine
     from gdag.workspace import Workspace
 
@@ -25,6 +25,13 @@ def run(*, json_out: bool, path: str | None, log: str | None) -> int:
         )
     for line in recent_errors(ws.store):
         sys.stderr.write(f"gdag: warning: hook failed: {line}\n")
+    for hook in broken_hooks(ws.store):
+        sys.stderr.write(f"gdag: warning: hook {hook.name} cannot run: {hook.problem}\n")
+    if queued := pending(ws.store):
+        sys.stderr.write(
+            f"gdag: warning: {queued} git event(s) queued by the hooks, not published yet "
+            "(`gdag hook --drain` publishes them)\n"
+        )
     if json_out:
         print_json([s.to_json() for s in states])
         return 0
