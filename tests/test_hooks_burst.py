@@ -179,3 +179,22 @@ def test_events_go_to_the_log_of_the_branch_they_were_captured_on(work: Path) ->
     topic = git("rev-list", "--reverse", "main..topic", cwd=work).split()
     assert [c["sha"] for c in events(work, "git/commit", log="topic")][-3:] == topic
     assert not set(topic) & {c["sha"] for c in events(work, "git/commit", log="main")}
+
+
+def test_gdag_run_publishes_events_no_drainer_published(tmp_path: Path) -> None:
+    """An event a shim queued whose drainer never ran (killed, or could not start) is
+    published by the next `gdag run`, naming its own commit."""
+    import sys
+
+    repo = tmp_path / "repo"
+    assert gdag("init", "-C", str(repo), cwd=tmp_path).returncode == 0
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", "one", cwd=repo)
+    head = git("rev-parse", "HEAD", cwd=repo).strip()
+    queue = "from gdag.hookqueue import capture, enqueue; enqueue(capture('post-commit', [], b''))"
+    subprocess.run([sys.executable, "-c", queue], cwd=repo, check=True)
+    assert gdag("lookup", "git/commit", cwd=repo).returncode == 3  # not published yet
+    assert gdag("run", cwd=repo).returncode == 0
+    assert json.loads(gdag("lookup", "git/commit", cwd=repo).stdout)["sha"] == head
+    assert not list((repo / ".git" / "gdag" / "spool").glob("*.event"))
+    fsck(repo)

@@ -157,7 +157,8 @@ def pre_commit(repo: Path, *args: str) -> None:
 
 @pytest.fixture
 def with_pre_commit(work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    pytest.importorskip("pre_commit")
+    import pre_commit  # noqa: F401 - a test dependency: these tests never skip
+
     monkeypatch.setenv("PRE_COMMIT_HOME", str(tmp_path / "pre-commit-home"))
     (work / ".pre-commit-config.yaml").write_text("repos: []\n")
     git("add", ".pre-commit-config.yaml", cwd=work)

@@ -72,6 +72,7 @@ def run(
     from gdag.workspace import Workspace
 
     ws = Workspace.open(path, log)
+    _drain_hook_events(ws)
     cluster = cluster or os.environ.get("GDAG_CLUSTER") or None
     return run_nodes(
         ws,
@@ -87,6 +88,15 @@ def run(
         remote=remote,
         start=path,
     )
+
+
+def _drain_hook_events(ws: Workspace) -> None:
+    """Publish git events the hook shims queued and no drainer published (one killed, or
+    one that could not start): a run works on every commit made so far."""
+    from gdag import hooks
+
+    if hooks.pending(ws.store):
+        hooks.drain_queue(ws.store.user_commondir, lambda ws, output: None, linger=0.0)
 
 
 def run_nodes(
