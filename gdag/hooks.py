@@ -203,6 +203,11 @@ def install(store: Store, names: list[str] | None = None) -> list[HookState]:
     names = _names(names)
     directory = hooks_dir(store)
     _check_writable(store, directory)
+    if directory.exists() and not directory.is_dir():
+        raise GdagError(
+            f"{directory} is not a directory: git cannot run hooks from it",
+            hint="move it aside, or point core.hooksPath at a directory",
+        )
     directory.mkdir(parents=True, exist_ok=True)
     for name in names:
         path = _slot(directory / name)

@@ -169,6 +169,7 @@ CASES: list[tuple[list[str], int, str]] = [
     (["replay", "--from", "1", "--log", "nosuch"], REFUSED, "nosuch"),
     (["sync", "--log", "nosuch"], REFUSED, "nosuch"),
     (["watch", "--log", "nosuch"], REFUSED, "nosuch"),
+    (["doctor", "--log", "nosuch"], REFUSED, "nosuch"),
     # -- remotes
     (["sync", "nosuch"], REFUSED, "nosuch"),
     (["sync", "{where}/missing.git"], REFUSED, "missing.git"),
@@ -178,12 +179,6 @@ CASES: list[tuple[list[str], int, str]] = [
     (["run", "--remote", "nosuch"], REFUSED, "nosuch"),
     (["watch", "--remote", "nosuch"], REFUSED, "nosuch"),
 ]
-
-
-# Left out of the table while their cause is fixed where it lies (each still ends in
-# a traceback and exit 4, or in a wrong success):
-# - .git/hooks that is a file, for `hooks install`: `hooks.install` makes the directory.
-# - `doctor --log nosuch` reports "no problems found" (gdag/doctor.py).
 
 
 def _id(case: tuple[list[str], int, str]) -> str:
@@ -219,6 +214,17 @@ def test_a_definition_that_cannot_be_read_is_refused(where: Path, shape: str) ->
         assert r.returncode == REFUSED and r.stderr.startswith("gdag: error: "), r.stderr
         assert "gdag.toml" in r.stderr.splitlines()[0], r.stderr
     assert snapshot(repo) == before
+
+
+def test_hooks_install_refuses_a_hooks_directory_that_is_a_file(where: Path) -> None:
+    repo = where / "repo"
+    hooks = repo / ".git" / "hooks"
+    shutil.rmtree(hooks, ignore_errors=True)
+    hooks.write_text("not a directory")
+    r = gdag("hooks", "install", cwd=repo)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == REFUSED and "not a directory" in r.stderr, r.stderr
+    assert hooks.read_text() == "not a directory"
 
 
 def test_a_directory_gdag_may_not_search_is_refused(where: Path) -> None:
@@ -272,7 +278,7 @@ def test_global_options_before_every_command(where: Path, args: list[str]) -> No
     r = gdag("-C", str(repo), "--log=nosuch", *args, cwd=where)
     if args[0] in ("init", "hooks", "check"):
         assert r.returncode == 0, r.stderr  # init creates the log; hooks and check read none
-    elif args[0] != "doctor":  # doctor (gdag/doctor.py) does not look for the log yet
+    else:
         assert r.returncode == REFUSED and "nosuch" in r.stderr, r.stderr
 
 

@@ -23,10 +23,15 @@ SPEC = Spec(
 
 
 def run(*, repair: bool, json_out: bool, path: str | None, log: str | None) -> int:
+    import os
+
     from gdag.doctor import examine
     from gdag.workspace import Workspace
 
-    findings = examine(Workspace.open(path, log), repair)
+    ws = Workspace.open(path, log)
+    if log is not None or os.environ.get("GDAG_LOG"):
+        ws.log.require_tip()  # a log named that does not exist is refused, not examined
+    findings = examine(ws, repair)
     if json_out:
         print_json([f.to_json() for f in findings])
     else:
