@@ -51,7 +51,6 @@ def run(
     path: str | None,
     log: str | None,
 ) -> int:
-    from gdag.commands.run import run_detached, run_nodes
     from gdag.workspace import Workspace
 
     source = value_source(value, file, directory, path)
@@ -68,6 +67,8 @@ def run(
         out(f"{result.output} v{result.version} @ {result.offset}{state}\n".encode())
     if no_run or result.session or not result.changed or not has_subscribers(ws, output):
         return 0
+    from gdag.commands.run import run_detached, run_nodes
+
     if detach:
         run_detached(ws, [output], cluster)
         return 0
