@@ -222,8 +222,7 @@ class Store:
             where = find_location(Path(start))
         except PermissionError as exc:
             raise NotARepositoryError(
-                f"cannot look for a git repository at {start}: "
-                f"{exc.strerror} ({exc.filename})",
+                f"cannot look for a git repository at {start}: {exc.strerror} ({exc.filename})",
                 hint="run gdag where you may read the repository, or pass -C PATH",
             ) from None
         user = cls(where.gitdir, where.workdir, commondir=where.commondir, config=where.config)
