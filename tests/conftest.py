@@ -100,3 +100,15 @@ def fanout_17_values(count: int) -> list[bytes]:
             found.append(data)
         i += 1
     return found
+
+
+def wait_for(path: Path, timeout: float = 60.0) -> str:
+    """The text of a file a process writes, once it is there and not empty (bounded)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip()
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never appeared")

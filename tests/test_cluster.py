@@ -16,7 +16,7 @@ from pathlib import Path
 
 import distributed  # noqa: F401 - the cluster extra is a test dependency: never skipped
 import pytest
-from conftest import define, fsck, gdag, git
+from conftest import define, fsck, gdag, git, wait_for
 
 DASK = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
 WORKER = [sys.executable, "-m", "distributed.cli.dask_worker"]
@@ -203,15 +203,6 @@ SLOW = """
     publishes = ["o"]
     env = {{ MARKS = "{marks}" }}
 """
-
-
-def wait_for(path: Path, timeout: float = 60.0) -> str:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if path.exists() and path.read_text().strip():
-            return path.read_text().strip()
-        time.sleep(0.05)
-    raise AssertionError(f"{path} never appeared")
 
 
 def test_a_worker_killed_mid_job_reruns_it_elsewhere(tmp_path: Path, cluster: str) -> None:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import define, fsck, gdag, git
+from conftest import define, fsck, gdag, git, wait_for
 
 
 def status_of(repo: Path, node: str) -> dict:
@@ -81,15 +81,6 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-def wait_for(path: Path, timeout: float = 30.0) -> str:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if path.exists() and path.read_text().strip():
-            return path.read_text().strip()
-        time.sleep(0.05)
-    raise AssertionError(f"{path} never appeared")
 
 
 HANG_SHELL = """

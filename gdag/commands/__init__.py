@@ -213,6 +213,19 @@ CLUSTER = Option(
     "text",
     "ADDRESS",
 )
+
+
+def cluster_and_jobs(
+    cluster: str | None, jobs: int | None, default: int = 0
+) -> tuple[str | None, int]:
+    """The cluster a run sends jobs to (`--cluster`, else $GDAG_CLUSTER) and how many
+    run at once: `-j`, else 0 with a cluster (its threads), else `default` (0: CPUs)."""
+    import os
+
+    cluster = cluster or os.environ.get("GDAG_CLUSTER") or None
+    return cluster, jobs or (0 if cluster else default or os.cpu_count() or 1)
+
+
 JOBS = Option("jobs", ("--jobs", "-j"), "Parallel nodes (default: CPUs).", "int", "N", minimum=1)
 QUIET = Option("quiet", ("--quiet", "-q"), "No progress output.")
 # Global options: also accepted before the command (`gdag -C repo log`), as with git.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from gdag.commands import CLUSTER, JSON, LOG, PATH, Argument, Option, Spec
+from gdag.commands import CLUSTER, JSON, LOG, PATH, Argument, Option, Spec, cluster_and_jobs
 from gdag.errors import UsageError
 from gdag.output import out, print_json
 
@@ -72,10 +72,9 @@ def run(
     if detach:
         run_detached(ws, [output], cluster)
         return 0
-    import os
 
-    cluster = cluster or os.environ.get("GDAG_CLUSTER") or None
-    return run_nodes(ws, [output], jobs=0 if cluster else 1, quiet=json_out, cluster=cluster)
+    cluster, jobs = cluster_and_jobs(cluster, None, default=1)
+    return run_nodes(ws, [output], jobs=jobs, quiet=json_out, cluster=cluster)
 
 
 def value_source(

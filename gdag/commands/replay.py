@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from gdag.commands import CLUSTER, JOBS, JSON, LOG, PATH, QUIET, REQUIRED, Option, Spec
+from gdag.commands import (
+    CLUSTER,
+    JOBS,
+    JSON,
+    LOG,
+    PATH,
+    QUIET,
+    REQUIRED,
+    Option,
+    Spec,
+    cluster_and_jobs,
+)
 from gdag.output import print_json
 
 SPEC = Spec(
@@ -50,7 +61,6 @@ def run(
     path: str | None,
     log: str | None,
 ) -> int:
-    import os
 
     from gdag.progress import ReplayView
     from gdag.replay import Replay
@@ -58,8 +68,7 @@ def run(
 
     ws = Workspace.open(path, log)
     view = ReplayView(quiet=quiet or json_out)
-    cluster = cluster or os.environ.get("GDAG_CLUSTER") or None
-    jobs = jobs or (0 if cluster else os.cpu_count() or 1)
+    cluster, jobs = cluster_and_jobs(cluster, jobs)
     result = Replay(ws, jobs, view, cluster).run(from_, to, onto, only or None, dry_run)
     view.close(result, dry_run)
     if json_out:

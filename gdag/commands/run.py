@@ -6,7 +6,18 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from gdag.commands import CLUSTER, JOBS, JSON, LOG, PATH, QUIET, Argument, Option, Spec
+from gdag.commands import (
+    CLUSTER,
+    JOBS,
+    JSON,
+    LOG,
+    PATH,
+    QUIET,
+    Argument,
+    Option,
+    Spec,
+    cluster_and_jobs,
+)
 
 if TYPE_CHECKING:
     from gdag.lease import NodeLeases
@@ -73,11 +84,11 @@ def run(
 
     ws = Workspace.open(path, log)
     _drain_hook_events(ws)
-    cluster = cluster or os.environ.get("GDAG_CLUSTER") or None
+    cluster, jobs = cluster_and_jobs(cluster, jobs)
     return run_nodes(
         ws,
         targets or None,
-        jobs=jobs or (0 if cluster else os.cpu_count() or 1),
+        jobs=jobs,
         cluster=cluster,
         quiet=quiet,
         dry_run=dry_run,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gdag.commands import CLUSTER, JOBS, LOG, PATH, QUIET, Option, Spec
+from gdag.commands import CLUSTER, JOBS, LOG, PATH, QUIET, Option, Spec, cluster_and_jobs
 
 SPEC = Spec(
     (
@@ -41,8 +41,7 @@ def run(
     from gdag.watch import Watcher
 
     view = RunView(quiet=quiet)
-    cluster = cluster or os.environ.get("GDAG_CLUSTER") or None
-    jobs = jobs or (0 if cluster else os.cpu_count() or 1)
+    cluster, jobs = cluster_and_jobs(cluster, jobs)
     watcher = Watcher(path, log, jobs, view, interval, remote, cluster)
     explicit = log if log is not None else os.environ.get("GDAG_LOG") or None
     if remote is None and explicit != "@branch":
