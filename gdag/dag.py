@@ -1,21 +1,24 @@
-"""The compiled definition as frozen dataclasses: `Dag`, `Node`, `OutputDecl`.
+"""The compiled definition as frozen records: `Dag`, `Node`, `OutputDecl`.
 
 `definition.compile_definition` builds the JSON form stored in the log as
 `dag.json`, and this module turns it into typed objects once; the rest of the
 code reads attributes. `Dag.to_json` gives back exactly the stored form (a
 golden test pins its bytes and the node code hashes: a log must not see its
 nodes turn stale after an upgrade).
+
+The records are `gdag.records.Frozen` (as `@dataclass(frozen=True)`, without
+its start-up cost: `publish` and `lookup` import this module).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from gdag.names import is_pattern, matches
+from gdag.records import Frozen
 from gdag.types import BYTES, Type, parse_type
 
 SHELL = "shell"
@@ -30,13 +33,16 @@ def _frozen(d: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(d)) if d else _EMPTY
 
 
-@dataclass(frozen=True)
-class OutputDecl:
+class OutputDecl(Frozen):
     """A declared output (a name or a pattern) and its type."""
 
+    __slots__ = ("name", "type", "origin")
     name: str
     type: str
-    origin: str | None = None  # e.g. "return of <node>" for a type taken from an annotation
+    origin: str | None  # e.g. "return of <node>" for a type taken from an annotation
+
+    def __init__(self, name: str, type: str, origin: str | None = None) -> None:
+        self._set(name=name, type=type, origin=origin)
 
     @property
     def parsed(self) -> Type:
@@ -46,25 +52,78 @@ class OutputDecl:
         return {"type": self.type, **({"from": self.origin} if self.origin else {})}
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(Frozen):
     """A compiled node: what it runs, what it reads and publishes, and its code hash."""
 
+    __slots__ = (
+        "name",
+        "kind",
+        "command",
+        "inputs",
+        "publishes",
+        "code",
+        "mode",
+        "when",
+        "timeout",
+        "env",
+        "cwd",
+        "speculative",
+        "cache",
+        "sources",
+        "local",
+    )
     name: str
     kind: str  # SHELL | PYTHON
     command: str  # the shell command, or module:function
     inputs: Mapping[str, str]  # argument -> output name or pattern
     publishes: tuple[str, ...]
     code: str
-    mode: str = "latest"
-    when: str = "any"
-    timeout: float | None = None
-    env: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
-    cwd: str = "."
-    speculative: bool = False
-    cache: bool = True
-    sources: tuple[str, ...] = ()
-    local: bool = False  # runs on the coordinating machine even with a cluster
+    mode: str
+    when: str
+    timeout: float | None
+    env: Mapping[str, str]
+    cwd: str
+    speculative: bool
+    cache: bool
+    sources: tuple[str, ...]
+    local: bool  # runs on the coordinating machine even with a cluster
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        kind: str,
+        command: str,
+        inputs: Mapping[str, str],
+        publishes: tuple[str, ...],
+        code: str,
+        mode: str = "latest",
+        when: str = "any",
+        timeout: float | None = None,
+        env: Mapping[str, str] = _EMPTY,
+        cwd: str = ".",
+        speculative: bool = False,
+        cache: bool = True,
+        sources: tuple[str, ...] = (),
+        local: bool = False,
+    ) -> None:
+        self._set(
+            name=name,
+            kind=kind,
+            command=command,
+            inputs=inputs,
+            publishes=publishes,
+            code=code,
+            mode=mode,
+            when=when,
+            timeout=timeout,
+            env=env,
+            cwd=cwd,
+            speculative=speculative,
+            cache=cache,
+            sources=sources,
+            local=local,
+        )
 
     @classmethod
     def from_json(cls, name: str, d: Mapping[str, Any]) -> Node:
@@ -121,19 +180,42 @@ class Node:
         )
 
 
-@dataclass(frozen=True)
-class Dag:
+class Dag(Frozen):
     """The compiled definition in force: outputs, nodes, and what it was compiled from."""
 
+    __slots__ = ("format", "source", "modules", "outputs", "nodes", "watch", "globs", "cluster")
     format: int
     source: str  # sha256 of the definition file
-    modules: tuple[str, ...] = ()
-    outputs: Mapping[str, OutputDecl] = field(default_factory=lambda: _EMPTY)
-    nodes: Mapping[str, Node] = field(default_factory=lambda: _EMPTY)
+    modules: tuple[str, ...]
+    outputs: Mapping[str, OutputDecl]
+    nodes: Mapping[str, Node]
     # Files (relative to the definition) -> sha256; sources patterns -> files matched.
-    watch: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
-    globs: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _EMPTY)
-    cluster: str | None = None  # [cluster] address: where runs send node jobs by default
+    watch: Mapping[str, str]
+    globs: Mapping[str, tuple[str, ...]]
+    cluster: str | None  # [cluster] address: where runs send node jobs by default
+
+    def __init__(
+        self,
+        *,
+        format: int,
+        source: str,
+        modules: tuple[str, ...] = (),
+        outputs: Mapping[str, OutputDecl] = _EMPTY,
+        nodes: Mapping[str, Node] = _EMPTY,
+        watch: Mapping[str, str] = _EMPTY,
+        globs: Mapping[str, tuple[str, ...]] = _EMPTY,
+        cluster: str | None = None,
+    ) -> None:
+        self._set(
+            format=format,
+            source=source,
+            modules=modules,
+            outputs=outputs,
+            nodes=nodes,
+            watch=watch,
+            globs=globs,
+            cluster=cluster,
+        )
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Dag:

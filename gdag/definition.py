@@ -11,13 +11,13 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gdag.dag import Dag
 from gdag.errors import DefinitionError, GdagError
 from gdag.names import check_output_name, check_simple_name, env_name, is_pattern
+from gdag.records import Frozen
 from gdag.types import parse_type
 
 if TYPE_CHECKING:
@@ -69,14 +69,17 @@ DAG_KEYS = {"modules"}
 TOP_KEYS = {"outputs", "nodes", "dag", "log", "cluster"}
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(Frozen):
     """Where the definition came from and its raw bytes."""
 
+    __slots__ = ("path", "data", "name")
     path: Path | None
     data: bytes
     # Where a definition without a file came from (`HEAD:gdag.toml` of a bare repository).
-    name: str | None = None
+    name: str | None
+
+    def __init__(self, path: Path | None, data: bytes, name: str | None = None) -> None:
+        self._set(path=path, data=data, name=name)
 
     @property
     def digest(self) -> str:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 from gdag import layout, state, trailers
 from gdag.errors import GdagError, NoLogError, StoreError, UnknownError
 from gdag.names import check_simple_name
+from gdag.records import Record
 from gdag.repo import MODE_BLOB, Entry, Store
 from gdag.retry import CAS, Backoff
 
@@ -33,17 +33,28 @@ parse_trailers = trailers.parse
 format_message = trailers.format_message
 
 
-@dataclass
-class Event:
+class Event(Record):
     """One commit of the log, as read back."""
 
-    offset: int
-    kind: str
-    sha: bytes
-    time: int
-    summary: str
-    outputs: list[str] = field(default_factory=list)
-    trailers: dict[str, list[str]] = field(default_factory=dict)
+    __slots__ = ("offset", "kind", "sha", "time", "summary", "outputs", "trailers")
+
+    def __init__(
+        self,
+        offset: int,
+        kind: str,
+        sha: bytes,
+        time: int,
+        summary: str,
+        outputs: list[str] | None = None,
+        trailers: dict[str, list[str]] | None = None,
+    ) -> None:
+        self.offset = offset
+        self.kind = kind
+        self.sha = sha
+        self.time = time
+        self.summary = summary
+        self.outputs = [] if outputs is None else outputs
+        self.trailers = {} if trailers is None else trailers
 
     def first(self, key: str) -> str | None:
         values = self.trailers.get(key)

@@ -15,12 +15,12 @@ import time
 import zlib
 from binascii import unhexlify
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from gdag.dirs import make_dirs
 from gdag.errors import StoreError
+from gdag.records import Frozen
 from gdag.retry import RACE, SYSTEM_CLOCK, Backoff, Clock
 
 if TYPE_CHECKING:
@@ -48,12 +48,15 @@ TMP_PREFIX = "tmp_obj_"
 _TYPE_NUMS = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(Frozen):
     """One entry of a tree: its mode and object id."""
 
+    __slots__ = ("mode", "sha")
     mode: int
     sha: bytes
+
+    def __init__(self, mode: int, sha: bytes) -> None:
+        self._set(mode=mode, sha=sha)
 
     @property
     def is_tree(self) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -30,6 +29,7 @@ from gdag.objects import (
     ObjectStore,
     identity,
 )
+from gdag.records import Frozen
 from gdag.refs import STALE_LOCK_SECONDS, ZERO, LocalRefs
 from gdag.retry import SYSTEM_CLOCK, Clock
 
@@ -52,14 +52,17 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Location:
+class Location(Frozen):
     """Where git finds a repository: its git dir, common dir, work tree (None if bare)."""
 
+    __slots__ = ("gitdir", "commondir", "workdir", "config")
     gitdir: Path
     commondir: Path
     workdir: Path | None
     config: Config
+
+    def __init__(self, gitdir: Path, commondir: Path, workdir: Path | None, config: Config):
+        self._set(gitdir=gitdir, commondir=commondir, workdir=workdir, config=config)
 
 
 def find_location(start: Path, env: Mapping[str, str] = os.environ) -> Location:

@@ -8,23 +8,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from gdag import layout
 from gdag.dag import Dag
 from gdag.layout import Layout
 from gdag.names import matches
+from gdag.records import Record
 from gdag.repo import MODE_BLOB, Entry, Store
 
 
-@dataclass
-class OutputState:
+class OutputState(Record):
     """An output's current value entry and its metadata."""
 
-    name: str
-    value: Entry
-    meta: dict[str, Any]
+    __slots__ = ("name", "value", "meta")
+
+    def __init__(self, name: str, value: Entry, meta: dict[str, Any]) -> None:
+        self.name = name
+        self.value = value
+        self.meta = meta
 
     @property
     def version(self) -> int:

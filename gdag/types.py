@@ -9,22 +9,25 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from gdag.errors import DefinitionError, ValueRefusedError
+from gdag.records import Frozen
 
 SCALARS = ("bytes", "str", "int", "float", "bool", "json", "dir")
 TEXT_TYPES = ("str",)
 
 
-@dataclass(frozen=True)
-class Type:
+class Type(Frozen):
     """A parsed type expression: a scalar, list[T], dict[str, T], T | None or module:Name."""
 
+    __slots__ = ("kind", "arg", "ref")
     kind: str  # one of SCALARS, "list", "dict", "optional", "model"
-    arg: Type | None = None
-    ref: str | None = None  # module:Name for models
+    arg: Type | None
+    ref: str | None  # module:Name for models
+
+    def __init__(self, kind: str, arg: Type | None = None, ref: str | None = None) -> None:
+        self._set(kind=kind, arg=arg, ref=ref)
 
     def __str__(self) -> str:
         if self.kind == "list":

@@ -19,6 +19,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     (
         "base",
         {"gdag", "gdag.errors", "gdag.names", "gdag.nodestates", "gdag.trailers", "gdag.retry"}
+        | {"gdag.records"}
         | {"gdag.dirs"},
     ),
     ("values and user code", {"gdag.types", "gdag.schema", "gdag.usercode", "gdag.layout"}),
