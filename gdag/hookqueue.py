@@ -6,7 +6,11 @@ A shim writes what identifies its event (git's arguments and standard input,
 commits is captured commit by commit. One drainer at a time (a lock file)
 publishes the queued events in capture order; a file goes only once its
 event is published, so a killed drainer loses nothing: the next hook, or
-`gdag hook --drain`, picks up what is left. The file format is the shim's:
+`gdag hook --drain`, picks up what is left. Nor does it publish twice: the
+drainer names the event it is publishing in `spool/inflight` first, and the
+next drainer, finding that name, is told which event may already be in the log
+(`Event.resumed`, when that drainer began it) so that the outputs already
+published under its publish id are skipped. The file format is the shim's:
 
     gdag-event 1
     <hook>
@@ -34,6 +38,7 @@ SPOOL = "spool"
 SUFFIX = ".event"
 LOCK = "drain.lock"
 PIDFILE = "drain.pid"
+INFLIGHT = "inflight"  # the event a drainer is publishing, while it publishes it
 LINGER = 1.0  # seconds an idle drainer waits for the next event of a burst
 POLL = 0.02
 WRITING_AGE = 60.0  # an event file incomplete for longer was left by a killed shim
@@ -55,6 +60,9 @@ class Event:
     args: list[str] = field(default_factory=list)
     stdin: bytes = b""
     path: Path | None = None
+    # When a killed drainer began publishing this event (0.0: none did): some of its
+    # outputs may be in the log already.
+    resumed: float = 0.0
 
     @property
     def id(self) -> str:
@@ -190,6 +198,11 @@ def drain(
     done = 0
     linger = LINGER if linger is None else linger
     with draining(spool):
+        try:
+            interrupted = (spool / INFLIGHT).read_text().strip()
+            interrupted_at = (spool / INFLIGHT).stat().st_mtime
+        except OSError:
+            interrupted, interrupted_at = "", 0.0
         (spool / PIDFILE).write_text(f"{os.getpid()}\n")
         idle_since = time.monotonic()
         while True:
@@ -219,11 +232,14 @@ def drain(
             prepare(events)
             for event in events:
                 assert event.path is not None
+                event.resumed = interrupted_at if event.path.name == interrupted else 0.0
+                (spool / INFLIGHT).write_text(event.path.name + "\n")
                 try:
                     publish(event)
                 except Exception as exc:  # noqa: BLE001 - recorded; the queue moves on
                     failed(event.path, exc)
                 _discard(event.path)
+                (spool / INFLIGHT).unlink()
             settle(events)
             done += len(events)
             idle_since = time.monotonic()

@@ -338,9 +338,17 @@ def drain_queue(
         from gdag.workspace import ValueSource
 
         ws = _workspace_of(event, opened)
+        publish_id = f"h{event.id}"
+        already = set()
+        if event.resumed:  # a killed drainer was publishing it: what got into the log?
+            from gdag.log import published_under
+
+            already = published_under(ws.log, publish_id, event.resumed)
         for output, value in payloads(event):
+            if output in already:
+                continue  # published before a drainer was killed, and not again
             data = ValueSource(data=json.dumps(value).encode())
-            done = ws.publish(output, data, "json", publish_id=f"h{event.id}", lenient=True)
+            done = ws.publish(output, data, "json", publish_id=publish_id, lenient=True)
             for note in done.notes:
                 record_error(event.where, event.hook, GdagError(note))
             if not done.notes:

@@ -267,6 +267,21 @@ def local_commit(log: Log, tip: bytes | None, commit: bytes) -> bool:
 # -- re-applying publishes (replay and sync) ----------------------------------------------
 
 
+def published_under(log: Log, publish_id: str, since: float) -> set[str]:
+    """The outputs that events committed at or after `since` (a time, seconds) published
+    under `publish_id`. Commit times only grow along the log, so the scan, newest
+    first, stops at the first older event (2 s of slack for whole-second times)."""
+    found: set[str] = set()
+    if log.tip() is None:
+        return found
+    for event in log.events():
+        if event.time < since - 2:
+            break
+        if event.first(trailers.PUBLISH_ID) == publish_id:
+            found.update(event.outputs)
+    return found
+
+
 def publish_events(log: Log, newest: bytes, stop_below: int) -> list[Event]:
     """External publish events from `newest` back to offset `stop_below`, oldest first."""
     found = []

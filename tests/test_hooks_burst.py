@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -136,6 +137,47 @@ def test_killed_drainer_loses_nothing(work: Path) -> None:
     assert drained(work)
     shas = git("rev-list", "--reverse", "HEAD~4..HEAD", cwd=work).split()
     assert [c["sha"] for c in events(work, "git/commit")] == shas
+
+
+def queue_without_drainer(repo: Path, commits: int) -> list[Path]:
+    """Make `commits` commits while the pid file names a live process (this one), so
+    the shims queue their events and start no drainer; the queued files, in order."""
+    spool(repo).mkdir(parents=True, exist_ok=True)
+    (spool(repo) / "drain.pid").write_text(f"{os.getpid()}\n")
+    for i in range(commits):
+        git("commit", "-q", "--allow-empty", "-m", f"k{i}", cwd=repo)
+    (spool(repo) / "drain.pid").unlink()
+    return sorted(spool(repo).glob("*.event"), key=lambda p: int(p.name.split("-")[0]))
+
+
+@pytest.mark.parametrize("published", [True, False], ids=["after-publish", "before-publish"])
+def test_a_drainer_killed_mid_event_publishes_it_exactly_once(work: Path, published: bool) -> None:
+    """A drainer SIGKILLed while publishing an event leaves its file queued and its name
+    in spool/inflight; whether or not the publish reached the log, the next drainer
+    publishes each commit once. The state is made exactly: drain, then put back the
+    files and the marker as a kill after (or before) the publish leaves them."""
+    queued = queue_without_drainer(work, 3)
+    assert len(queued) == 3
+    kept = {p: p.read_bytes() for p in queued}
+    before = time.time() - 0.5
+    killed_at = queued[-1] if published else queued[0]
+    if published:
+        assert gdag("hook", "--drain", cwd=work).returncode == 0
+        assert not list(spool(work).glob("*.event"))
+        # Killed after publishing the last event, before removing its file.
+        killed_at.write_bytes(kept[killed_at])
+    marker = spool(work) / "inflight"
+    marker.write_text(killed_at.name + "\n")
+    os.utime(marker, (before, before))
+    assert gdag("hook", "--drain", cwd=work).returncode == 0
+    assert drained(work)
+    assert not marker.exists()
+    shas = git("rev-list", "--reverse", "HEAD~3..HEAD", cwd=work).split()
+    published_shas = [c["sha"] for c in events(work, "git/commit")]
+    assert published_shas[-3:] == shas
+    assert len(published_shas) == len(set(published_shas))  # nothing twice
+    assert not (work / ".git/gdag/hook-errors").exists()
+    fsck(work)
 
 
 def test_commits_in_a_linked_worktree_publish_their_own_commits(work: Path) -> None:
