@@ -110,6 +110,83 @@ def test_post_receive_publishes_one_event_per_pushed_ref(tmp_path: Path) -> None
     assert not (server / "gdag" / "hook-errors").exists()
 
 
+PUSHES = """
+[nodes.seen]
+run = 'cat "$GDAG_IN_P" > "$GDAG_OUT/seen"'
+inputs = { p = "git/push" }
+publishes = ["seen"]
+mode = "each"
+
+[nodes.double]
+run = 'cat "$GDAG_IN_X" "$GDAG_IN_X" > "$GDAG_OUT/doubled"'
+inputs = { x = "x" }
+publishes = ["doubled"]
+"""
+
+
+def test_run_remote_finishes_against_a_server_whose_hook_publishes(tmp_path: Path) -> None:
+    """The server's post-receive publishes every branch push into the very log that
+    `run --remote` takes leases on and merges into: while one clone pushes branches
+    and values, another's `run --remote` keeps up, and a last one finishes with every
+    push seen once and no livelock between gdag's pushes and the hook."""
+    server = tmp_path / "server.git"
+    git("init", "-q", "--bare", "-b", "main", str(server), cwd=tmp_path)
+    seed = tmp_path / "seed"
+    git("init", "-q", "-b", "main", str(seed), cwd=tmp_path)
+    (seed / "gdag.toml").write_text(PUSHES)
+    git("add", "gdag.toml", cwd=seed)
+    git("commit", "-qm", "definition", cwd=seed)
+    git("remote", "add", "origin", f"file://{server}", cwd=seed)
+    git("push", "-q", "origin", "main", cwd=seed)
+    assert gdag("init", cwd=seed).returncode == 0
+    assert gdag("sync", "origin", cwd=seed).returncode == 0
+    r = gdag("hooks", "install", "--hook", "post-receive", "-C", str(server), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    worker = tmp_path / "worker"
+    git("clone", "-q", f"file://{server}", str(worker), cwd=tmp_path)
+    assert gdag("sync", "origin", cwd=worker).returncode == 0
+    stop = tmp_path / "stop"
+    loop = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys, time\n"
+            "from gdag.main import main\n"
+            "while not os.path.exists(sys.argv[1]):\n"
+            "    assert main(['run', '--remote', 'origin', '-q']) == 0\n"
+            "    time.sleep(0.05)\n",
+            str(stop),
+        ],
+        cwd=worker,
+    )
+    try:
+        pushed = []
+        for i in range(6):
+            pushed.append(commit(seed, f"b{i}"))
+            git("push", "-q", "origin", f"HEAD:refs/heads/b{i}", cwd=seed)
+            assert gdag("publish", "x", f"v{i}", "--no-run", cwd=seed).returncode == 0
+            assert gdag("sync", "origin", cwd=seed).returncode == 0
+        assert drained(server)
+    finally:
+        stop.touch()
+        assert loop.wait(timeout=120) == 0
+    last = gdag("run", "--remote", "origin", cwd=worker, timeout=120)
+    assert last.returncode == 0, last.stderr
+    pushes = events(server, "git/push")
+    assert [p["new"] for p in pushes] == pushed
+    seen = events(server, "seen")
+    assert seen == pushes  # each push once, in order
+    assert gdag("sync", "origin", cwd=worker).returncode == 0
+    assert gdag("lookup", "doubled", cwd=worker).stdout == b"v5v5"
+    assert not (server / "gdag" / "hook-errors").exists()
+    proc = subprocess.run(
+        ["git", f"--git-dir={server}", "fsck", "--strict", "--no-dangling"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
 def malformed_commit(repo: Path, line: str) -> str:
     """A commit git's fsck calls malformed, as old tools wrote them, made the user's HEAD."""
     tree = git("write-tree", cwd=repo).strip()

@@ -454,3 +454,41 @@ def test_bare_partial_clone_names_a_missing_definition(tmp_path: Path) -> None:
     git("cat-file", "blob", "HEAD:gdag.toml", cwd=bare)  # the hint: fetched on demand
     use(bare)
     untouched(bare)
+
+
+def test_core_hooks_path_inside_the_repository(tmp_path: Path) -> None:
+    """A shared hooks directory in the work tree (`core.hooksPath = .githooks`, as
+    husky and many teams set it): gdag installs its shims there, keeps the team's own
+    hook chained, each commit publishes its own commit, and uninstall puts the team's
+    hook back byte for byte."""
+    repo = committed_repo(tmp_path / "repo")
+    team = repo / ".githooks"
+    team.mkdir()
+    ran = tmp_path / "team-hook-ran"
+    own = f'#!/bin/sh\necho "$@" >> "{ran}"\n'
+    (team / "post-commit").write_text(own)
+    (team / "post-commit").chmod(0o755)
+    git("config", "core.hooksPath", ".githooks", cwd=repo)
+    assert gdag("init", cwd=repo).returncode == 0
+    r = gdag("hooks", "install", "--hook", "post-commit", cwd=repo)
+    assert r.returncode == 0, r.stderr
+    assert not (repo / ".git" / "hooks" / "post-commit").exists()
+    listed = gdag("hooks", "list", "--json", cwd=repo)
+    assert listed.returncode == 0, listed.stderr
+    (entry,) = [h for h in json.loads(listed.stdout) if h["name"] == "post-commit"]
+    assert Path(entry["path"]).resolve() == (team / "post-commit").resolve()
+    for i in range(3):
+        git("commit", "-q", "--allow-empty", "-m", f"c{i}", cwd=repo)
+    assert ran.read_text().count("\n") == 3  # the team's hook still runs, once a commit
+    assert gdag("hook", "--drain", cwd=repo).returncode == 0
+    shas = git("rev-list", "--reverse", "HEAD~3..HEAD", cwd=repo).split()
+    logged = gdag("log", "--json", "--output", "git/commit", cwd=repo)
+    assert logged.returncode == 0, logged.stderr
+    commits = [
+        json.loads(gdag("lookup", "git/commit", "--at", str(e["offset"]), cwd=repo).stdout)["sha"]
+        for e in reversed(json.loads(logged.stdout))
+    ]
+    assert commits == shas
+    assert gdag("hooks", "uninstall", cwd=repo).returncode == 0
+    assert (team / "post-commit").read_text() == own
+    untouched(repo)
