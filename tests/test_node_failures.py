@@ -32,7 +32,16 @@ def status_of(repo: Path, node: str) -> dict:
         ("os._exit(7)", "its Python process exited with status 7"),
         ("os.abort()", "its Python process was killed by SIGABRT"),
         ("raise SystemExit('bye')", "called sys.exit('bye')"),
+        # Memory exhausted: under an address-space limit, the allocations fail ...
+        (
+            "import resource; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+            "hog = [bytearray(1 << 20) for _ in range(4096)]",
+            "ran out of memory (MemoryError",
+        ),
+        # ... or the kernel's out-of-memory killer ends the process with SIGKILL.
+        ("os.kill(os.getpid(), 9)", "its Python process was killed by SIGKILL"),
     ],
+    ids=["sys.exit", "os._exit", "os.abort", "SystemExit", "memory-error", "oom-kill"],
 )
 def test_a_python_node_that_exits_fails_its_session_only(
     repo: Path, body: str, message: str

@@ -105,7 +105,11 @@ def _run_python(job: Job, tmp: Path, emit: Emit) -> JobResult:
         text = call_python(job, tmp, emit)
     except GdagError as exc:
         return failed(exc.message)
+    except MemoryError as exc:  # the traceback's own allocations may fail too: none
+        return failed(f"node {job.node!r} ran out of memory ({type(exc).__name__}: {exc})")
     except Exception as exc:
         tb = traceback.format_exc().encode()
-        return JobResult("failed", None, tb, error=f"{type(exc).__name__}: {exc}")
+        return JobResult(
+            "failed", None, tb, error=f"node {job.node!r} raised {type(exc).__name__}: {exc}"
+        )
     return JobResult("ok", None, text)
