@@ -72,14 +72,22 @@ TOP_KEYS = {"outputs", "nodes", "dag", "log", "cluster"}
 class Source(Frozen):
     """Where the definition came from and its raw bytes."""
 
-    __slots__ = ("path", "data", "name")
+    __slots__ = ("path", "data", "name", "commit")
     path: Path | None
     data: bytes
-    # Where a definition without a file came from (`HEAD:gdag.toml` of a bare repository).
+    # Where a definition inside the repository came from (`HEAD:gdag.toml` of a bare
+    # repository), and the commit whose tree holds it.
     name: str | None
+    commit: bytes | None
 
-    def __init__(self, path: Path | None, data: bytes, name: str | None = None) -> None:
-        self._set(path=path, data=data, name=name)
+    def __init__(
+        self,
+        path: Path | None,
+        data: bytes,
+        name: str | None = None,
+        commit: bytes | None = None,
+    ) -> None:
+        self._set(path=path, data=data, name=name, commit=commit)
 
     @property
     def digest(self) -> str:
@@ -87,7 +95,7 @@ class Source(Frozen):
 
     @property
     def label(self) -> str:
-        return self.path.name if self.path else self.name or DEFINITION_FILE
+        return self.name or (self.path.name if self.path else DEFINITION_FILE)
 
 
 def read_source(root: Path | None) -> Source:
@@ -172,6 +180,7 @@ def _stored_blob(store: Store, rev: str, path: str) -> Source | None:
         obj = store.read(obj.object[1])  # type: ignore[attr-defined]
     if obj.type_name != b"commit":
         return None
+    commit = obj.id
     entry = store.tree_get(obj.tree, [p.encode() for p in path.split("/")])  # type: ignore[attr-defined]
     if entry is None or entry.is_tree:
         return None
@@ -180,7 +189,53 @@ def _stored_blob(store: Store, rev: str, path: str) -> Source | None:
             f"{rev}:{path} is not among this repository's objects (a partial clone?)",
             hint=f"fetch it: git cat-file blob {rev}:{path} >/dev/null",
         )
-    return Source(None, store.read_blob(entry.sha), f"{rev}:{path}")
+    return Source(None, store.read_blob(entry.sha), f"{rev}:{path}", commit)
+
+
+# A definition that names files beside it: Python nodes, [dag] modules, sources.
+_NAMES_FILES = re.compile(rb"^\s*(python|modules|sources)\s*=|@node|\[tool\.gdag", re.MULTILINE)
+TREES = "trees"  # under the gdag dir: bare repositories' definition commits, unpacked
+KEEP_TREES = 3
+
+
+def with_stored_files(store: Store, src: Source) -> Source:
+    """A bare repository's definition that names files beside it (Python nodes, `[dag]
+    modules`, `sources`), read from the tree of the commit it came from, unpacked once
+    under `gdag/trees/<commit>` in the common git dir: compiled, hashed and shipped to
+    nodes as from a work tree. It keeps its label (`HEAD:gdag.toml`)."""
+    if src.commit is None or src.name is None or not _NAMES_FILES.search(src.data):
+        return src
+    root = unpack_commit(store, src.commit)
+    return Source(root / src.name.partition(":")[2], src.data, src.name, src.commit)
+
+
+def unpack_commit(store: Store, commit: bytes) -> Path:
+    """The tree of `commit` as files under the gdag dir (written once, atomically; the
+    oldest beyond the newest few are removed). Submodules are empty directories."""
+    import shutil
+
+    from gdag.values import materialise
+
+    trees = store.gdag_dir / TREES
+    target = trees / commit.decode()
+    if target.is_dir():
+        return target
+    trees.mkdir(parents=True, exist_ok=True)
+    tmp = trees / f".tmp-{commit.decode()}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    materialise(store, store.read_commit(commit).tree, tmp)
+    try:
+        os.rename(tmp, target)
+    except OSError:  # another process unpacked it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    done = sorted(
+        (p for p in trees.iterdir() if not p.name.startswith(".")),
+        key=lambda p: p.stat().st_mtime,
+    )
+    for old in done[:-KEEP_TREES]:
+        if old != target:
+            shutil.rmtree(old, ignore_errors=True)
+    return target
 
 
 def parse_source(src: Source) -> dict[str, Any]:

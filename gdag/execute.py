@@ -101,8 +101,19 @@ def prepare_job(
         cwd=node.cwd,
         workdir=None if store.workdir is None else str(store.workdir),
         log=log_name,
-        files=tuple(node_files(store.workdir, node)) if ship and store.workdir else (),
+        files=_files(store, node, ship),
     )
+
+
+def _files(store: Store, node: Node, ship: bool) -> tuple[TreeFile, ...]:
+    """What a job takes along: with `ship`, the node's files from the work tree; in a
+    bare repository, from its definition's commit (unpacked under the gdag dir)."""
+    if store.workdir is not None:
+        return tuple(node_files(store.workdir, node)) if ship else ()
+    from gdag.definition import read_stored_source, with_stored_files
+
+    src = with_stored_files(store, read_stored_source(store))
+    return tuple(node_files(src.path.parent, node)) if src.path is not None else ()
 
 
 def node_files(root: Path, node: Node) -> list[TreeFile]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +187,13 @@ def write_tree(files: tuple[TreeFile, ...], target: Path) -> None:
             fd = os.open(full, flags, 0o755 if f.mode == MODE_EXEC else 0o644)
             with os.fdopen(fd, "wb") as out:
                 out.write(f.data)
+
+
+def away_from_the_work_tree(job: Job, tmp: Path) -> Job:
+    """The job as it runs without the work tree (on a cluster's worker, or for a bare
+    repository): its own files written under `tmp/src`, which becomes its work tree, or
+    none at all (cwd `.` of its temporary directory). Either way not a repository."""
+    if not job.files:
+        return replace(job, workdir=None, cwd=".", in_repository=False)
+    write_tree(job.files, tmp / "src")
+    return replace(job, workdir=str(tmp / "src"), in_repository=False)

@@ -17,6 +17,8 @@ from typing import IO
 from gdag.errors import GdagError, StoreError
 from gdag.repo import CHUNK, MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE, Entry, Store
 
+MODE_GITLINK = 0o160000
+
 
 def blob_from_file(store: Store, path: Path) -> tuple[Entry, int]:
     """Store a regular file as a blob, streamed; (entry, size)."""
@@ -108,7 +110,7 @@ def materialise(store: Store, tree: bytes, target: Path) -> int:
     count = 0
     for rel, entry in iter_tree(store, tree):
         full = os.path.join(base, rel)
-        if entry.is_tree:
+        if entry.is_tree or entry.mode == MODE_GITLINK:  # a submodule: an empty directory
             os.mkdir(full)
         elif entry.mode == MODE_LINK:
             os.symlink(store.read_blob(entry.sha), full)

@@ -117,7 +117,9 @@ class Workspace:
     def definition_source(self) -> definition.Source:
         """The work tree's definition; a bare repository's from inside it (`gdag.definition`)."""
         if self.store.workdir is None:
-            return definition.read_stored_source(self.store)
+            return definition.with_stored_files(
+                self.store, definition.read_stored_source(self.store)
+            )
         return definition.read_source(self.store.workdir)
 
     def current_dag(self, tip: bytes, record: bool = True) -> Dag:

@@ -342,6 +342,58 @@ def test_bare_repository_reads_its_definition_inside(tmp_path: Path) -> None:
     untouched(bare)
 
 
+FILES = """
+[nodes.shout]
+python = "tools.loud:shout"
+inputs = { x = "x" }
+publishes = ["loud"]
+
+[nodes.greet]
+run = 'cat greeting.txt "$GDAG_IN_X" > "$GDAG_OUT/greeted"'
+sources = ["greeting.txt"]
+inputs = { x = "x" }
+publishes = ["greeted"]
+"""
+
+
+def test_bare_repository_runs_python_nodes_and_sources_from_its_definition_commit(
+    tmp_path: Path,
+) -> None:
+    """A bare repository has no work tree: a Python node's module and a node's sources
+    come from the commit its definition is read from, and a push that changes them
+    makes the nodes stale, as an edit would in a work tree."""
+    src = tmp_path / "src"
+    git("init", "-q", "-b", "main", str(src), cwd=tmp_path)
+    define(src, FILES)
+    (src / "tools").mkdir()
+    (src / "tools" / "__init__.py").write_text("")
+    (src / "tools" / "loud.py").write_text("def shout(x: str) -> str:\n    return x.upper()\n")
+    (src / "greeting.txt").write_text("hi ")
+    git("add", ".", cwd=src)
+    git("commit", "-qm", "definition and files", cwd=src)
+    bare = tmp_path / "repo.git"
+    git("clone", "-q", "--bare", str(src), str(bare), cwd=tmp_path)
+    assert gdag("init", cwd=bare).returncode == 0
+    r = gdag("publish", "x", "there", cwd=bare)
+    assert r.returncode == 0, r.stderr
+    assert gdag("lookup", "loud", cwd=bare).stdout == b"THERE"
+    assert gdag("lookup", "greeted", cwd=bare).stdout == b"hi there"
+    # A push changing the module and the source file: both nodes stale, then rerun.
+    (src / "tools" / "loud.py").write_text(
+        "def shout(x: str) -> str:\n    return x.upper() + '!'\n"
+    )
+    (src / "greeting.txt").write_text("hello ")
+    git("commit", "-qam", "louder", cwd=src)
+    git("push", "-q", str(bare), "main", cwd=src)
+    status = json.loads(gdag("status", "--json", cwd=bare).stdout)
+    assert {s["node"]: s["state"] for s in status} == {"shout": "stale", "greet": "stale"}
+    assert gdag("run", cwd=bare).returncode == 0
+    assert gdag("lookup", "loud", cwd=bare).stdout == b"THERE!"
+    assert gdag("lookup", "greeted", cwd=bare).stdout == b"hello there"
+    assert not (tmp_path / "tools").exists() and not (tmp_path / "greeting.txt").exists()
+    untouched(bare)
+
+
 PWD = """
 [nodes.where]
 run = 'pwd > "$GDAG_OUT/where" && gdag publish said "$(cat "$GDAG_IN_X")"'

@@ -47,14 +47,12 @@ def run_on_worker(job: Job) -> RemoteResult:
     import gdag
     from gdag.executors import run_job
     from gdag.executors.child import Child
-    from gdag.job import write_tree
+    from gdag.job import away_from_the_work_tree
 
     tmp = Path(tempfile.mkdtemp(prefix=f"gdag-{job.node}-"))
     emitted: list[tuple[str, Emitted]] = []
     try:
-        if job.files:
-            write_tree(job.files, tmp / "src")
-        job = _at(job, str(tmp / "src") if job.files else None)
+        job = away_from_the_work_tree(job, tmp)
         if job.kind == PYTHON:
             pycache = tempfile.mkdtemp(prefix="gdag-pycache-")
             child = Child(pycache)
@@ -72,14 +70,6 @@ def run_on_worker(job: Job) -> RemoteResult:
         return RemoteResult(result, emitted, out, gdag.__version__)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _at(job: Job, workdir: str | None) -> Job:
-    from dataclasses import replace
-
-    return replace(
-        job, workdir=workdir, cwd="." if workdir is None else job.cwd, in_repository=False
-    )
 
 
 def _read_tree(root: Path) -> list[TreeFile]:

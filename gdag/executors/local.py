@@ -13,7 +13,7 @@ from pathlib import Path
 from gdag.errors import UnknownError
 from gdag.executors import run_job
 from gdag.executors.child import Child
-from gdag.job import PYTHON, Emit, Job, JobResult
+from gdag.job import PYTHON, Emit, Job, JobResult, away_from_the_work_tree
 
 
 class LocalExecutor:
@@ -30,6 +30,8 @@ class LocalExecutor:
 
     def submit(self, job: Job, emit: Emit) -> None:
         tmp = Path(tempfile.mkdtemp(prefix=f"gdag-{job.node}-"))
+        if job.workdir is None and job.files:  # a bare repository's node and its files
+            job = away_from_the_work_tree(job, tmp)
         cancel = threading.Event()
         run = self._run_python if job.kind == PYTHON else run_job
         future = self._pool.submit(run, job, tmp, emit, cancel)
