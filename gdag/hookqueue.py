@@ -114,7 +114,7 @@ def spool_dir(common: Path) -> Path:
 
 def capture(hook: str, args: list[str], stdin: bytes, cwd: str | None = None) -> Event:
     """What a shim captures, captured in-process (`gdag hook NAME` called by hand)."""
-    query = ["rev-parse", "--path-format=absolute", "--git-common-dir", "--absolute-git-dir"]
+    query = ["rev-parse", "--git-common-dir", "--absolute-git-dir"]
     if hook not in SERVER_HOOKS:
         query += ["--show-toplevel", "HEAD", "--symbolic-full-name", "HEAD"]
     found = gitcmd.run(["-C", cwd or ".", *query], check=False)
@@ -123,6 +123,7 @@ def capture(hook: str, args: list[str], stdin: bytes, cwd: str | None = None) ->
         from gdag.errors import NotARepositoryError
 
         raise NotARepositoryError(f"not a git repository: {cwd or os.getcwd()}")
+    info[0] = os.path.join(os.path.abspath(cwd or "."), info[0])  # relative to `cwd`
     return _event(hook, 0, info, list(args), stdin)
 
 

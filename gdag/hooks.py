@@ -41,7 +41,9 @@ ERRORS_FILE = "hook-errors"
 
 # What the shim asks git: one process gives the store, the git dir, the work tree,
 # HEAD and its ref (a server hook has no work tree, and no HEAD that names the push).
-QUERY = "git rev-parse --path-format=absolute --git-common-dir --absolute-git-dir"
+# The common dir comes relative to the current directory where it is not absolute (no
+# `--path-format=absolute`: git before 2.31 would print it back as a line of output).
+QUERY = "git rev-parse --git-common-dir --absolute-git-dir"
 WORKTREE_QUERY = QUERY + " --show-toplevel HEAD --symbolic-full-name HEAD"
 
 SHIM = r"""#!/bin/sh
@@ -62,6 +64,10 @@ if [ -n "$info" ]; then
     nl='
 '
     common=${{info%%"$nl"*}}
+    case $common in
+    /*) ;;
+    *) common="$PWD/$common"; info="$common$nl${{info#*"$nl"}}" ;;
+    esac
     spool="$common/gdag/spool"
     # Capture order: a counter, all shell builtins (a process costs git ~1-4 ms).
     seq=0
