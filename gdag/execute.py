@@ -102,7 +102,20 @@ def prepare_job(
         workdir=None if store.workdir is None else str(store.workdir),
         log=log_name,
         files=_files(store, node, ship),
+        source=_source(store, node) if ship and node.kind == PYTHON else "",
     )
+
+
+def _source(store: Store, node: Node) -> str:
+    """The function source hash the runner must find (see `Job.source`)."""
+    from gdag.usercode import function_identity
+
+    if store.workdir is not None:
+        return function_identity(node.command, store.workdir)[0]
+    from gdag.definition import read_stored_source, with_stored_files
+
+    src = with_stored_files(store, read_stored_source(store))
+    return function_identity(node.command, src.path.parent if src.path else None)[0]
 
 
 def _files(store: Store, node: Node, ship: bool) -> tuple[TreeFile, ...]:

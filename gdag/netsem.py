@@ -15,16 +15,24 @@ from gdag.errors import GdagError
 from gdag.executors.dask import CONNECT_TIMEOUT, check_address
 from gdag.lease import Holder
 
+LEASE_TIMEOUT = 6  # seconds without a refresh before the scheduler frees a node's lease
+
 
 class ClusterLeases:
     """Node leases from the cluster's own semaphores (the "netsem"): coordinators on
     several machines, sharing a log through a git remote, take a node's lease from the
     scheduler (`distributed.Semaphore`, one lease per node and log) instead of pushing a
     lease ref, so a session costs one git round trip, its merge. A holder that dies
-    stops refreshing its lease, and the scheduler frees it (its `lease-timeout`)."""
+    stops refreshing its lease, and the scheduler frees it: a semaphore's lease timeout
+    is its first registrant's, gdag's `LEASE_TIMEOUT` (refreshed every fifth of it),
+    checked at the scheduler's `lease-validation-interval` (10 s by default)."""
 
     def __init__(self, address: str, log: str) -> None:
+        import dask
         import distributed
+
+        # Before any semaphore registers: the timeout it registers with.
+        dask.config.set({"distributed.scheduler.locks.lease-timeout": f"{LEASE_TIMEOUT}s"})
 
         if not (address == "local" or address.startswith("local:")):
             check_address(address)

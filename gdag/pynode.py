@@ -19,7 +19,7 @@ from gdag.errors import GdagError
 from gdag.job import Emit, Job, Value, check_publishable, tag, write_value
 from gdag.names import is_pattern
 from gdag.types import Type, check_value, decode_text_value, parse_type
-from gdag.usercode import load_function
+from gdag.usercode import load_function, source_hash
 
 
 class Context:
@@ -67,6 +67,14 @@ def _as_model(want: Type | None, value: Any) -> Any:
 def call_python(job: Job, tmp: Path, emit: Emit) -> bytes:
     """Call the node's function on the job's inputs; emit what it returns. Its log."""
     fn = load_function(job.command, Path(job.workdir) if job.workdir else None)
+    if job.source and source_hash(fn, job.command) != job.source:
+        raise GdagError(
+            f"node {job.node!r}: {job.command} here is not the code the coordinator "
+            f"compiled (source {source_hash(fn, job.command)}, expected {job.source}): "
+            "refusing to run other code",
+            hint="install the same version of its module where the job runs, or keep the "
+            "module in the work tree (it is shipped with the job), or set local = true",
+        )
     params = inspect.signature(fn).parameters
     hints = resolved_hints(fn)
     kwargs: dict[str, Any] = {}

@@ -123,12 +123,20 @@ def load_function(ref: str, root: Path | None) -> Any:
 
 def function_identity(ref: str, root: Path | None) -> tuple[str, Path | None]:
     """A hash of the function's source (editing it makes the node stale) and its file."""
-    import hashlib
-
     fn = load_function(ref, root)
     try:
-        src = inspect.getsource(fn)
         path: Path | None = Path(inspect.getfile(fn)).resolve()
     except (OSError, TypeError):
-        src, path = ref, None
-    return hashlib.sha256(src.encode()).hexdigest()[:16], path
+        path = None
+    return source_hash(fn, ref), path
+
+
+def source_hash(fn: Any, ref: str) -> str:
+    """`function_identity`'s hash of a function already loaded (`ref` names it)."""
+    import hashlib
+
+    try:
+        src = inspect.getsource(fn)
+    except (OSError, TypeError):
+        src = ref
+    return hashlib.sha256(src.encode()).hexdigest()[:16]

@@ -60,9 +60,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(argv: list[str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+def start(
+    argv: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        argv, cwd=cwd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True
+        argv,
+        cwd=cwd,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -86,7 +93,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def running_cluster(where: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
+def running_cluster(
+    where: Path, worker_env: dict[str, str] | None = None
+) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
     from distributed import Client
 
     where.mkdir(parents=True, exist_ok=True)
@@ -107,6 +116,7 @@ def running_cluster(where: Path) -> Iterator[tuple[str, list[subprocess.Popen[by
                     [*WORKER, address, "--nthreads", "2", "--no-dashboard", "--name", f"w{i}"],
                     where,
                     where / f"worker{i}.log",
+                    worker_env,
                 )
             )
         deadline = time.monotonic() + 60
@@ -388,3 +398,106 @@ def test_two_coordinators_share_a_log_with_the_clusters_leases(
         key = (node, done.split('"inputs"')[1].split("}")[0])
         assert key not in seen, f"{key} applied twice"
         seen.add(key)
+
+
+def test_a_worker_with_other_code_refuses_the_job(tmp_path: Path) -> None:
+    """A Python node whose module is not in the work tree (installed beside gdag, so not
+    shipped) runs only where that module has the code the coordinator compiled: workers
+    with another version of it refuse the job, and nothing they computed is applied."""
+    mine, theirs = tmp_path / "coordinator-lib", tmp_path / "worker-lib"
+    for where, word in ((mine, "coordinator"), (theirs, "worker")):
+        where.mkdir()
+        (where / "extlib.py").write_text(f"def step(x: str) -> str:\n    return '{word}'\n")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git("init", "-q", str(repo), cwd=tmp_path)
+    env = {"PYTHONPATH": str(mine)}
+    assert gdag("init", cwd=repo, env=env).returncode == 0
+    define(
+        repo,
+        """
+        [nodes.ext]
+        python = "extlib:step"
+        inputs = { x = "x" }
+        publishes = ["y"]
+        """,
+    )
+    with running_cluster(tmp_path / "cluster", {"PYTHONPATH": str(theirs)}) as (address, _):
+        assert gdag("publish", "x", "go", "--no-run", cwd=repo, env=env).returncode == 0
+        r = gdag("run", "--cluster", address, cwd=repo, env=env, timeout=120)
+        assert r.returncode == 1, r.stderr
+        reason = gdag("why", "ext", cwd=repo, env=env).text
+        assert "not the code the coordinator compiled" in reason, reason
+        assert gdag("lookup", "y", cwd=repo, env=env).returncode != 0  # nothing applied
+        # The same module on the workers: the job runs.
+        (theirs / "extlib.py").write_text((mine / "extlib.py").read_text())
+    with running_cluster(tmp_path / "cluster2", {"PYTHONPATH": str(theirs)}) as (address, _):
+        r = gdag("run", "--retry-failed", "--cluster", address, cwd=repo, env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert gdag("lookup", "y", cwd=repo, env=env).stdout == b"coordinator"
+    fsck(repo)
+
+
+def test_a_dead_coordinators_cluster_lease_is_taken_over(tmp_path: Path, cluster: str) -> None:
+    """A coordinator SIGKILLed while it holds a node's lease on the cluster stops
+    refreshing it; the scheduler frees it after gdag's short lease timeout, and another
+    coordinator sharing the log runs the node."""
+    from distributed import Client
+
+    from gdag.netsem import LEASE_TIMEOUT
+
+    bare = tmp_path / "shared.git"
+    git("init", "-q", "--bare", "-b", "main", str(bare), cwd=tmp_path)
+    seed = tmp_path / "m0"
+    seed.mkdir()
+    git("init", "-q", "-b", "main", str(seed), cwd=tmp_path)
+    assert gdag("init", cwd=seed).returncode == 0
+    define(
+        seed,
+        """
+        [nodes.slow]
+        run = 'echo $$ > "$MARKER"; sleep "${NAP:-0}"; echo done > "$GDAG_OUT/o"'
+        inputs = { x = "x" }
+        publishes = ["o"]
+        local = true
+        """,
+    )
+    git("add", "-A", cwd=seed)
+    git("commit", "-qm", "definition", cwd=seed)
+    git("remote", "add", "origin", f"file://{bare}", cwd=seed)
+    git("push", "-q", "origin", "HEAD:main", cwd=seed)
+    assert gdag("publish", "x", "1", "--no-run", cwd=seed).returncode == 0
+    assert gdag("sync", cwd=seed).returncode == 0
+    other = tmp_path / "m1"
+    git("clone", "-q", f"file://{bare}", str(other), cwd=tmp_path)
+    assert gdag("sync", cwd=other).returncode == 0
+    marker = tmp_path / "started"
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "gdag", "run", "--remote", "origin", "--cluster", cluster],
+        cwd=seed,
+        env={**os.environ, "NAP": "600", "MARKER": str(marker)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(marker)  # the node runs: its lease is held on the cluster
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
+    with Client(cluster, timeout=10) as client:
+        timeouts = client.run_on_scheduler(
+            lambda dask_scheduler: dict(dask_scheduler.extensions["semaphores"].lease_timeouts)
+        )
+    assert timeouts["gdag-lease/main/slow"] == LEASE_TIMEOUT
+    env = {"MARKER": str(tmp_path / "again")}
+    deadline = time.monotonic() + 120  # a bound for the test, not a speed goal
+    while time.monotonic() < deadline:
+        r = gdag("run", "--remote", "origin", "--cluster", cluster, cwd=other, env=env)
+        assert r.returncode == 0, r.stderr
+        assert gdag("sync", cwd=other).returncode == 0
+        if gdag("lookup", "o", cwd=other).stdout == b"done\n":
+            break
+        time.sleep(0.5)
+    assert gdag("lookup", "o", cwd=other).stdout == b"done\n"
+    assert (tmp_path / "again").exists()  # the other coordinator ran it

@@ -63,7 +63,7 @@ OWNERS = {
     "jsonschema": {"gdag.schema"},
     "referencing": {"gdag.schema"},
     "distributed": {"gdag.executors.dask", "gdag.netsem"},
-    "dask": {"gdag.executors.dask"},
+    "dask": {"gdag.executors.dask", "gdag.netsem"},
 }
 
 
