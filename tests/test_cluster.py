@@ -164,6 +164,11 @@ def test_a_cluster_run_gives_what_a_local_run_gives(tmp_path: Path, cluster: str
     sessions = git("log", "--first-parent", "--format=%s", "refs/gdag/logs/main", cwd=remote)
     assert sessions.count("session double ok") == 2
     assert not git("for-each-ref", "refs/gdag/sessions/", cwd=remote).strip()
+    # Results are released from the cluster once they are in git: none left published.
+    from distributed import Client
+
+    with Client(cluster, timeout=10) as client:
+        assert [d for d in client.list_datasets() if str(d).startswith("gdag-")] == []
     fsck(remote)
 
 

@@ -219,7 +219,7 @@ def cluster_and_jobs(
     cluster: str | None, jobs: int | None, default: int = 0
 ) -> tuple[str | None, int]:
     """The cluster a run sends jobs to (`--cluster`, else $GDAG_CLUSTER) and how many
-    run at once: `-j`, else 0 with a cluster (its threads), else `default` (0: CPUs)."""
+    run at once: `-j`, else 0 with a cluster (its slots), else `default` (0: CPUs)."""
     import os
 
     cluster = cluster or os.environ.get("GDAG_CLUSTER") or None

@@ -126,7 +126,7 @@ def run_nodes(
     start: str | None = None,
 ) -> int:
     """Run stale nodes until quiescent, with progress on stderr; 1 if a node failed.
-    `jobs` 0: as many as the executor has slots (a cluster's threads).
+    `jobs` 0: as many as the executor has slots (a cluster's threads and half again).
 
     With `json_out`, stdout gets one JSON object per line for every event, then a
     `summary` line. A `remote` given as a relative path is read from `start` (-C).
