@@ -1,6 +1,6 @@
 """Throughput of 1, 2 and 3 workers sharing one DAG through `git daemon`.
 
-    python benchmarks/remote.py [--events 60] [--nodes 10] [--workers 1,2,3]
+    python benchmarks/remote.py [--events 60] [--nodes 10] [--workers 1,2,3] [--cluster 2]
 
 A bare repository is served by `git daemon` on 127.0.0.1; each worker is a
 clone running `gdag run --remote origin` in a loop. All events are published
@@ -8,6 +8,11 @@ and synced first; the clock runs from starting the workers until every event
 has been processed on the remote log (the first node runs in `each` mode, so
 every event is a session; the rest of the pipeline coalesces). Prints a
 markdown table of events/s fully processed.
+
+`--cluster N` adds a row: one coordinator, `gdag run --remote origin --cluster`
+on a real `dask scheduler` with N workers of 4 threads on 127.0.0.1 (leases
+from the cluster's semaphores, node runs on its workers). Needs the cluster
+extra.
 """
 
 from __future__ import annotations
@@ -26,9 +31,9 @@ from common import clean_env, gdag_command
 WORKER = """
 import os, sys, time
 from gdag.main import main
-stop = sys.argv[1]
+stop, extra = sys.argv[1], sys.argv[2:] or ["-j", "2"]
 while not os.path.exists(stop):
-    main(["run", "--remote", "origin", "-q", "-j", "2"])
+    main(["run", "--remote", "origin", "-q", *extra])
     time.sleep(0.05)
 """
 
@@ -77,8 +82,10 @@ def processed(bare: Path, env: dict[str, str]) -> int:
     return sum(1 for line in out.splitlines() if line == "session n1 ok")
 
 
-def measure(root: Path, workers: int, events: int, nodes: int, env: dict[str, str]) -> float:
-    base = root / f"w{workers}"
+def measure(
+    root: Path, workers: int, events: int, nodes: int, env: dict[str, str], extra: list[str]
+) -> float:
+    base = root / f"w{workers}{'-cluster' if extra else ''}"
     base.mkdir()
     bare = base / "shared.git"
     sh("git", "init", "-q", "--bare", "-b", "main", str(bare), env=env)
@@ -131,7 +138,7 @@ def measure(root: Path, workers: int, events: int, nodes: int, env: dict[str, st
         t = time.perf_counter()
         procs = [
             subprocess.Popen(
-                [sys.executable, "-c", WORKER, str(stop)],
+                [sys.executable, "-c", WORKER, str(stop), *extra],
                 cwd=c,
                 env=env,
                 stdout=subprocess.DEVNULL,
@@ -156,6 +163,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=60)
     ap.add_argument("--nodes", type=int, default=10)
     ap.add_argument("--workers", default="1,2,3")
+    ap.add_argument("--cluster", type=int, default=0, help="also: one coordinator, N workers")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gdag-bench-remote-"))
     env = clean_env(tmp)
@@ -168,9 +176,24 @@ def main() -> None:
     try:
         print(f"{args.nodes}-node pipeline, {args.events} events, workers over git daemon\n")
         print("| workers | seconds | events/s |\n|---:|---:|---:|")
-        for n in (int(x) for x in args.workers.split(",")):
-            took = measure(tmp, n, args.events, args.nodes, env)
+        for n in (int(x) for x in args.workers.split(",") if x):
+            took = measure(tmp, n, args.events, args.nodes, env, [])
             print(f"| {n} | {took:.1f} | {args.events / took:.2f} |", flush=True)
+        if args.cluster:
+            from cluster import start_cluster, stop_cluster
+
+            where = tmp / "cluster"
+            where.mkdir()
+            address, procs = start_cluster(where, args.cluster, 4, env)
+            try:
+                took = measure(tmp, 1, args.events, args.nodes, env, ["--cluster", address])
+            finally:
+                stop_cluster(procs)
+            print(
+                f"| 1 coordinator, cluster of {args.cluster} × 4 | {took:.1f} | "
+                f"{args.events / took:.2f} |",
+                flush=True,
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
