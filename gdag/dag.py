@@ -71,6 +71,7 @@ class Node(Frozen):
         "cache",
         "sources",
         "local",
+        "secrets",
     )
     name: str
     kind: str  # SHELL | PYTHON
@@ -87,6 +88,7 @@ class Node(Frozen):
     cache: bool
     sources: tuple[str, ...]
     local: bool  # runs on the coordinating machine even with a cluster
+    secrets: tuple[str, ...]  # environment variables passed from gdag's, never stored
 
     def __init__(
         self,
@@ -106,6 +108,7 @@ class Node(Frozen):
         cache: bool = True,
         sources: tuple[str, ...] = (),
         local: bool = False,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         self._set(
             name=name,
@@ -123,6 +126,7 @@ class Node(Frozen):
             cache=cache,
             sources=sources,
             local=local,
+            secrets=secrets,
         )
 
     @classmethod
@@ -143,6 +147,7 @@ class Node(Frozen):
             cache=bool(d.get("cache", True)),
             sources=tuple(d.get("sources", ())),
             local=bool(d.get("local", False)),
+            secrets=tuple(d.get("secrets", ())),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -164,6 +169,8 @@ class Node(Frozen):
             d["sources"] = list(self.sources)
         if self.local:
             d["local"] = True
+        if self.secrets:
+            d["secrets"] = list(self.secrets)
         return d
 
     @property

@@ -63,6 +63,7 @@ NODE_KEYS = {
     "cache",
     "sources",
     "local",
+    "secrets",
 }
 OUTPUT_KEYS = {"type", "description"}
 DAG_KEYS = {"modules"}
@@ -687,6 +688,9 @@ def _compile_node(spec: dict[str, Any], where: str, what: str) -> dict[str, Any]
         raise DefinitionError(f"{where}: {what}: local must be true or false")
     if local:  # absent when false: definitions without it compile to the same bytes
         node["local"] = True
+    secrets = _secrets(spec, spec.get("env") or {}, where, what)
+    if secrets:  # names only: values come from gdag's environment, never the log
+        node["secrets"] = secrets
     if not isinstance(node["command"], str) or not node["command"].strip():
         raise DefinitionError(f"{where}: {what}: the command must be a non-empty string")
     node["code"] = code_hash(node)
@@ -722,6 +726,31 @@ def _timeout(spec: dict[str, Any], where: str, what: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise DefinitionError(f"{where}: {what}: timeout must be a positive number of seconds")
     return float(value)
+
+
+SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _secrets(spec: dict[str, Any], env: dict[str, Any], where: str, what: str) -> list[str]:
+    names = spec.get("secrets", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise DefinitionError(
+            f"{where}: {what}: secrets must be a list of environment variable names",
+            hint='secrets = ["API_TOKEN"]',
+        )
+    for name in names:
+        if not SECRET_NAME.match(name) or name.startswith("GDAG_"):
+            raise DefinitionError(
+                f"{where}: {what}: secrets: {name!r} is not an environment variable name "
+                "gdag can pass",
+                hint="letters, digits and _, not starting with a digit or GDAG_",
+            )
+        if name in env:
+            raise DefinitionError(
+                f"{where}: {what}: {name} is both a secret and in env (which is stored in the log)",
+                hint="keep the value out of gdag.toml: leave it in secrets only",
+            )
+    return sorted(set(names))
 
 
 def _env(spec: dict[str, Any], where: str, what: str) -> dict[str, str]:

@@ -96,7 +96,11 @@ def prepare_job(
         # A bare repository's node runs in a temporary directory: GIT_DIR lets its
         # `gdag publish` and git commands find the repository (absolute, unlike a server
         # hook's GIT_DIR=.).
-        env=dict(node.env) if store.workdir else {**node.env, "GIT_DIR": str(store.user_gitdir)},
+        env={
+            **node.env,
+            **secret_values(node),  # in the job (a cluster's worker needs them), never in git
+            **({} if store.workdir else {"GIT_DIR": str(store.user_gitdir)}),
+        },
         timeout=node.timeout,
         cwd=node.cwd,
         workdir=None if store.workdir is None else str(store.workdir),
@@ -304,9 +308,17 @@ def run_session(
 
 
 def record(executor: Executor, job_id: str, recorder: Recorder) -> Outcome:
-    """Wait for a job's result and record its files; the session's outcome."""
+    """Wait for a job's result and record its files; the session's outcome (its log and
+    error with the node's secrets redacted: they are committed to the log)."""
     result = executor.result(job_id)
-    outcome = Outcome(result.status, result.exit_code, result.log, result.duration, result.error)
+    values = secret_values(recorder.node)
+    outcome = Outcome(
+        result.status,
+        result.exit_code,
+        redact(result.log, values),
+        result.duration,
+        None if result.error is None else redact(result.error.encode(), values).decode(),
+    )
     if result.status == "ok" and result.out_dir is not None:
         try:
             recorder.collect(Path(result.out_dir))
@@ -314,3 +326,30 @@ def record(executor: Executor, job_id: str, recorder: Recorder) -> Outcome:
             outcome.status, outcome.error = "failed", exc.message
             outcome.log += f"gdag: {exc.message}\n".encode()
     return outcome
+
+
+# -- secrets ------------------------------------------------------------------------
+
+
+def secret_values(node: Node) -> dict[str, str]:
+    """The node's secrets from gdag's environment (set and not empty)."""
+    return {name: os.environ[name] for name in node.secrets if os.environ.get(name)}
+
+
+def missing_secrets(node: Node) -> list[str]:
+    return [name for name in node.secrets if not os.environ.get(name)]
+
+
+def redact(text: bytes, secrets: dict[str, str]) -> bytes:
+    """`text` with every secret's value (and each line of a multi-line one, of 4 bytes
+    or more) replaced by `<secret NAME>`, longest first."""
+    found: list[tuple[bytes, str]] = []
+    for name, value in secrets.items():
+        data = value.encode()
+        found.append((data, name))
+        if b"\n" in data.strip():
+            found += [(line, name) for line in data.splitlines() if len(line.strip()) >= 4]
+    for data, name in sorted(found, key=lambda f: -len(f[0])):
+        if data:
+            text = text.replace(data, f"<secret {name}>".encode())
+    return text

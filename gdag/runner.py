@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gdag import cache, state, trailers
-from gdag.errors import UnknownError
+from gdag.errors import GdagError, UnknownError
 from gdag.lease import Leases, NodeLeases
 from gdag.names import is_pattern
 from gdag.nodestates import FAILED, NEVER_RUN, RUNNING, STALE, UP_TO_DATE, WAITING
@@ -477,6 +477,7 @@ class Engine:
                         if not self.private and self.leases.holder(name) is not None:
                             elsewhere.append(name)
                             continue
+                        self._check_secrets(dag.nodes[name])
                         p = known.pop(name)
                         if p.reason == "retry":
                             retried.add(name)
@@ -622,6 +623,19 @@ class Engine:
                 speculator.resolve(sid, resolution)
             if held is not None:
                 held.release()
+
+    @staticmethod
+    def _check_secrets(node: Node) -> None:
+        """A node starts only with every secret it declares in gdag's environment."""
+        from gdag.execute import missing_secrets
+
+        missing = missing_secrets(node)
+        if missing:
+            raise GdagError(
+                f"node {node.name!r} needs the secret {', '.join(missing)}, which is not set "
+                "in gdag's environment",
+                hint=f"export {missing[0]}=… before running gdag (its value never enters the log)",
+            )
 
     def _execute(self, session: Session, node: Node, dag: Dag) -> Outcome | None:
         """Run the session's node as a job on the executor and record its outputs; None
