@@ -25,7 +25,7 @@ def cache_key(store: Store, root: bytes, node: Node) -> str:
     for arg, target in sorted(node.inputs.items()):
         names = list(state.list_outputs(store, root, target)) if is_pattern(target) else [target]
         seen = {}
-        for name in names:
+        for name in filter(node.sees, names):
             out = state.read_output(store, root, name)
             if out is not None:
                 seen[name] = out.value.sha.decode()

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from gdag.names import is_pattern, matches
+from gdag.names import is_pattern, matches, overlaps
 from gdag.records import Frozen
 from gdag.types import BYTES, Type, parse_type
 
@@ -25,6 +25,13 @@ SHELL = "shell"
 PYTHON = "python"
 MODES = ("latest", "each")
 WHENS = ("any", "all")
+FAILURES = "gdag/failures/"  # a failed session of node N publishes gdag/failures/N
+
+
+def failure_output(node: str) -> str:
+    """The output a failed session of `node` publishes."""
+    return FAILURES + node
+
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -72,6 +79,9 @@ class Node(Frozen):
         "sources",
         "local",
         "secrets",
+        "retries",
+        "retry_delay",
+        "retry_on",
     )
     name: str
     kind: str  # SHELL | PYTHON
@@ -89,6 +99,9 @@ class Node(Frozen):
     sources: tuple[str, ...]
     local: bool  # runs on the coordinating machine even with a cluster
     secrets: tuple[str, ...]  # environment variables passed from gdag's, never stored
+    retries: int  # attempts after the first failed one
+    retry_delay: float  # seconds before the first retry; doubled each time, jittered
+    retry_on: tuple[int | str, ...]  # exit statuses (or "timeout") to retry; () any
 
     def __init__(
         self,
@@ -109,6 +122,9 @@ class Node(Frozen):
         sources: tuple[str, ...] = (),
         local: bool = False,
         secrets: tuple[str, ...] = (),
+        retries: int = 0,
+        retry_delay: float = 1.0,
+        retry_on: tuple[int | str, ...] = (),
     ) -> None:
         self._set(
             name=name,
@@ -127,6 +143,9 @@ class Node(Frozen):
             sources=sources,
             local=local,
             secrets=secrets,
+            retries=retries,
+            retry_delay=retry_delay,
+            retry_on=retry_on,
         )
 
     @classmethod
@@ -148,6 +167,9 @@ class Node(Frozen):
             sources=tuple(d.get("sources", ())),
             local=bool(d.get("local", False)),
             secrets=tuple(d.get("secrets", ())),
+            retries=int(d.get("retries", 0)),
+            retry_delay=float(d.get("retry_delay", 1.0)),
+            retry_on=tuple(d.get("retry_on", ())),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -171,6 +193,12 @@ class Node(Frozen):
             d["local"] = True
         if self.secrets:
             d["secrets"] = list(self.secrets)
+        if self.retries:
+            d["retries"] = self.retries
+            if self.retry_delay != 1.0:
+                d["retry_delay"] = self.retry_delay
+            if self.retry_on:
+                d["retry_on"] = list(self.retry_on)
         return d
 
     @property
@@ -182,9 +210,21 @@ class Node(Frozen):
         return any(p == output or (is_pattern(p) and matches(p, output)) for p in self.publishes)
 
     def subscribes_to(self, output: str) -> bool:
-        return any(
+        return self.sees(output) and any(
             t == output or (is_pattern(t) and matches(t, output)) for t in self.inputs.values()
         )
+
+    @property
+    def watches_failures(self) -> bool:
+        """Whether the node subscribes to failure events (`gdag/failures/...`). Such a
+        node's own failures publish none, so two failing notifiers cannot wake each
+        other for ever."""
+        return any(overlaps(t, FAILURES + "*") for t in self.inputs.values())
+
+    def sees(self, output: str) -> bool:
+        """Whether `output` can be among the node's inputs: any but its own failure event
+        (a node subscribed to `gdag/failures/*` that fails must not wake itself)."""
+        return output != FAILURES + self.name
 
 
 class Dag(Frozen):

@@ -64,6 +64,9 @@ NODE_KEYS = {
     "sources",
     "local",
     "secrets",
+    "retries",
+    "retry_delay",
+    "retry_on",
 }
 OUTPUT_KEYS = {"type", "description"}
 DAG_KEYS = {"modules"}
@@ -691,6 +694,7 @@ def _compile_node(spec: dict[str, Any], where: str, what: str) -> dict[str, Any]
     secrets = _secrets(spec, spec.get("env") or {}, where, what)
     if secrets:  # names only: values come from gdag's environment, never the log
         node["secrets"] = secrets
+    node.update(_retries(spec, where, what))  # absent unless set, like local
     if not isinstance(node["command"], str) or not node["command"].strip():
         raise DefinitionError(f"{where}: {what}: the command must be a non-empty string")
     node["code"] = code_hash(node)
@@ -726,6 +730,61 @@ def _timeout(spec: dict[str, Any], where: str, what: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise DefinitionError(f"{where}: {what}: timeout must be a positive number of seconds")
     return float(value)
+
+
+MAX_RETRIES = 100
+DEFAULT_RETRY_DELAY = 1.0
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*\Z")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: object) -> float | None:
+    """Seconds from `5`, `2.5`, `"500ms"`, `"5s"`, `"10m"` or `"1h"`; None if not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if value >= 0 else None
+    m = _DURATION.match(value) if isinstance(value, str) else None
+    return float(m.group(1)) * _UNITS[m.group(2)] if m else None
+
+
+def _retries(spec: dict[str, Any], where: str, what: str) -> dict[str, Any]:
+    """retries = N, retry_delay (the first wait; doubled each time, jittered) and
+    retry_on (exit codes, or "timeout"; default: any failure)."""
+    found: dict[str, Any] = {}
+    retries = spec.get("retries", 0)
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
+        raise DefinitionError(
+            f"{where}: {what}: retries must be a whole number from 0 to {MAX_RETRIES}"
+        )
+    if retries:
+        found["retries"] = retries
+    if "retry_delay" in spec:
+        delay = parse_duration(spec["retry_delay"])
+        if delay is None:
+            raise DefinitionError(
+                f"{where}: {what}: retry_delay = {spec['retry_delay']!r} is not a duration",
+                hint='e.g. retry_delay = "5s" (ms, s, m, h; a number is seconds)',
+            )
+        if delay != DEFAULT_RETRY_DELAY:  # the default is not stored (as Node.to_json)
+            found["retry_delay"] = delay
+    if "retry_on" in spec:
+        codes = spec["retry_on"]
+        if (
+            not isinstance(codes, list)
+            or not codes
+            or not all(
+                code == "timeout" or (type(code) is int and 1 <= code <= 255) for code in codes
+            )
+        ):
+            raise DefinitionError(
+                f'{where}: {what}: retry_on must list exit statuses (1-255) or "timeout"',
+                hint='e.g. retry_on = [75, "timeout"]',
+            )
+        found["retry_on"] = sorted(set(codes), key=str)
+    if ("retry_delay" in spec or "retry_on" in spec) and not retries:
+        raise DefinitionError(f"{where}: {what}: retry_delay and retry_on need retries = N (N > 0)")
+    return found
 
 
 SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

@@ -42,7 +42,7 @@ def gather_inputs(store: Store, root: bytes, node: Node) -> dict[str, Any]:
     for arg, target in node.inputs.items():
         if is_pattern(target):
             members = {}
-            for name in state.list_outputs(store, root, target):
+            for name in filter(node.sees, state.list_outputs(store, root, target)):
                 members[name] = _input(store, root, name)
             found[arg] = members or None
         else:
@@ -290,7 +290,13 @@ def _out_files(out_dir: Path, is_dir_output: Any) -> list[tuple[str, Path]]:
 
 
 def run_session(
-    executor: Executor, store: Store, session: Session, node: Node, dag: Dag, log_name: str
+    executor: Executor,
+    store: Store,
+    session: Session,
+    node: Node,
+    dag: Dag,
+    log_name: str,
+    attempt: int = 1,
 ) -> Outcome:
     """Run the session's node on `executor` and record its outputs on the session branch."""
     recorder = Recorder(store, session, node, dag)
@@ -298,6 +304,10 @@ def run_session(
         job = prepare_job(
             store, session, node, log_name, ship=getattr(executor, "ships_sources", False)
         )
+        if attempt > 1:
+            from dataclasses import replace
+
+            job = replace(job, attempt=attempt)
     except GdagError as exc:  # e.g. an input that cannot be read
         return Outcome("failed", None, f"gdag: {exc.message}\n".encode(), error=exc.message)
     executor.submit(job, recorder.emit)

@@ -71,6 +71,7 @@ class Job:
     # without a checkout; written to a directory that becomes the job's work tree there.
     files: tuple[TreeFile, ...] = ()
     in_repository: bool = True  # `workdir` is the repository's work tree ($GDAG_REPO)
+    attempt: int = 1  # the session's attempt (a node with `retries` may have several)
     # A Python node's function source hash as compiled on the coordinator; a runner whose
     # function differs refuses the job ("": not checked, the coordinator runs it itself).
     source: str = ""

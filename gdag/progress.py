@@ -51,6 +51,13 @@ class RunView:
             return self._finish(node, data)
         if kind == "would-run":
             return [("would run ", "yellow"), (node, ""), (f"  {data['reason']}", "dim")]
+        if kind == "retry":
+            return [
+                ("retrying ", "yellow"),
+                (node, ""),
+                (f" in {data['delay']:.1f}s (attempt {data['attempt']})", ""),
+                (f"  after: {data['error']}", "dim"),
+            ]
         if kind == "recovered":
             return [("recovered ", "cyan"), (node, ""), (f" ({data['result']})", "")]
         if kind == "dropped":

@@ -8,14 +8,16 @@ recorded in `nodes/<node>/@done.json`), or its code hash changed.
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gdag import cache, state, trailers
+from gdag.dag import FAILURES, failure_output
 from gdag.errors import GdagError, UnknownError
 from gdag.lease import Leases, NodeLeases
 from gdag.names import is_pattern
@@ -87,13 +89,26 @@ def current_versions(ws: Workspace, root: bytes, node: Node) -> tuple[dict[str, 
     for target in node.inputs.values():
         names = list(state.list_outputs(ws.store, root, target)) if is_pattern(target) else [target]
         seen = False
-        for name in names:
+        for name in filter(node.sees, names):
             out = state.read_output(ws.store, root, name)
             if out is not None:
                 versions[name] = out.version
                 seen = True
         present.append(seen)
     return versions, any(present) or not present, all(present)
+
+
+def retryable(node: Node, outcome: Outcome, failed: int) -> bool:
+    """Whether a node that failed `failed` times, the last with `outcome`, runs again:
+    while its `retries` last, and if its `retry_on` names what happened (an exit status,
+    or "timeout"; none named: any failure)."""
+    if failed >= node.retries:
+        return False
+    if not node.retry_on:
+        return True
+    if outcome.error == "timeout":
+        return "timeout" in node.retry_on
+    return outcome.exit_code in node.retry_on
 
 
 class Subscribers:
@@ -114,6 +129,7 @@ class Subscribers:
 
         found = set(self.plain.get(output, ()))
         found.update(node for pattern, node in self.patterns if matches(pattern, output))
+        found.discard(output.removeprefix(FAILURES) if output.startswith(FAILURES) else "")
         return found
 
 
@@ -153,6 +169,7 @@ class Engine:
         self._local: Executor | None = None  # for `local = true` nodes beside a cluster
         self._jobs_lock = threading.Lock()
         self._stopping = threading.Event()
+        self._waiting = 0  # sessions waiting to retry: they hold a thread, not a job slot
         # Output name -> {version: offset that published it}, learned by `_offset_of`.
         self._version_offsets: dict[str, dict[int, int]] = {}
 
@@ -397,6 +414,11 @@ class Engine:
         plan = set(dag.nodes) if not targets else traversal(dag, targets)
         if targets:
             self._check_targets(dag, targets)
+            # A planned node's failure is an event: its watchers (and what follows them)
+            # may have to run too, though no edge of the graph says so.
+            watchers = self._failure_watchers(dag, plan) - plan
+            if watchers:
+                plan |= traversal(dag, sorted(watchers))
         shape = self._shape(dag)
         order = [n for n in shape.order if n in plan]
         summary.planned = order
@@ -449,7 +471,9 @@ class Engine:
         retried: set[str] = set()  # --retry-failed re-runs a failed node once per run
         known: dict[str, Pending] = {}  # nodes with work, as of the last look
         dirty, last_tip, stop = set(order), b"", False
-        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+        # Sessions waiting to retry keep their threads: room for them beside the jobs.
+        waiters = sum(1 for name in plan if dag.nodes[name].retries)
+        with ThreadPoolExecutor(max_workers=self.jobs + waiters) as pool:
             try:
                 while True:
                     tip = self.ws.log.require_tip()
@@ -471,8 +495,10 @@ class Engine:
                     for name in known.keys() | busy:
                         blocked |= shape.bit[name]
                     elsewhere = []
-                    for name in sorted(known, key=rank.__getitem__) if not stop else []:
-                        if len(running) >= self.jobs or shape.upstream[name] & blocked:
+                    # After a failure stops the run, only what reports failures still starts.
+                    startable = known if not stop else self._failure_watchers(dag, summary.failed)
+                    for name in sorted(known.keys() & startable, key=rank.__getitem__):
+                        if self._busy(running) or shape.upstream[name] & blocked:
                             continue
                         if not self.private and self.leases.holder(name) is not None:
                             elsewhere.append(name)
@@ -489,7 +515,7 @@ class Engine:
                         busy = set(running.values())
                         for prod_node, prod_sid, head, output in speculator.poll():
                             for sub in sorted(subscribers.of(output) & plan - busy):
-                                if len(running) >= self.jobs or not speculator.enabled_for(
+                                if self._busy(running) or not speculator.enabled_for(
                                     prod_node, sub
                                 ):
                                     continue
@@ -509,7 +535,9 @@ class Engine:
                     done, _ = wait(
                         list(running),
                         return_when=FIRST_COMPLETED,
-                        timeout=0.02 if speculator is not None else None,
+                        # A speculation to poll, or a session that may start waiting to
+                        # retry (freeing its slot): look again soon.
+                        timeout=0.02 if speculator is not None else 0.05 if waiters else None,
                     )
                     for fut in done:
                         name = running.pop(fut)
@@ -518,6 +546,21 @@ class Engine:
             except BaseException:
                 self._stop_jobs()  # Ctrl-C or SIGTERM: running nodes are stopped, not waited for
                 raise
+
+    def _busy(self, running: dict[Future[Any], str]) -> bool:
+        """Whether every job slot is taken (sessions waiting to retry take none)."""
+        with self._jobs_lock:
+            return len(running) - self._waiting >= self.jobs
+
+    @staticmethod
+    def _failure_watchers(dag: Dag, failed: Iterable[str]) -> set[str]:
+        """Nodes subscribed to the failure events of the nodes `failed`."""
+        events = [failure_output(name) for name in failed]
+        return {
+            name
+            for name, node in dag.nodes.items()
+            if any(node.subscribes_to(output) for output in events)
+        }
 
     @staticmethod
     def _record(name: str, result: tuple[Outcome, Merged] | None, summary: Summary) -> bool:
@@ -608,7 +651,7 @@ class Engine:
             else:
                 session = Session.start(self.ws.log, spec, sid)
                 self.report("start", {"node": p.node, "session": sid, "reason": p.reason})
-                ran = self._execute(session, node, dag)
+                ran = self._attempts(session, node, dag)
                 if ran is None:
                     return None
                 outcome = ran
@@ -637,7 +680,48 @@ class Engine:
                 hint=f"export {missing[0]}=… before running gdag (its value never enters the log)",
             )
 
-    def _execute(self, session: Session, node: Node, dag: Dag) -> Outcome | None:
+    def _attempts(self, session: Session, node: Node, dag: Dag) -> Outcome | None:
+        """Run the session's node, again after a failure while its `retries` last and
+        its `retry_on` allows, waiting `retry_delay` doubled each time (jittered) without
+        holding a job slot. Every attempt is in the outcome (`attempts`, and the log)."""
+        done: list[dict[str, Any]] = []
+        logs: list[bytes] = []
+        while True:
+            outcome = self._execute(session, node, dag, attempt=len(done) + 1)
+            if outcome is None:
+                return None
+            if outcome.status == "ok" or not retryable(node, outcome, len(done)):
+                break
+            done.append(
+                {
+                    "attempt": len(done) + 1,
+                    "status": outcome.status,
+                    "exit_code": outcome.exit_code,
+                    "error": outcome.error,
+                    "duration": round(outcome.duration, 3),
+                }
+            )
+            logs.append(outcome.log + f"gdag: attempt {len(done)} failed\n".encode())
+            delay = node.retry_delay * 2 ** (len(done) - 1) * random.uniform(0.5, 1.0)
+            self.report(
+                "retry",
+                {"node": node.name, "session": session.id, "attempt": len(done) + 1,
+                 "delay": delay, "error": outcome.error},
+            )  # fmt: skip
+            with self._jobs_lock:
+                self._waiting += 1  # a job slot is free while this session waits
+            try:
+                if self._stopping.wait(delay):
+                    return None
+            finally:
+                with self._jobs_lock:
+                    self._waiting -= 1
+        if done:
+            outcome.attempts = done
+            outcome.log = b"".join(logs) + outcome.log
+        return outcome
+
+    def _execute(self, session: Session, node: Node, dag: Dag, attempt: int = 1) -> Outcome | None:
         """Run the session's node as a job on the executor and record its outputs; None
         when the run is being stopped (the session is left for the next run to recover)."""
         from gdag.execute import run_session
@@ -648,7 +732,9 @@ class Engine:
                 return None
             self._jobs[session.id] = executor
         try:
-            outcome = run_session(executor, self.ws.store, session, node, dag, self.ws.log.name)
+            outcome = run_session(
+                executor, self.ws.store, session, node, dag, self.ws.log.name, attempt
+            )
         finally:
             with self._jobs_lock:
                 self._jobs.pop(session.id, None)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gdag import layout, state, trailers
+from gdag.dag import failure_output
 from gdag.errors import GdagError, UnknownError
 from gdag.log import Log
 from gdag.repo import MODE_BLOB, Entry, Store
@@ -26,6 +27,7 @@ from gdag.trailers import format_message
 
 SESSION_PREFIX = "refs/gdag/sessions/"
 LOG_TAIL = 64 * 1024
+FAILURE_LOG_TAIL = 4096  # of a failed session's log, in its gdag/failures/<node> event
 
 
 def session_ref(log: str, session_id: str) -> str:
@@ -61,6 +63,9 @@ class Outcome:
     duration: float = 0.0
     error: str | None = None
     cached: str | None = None  # the session whose outputs were reused (a cache hit)
+    # The attempts before the last, for a node with `retries`: status, exit code, error,
+    # duration of each.
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -294,6 +299,7 @@ class Session:
             "duration": round(outcome.duration, 3),
             "cached": outcome.cached,
             "finished": time.time(),
+            **({"attempts": outcome.attempts} if outcome.attempts else {}),
         }
 
     # -- merging back ------------------------------------------------------------
@@ -332,6 +338,8 @@ class Session:
             tree = parent
             for name in outputs:
                 tree = self._merge_output(tree, head_tree, name, offset, result)
+            if done["status"] == "failed" and self._reports_failures(parent):
+                tree = self._record_failure(tree, head_tree, done, offset, result)
             record = {**done, "offset": offset, "outputs": result.outputs}
             if self.spec.speculates_on:
                 record["speculated_on"] = self.spec.speculates_on
@@ -433,6 +441,56 @@ class Session:
         }
         result.outputs[name] = meta["version"]
         return state.write_output(self.store, tree, name, new.value, meta, f"session {self.id}")
+
+    def _reports_failures(self, root: bytes | None) -> bool:
+        """Whether a failure of this node is an event (`gdag/failures/<node>`): unless the
+        node itself watches failure events."""
+        dag = state.read_dag(self.store, root)
+        node = dag.nodes.get(self.spec.node) if dag is not None else None
+        return node is None or not node.watches_failures
+
+    def _record_failure(
+        self,
+        tree: bytes | None,
+        head_tree: bytes,
+        done: dict[str, Any],
+        offset: int,
+        result: Merged,
+    ) -> bytes | None:
+        """Set `gdag/failures/<node>` to what failed, in the merge of the failed session
+        (applied once, as the merge is): node, session, inputs, error, exit code and the
+        log's last lines, so notifications are nodes subscribing to `gdag/failures/*`."""
+        name = failure_output(self.spec.node)
+        log_entry = self.store.tree_get(
+            head_tree, layout.of(self.store, head_tree).node_log_path(self.spec.node)
+        )
+        log = self.store.read_blob(log_entry.sha) if log_entry is not None else b""
+        value = {
+            "node": self.spec.node,
+            "session": self.id,
+            "inputs": done.get("inputs", {}),
+            "error": done.get("error"),
+            "exit_code": done.get("exit_code"),
+            "attempts": len(done.get("attempts") or []) + 1,
+            "log": log[-FAILURE_LOG_TAIL:].decode(errors="replace"),
+        }
+        data = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+        blob = self.store.write_blob(data)
+        prev = state.read_output(self.store, tree, name)
+        meta = {
+            **state.next_version(prev, offset),
+            "type": "json",
+            "event": trailers.SESSION,
+            "node": self.spec.node,
+            "session": self.id,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "size": len(data),
+            "kind": "blob",
+        }
+        result.outputs[name] = meta["version"]
+        return state.write_output(
+            self.store, tree, name, Entry(MODE_BLOB, blob), meta, f"session {self.id}"
+        )
 
     def _copy_node_files(self, tree: bytes | None, head_tree: bytes, record: dict) -> bytes:
         node = self.spec.node

@@ -55,9 +55,11 @@ def run(
     lines = []
     for e in shown:
         who = e.first(trailers.NODE)
-        what = (f"{who} {e.first(trailers.STATUS) or ''} -> " if who else "") + (
-            " ".join(e.outputs) or ("" if who else e.summary)
-        )
+        outputs = " ".join(e.outputs)
+        if who:
+            what = f"{who} {e.first(trailers.STATUS) or ''}" + (f" -> {outputs}" if outputs else "")
+        else:
+            what = outputs or e.summary
         lines.append(f"{e.offset:>6}  {e.kind:<8} {now_iso(e.time)}  {what.strip()}")
         if graph and e.kind == "session":
             from gdag.provenance import session_branch

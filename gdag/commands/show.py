@@ -85,6 +85,14 @@ def _session(rec: dict[str, Any]) -> list[Block]:
         found.append([(f"  output {name} v{version}", "")])
     if rec.get("cached"):
         found.append([(f"  cache hit of {rec['cached']}", "dim")])
+    attempts = rec.get("attempts") or []
+    for a in attempts:  # the failed attempts before the last (a node with retries)
+        found.append(
+            [(f"  attempt {a.get('attempt')}  {a.get('status')}  {a.get('duration')}s", ""),
+             (f"  ({a.get('error')})", "red")]
+        )  # fmt: skip
+    if attempts:
+        found.append([(f"  attempt {len(attempts) + 1}  {rec.get('status')}", "")])
     for subject in rec.get("branch", []):
         found.append([(f"  | {subject}", "dim")])
     if rec.get("log_tail"):

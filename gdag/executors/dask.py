@@ -121,6 +121,7 @@ class DaskExecutor:
         self.address = address
         self._cluster: Any = None
         self._jobs: dict[str, tuple[Any, Emit | None]] = {}
+        self._keys: dict[str, str] = {}  # job id -> its task key (a retry's has its attempt)
         self._outs: dict[str, Path] = {}
         self._cancelled: set[str] = set()  # jobs cancelled here (not lost with the scheduler)
         self._released: list[Any] = []  # task keys whose results are in git: to unpublish
@@ -187,7 +188,7 @@ class DaskExecutor:
         return threads + threads // 2
 
     def submit(self, job: Job, emit: Emit) -> None:
-        key = task_key(job.id)
+        key = task_key(job.id) if job.attempt == 1 else f"{task_key(job.id)}-{job.attempt}"
         future = self.client.submit(run_on_worker, job, key=key, pure=False, retries=2)
         try:
             self.client.publish_dataset(future, name=key)
@@ -195,6 +196,7 @@ class DaskExecutor:
             pass  # published by an earlier attempt of the same session: the same task
         with self._lock:
             self._jobs[job.id] = (future, emit)
+            self._keys[job.id] = key
 
     def result(self, job_id: str, timeout: float | None = None) -> JobResult:
         from distributed.client import FutureCancelledError
@@ -257,9 +259,10 @@ class DaskExecutor:
         one round trip, which would otherwise cost each session ~10 ms."""
         with self._lock:
             self._jobs.pop(job_id, None)
+            key = self._keys.pop(job_id, task_key(job_id))
             self._cancelled.discard(job_id)
             out = self._outs.pop(job_id, None)
-            self._released.append(task_key(job_id))
+            self._released.append(key)
             start = len(self._released) == 1  # else a release already waits to run
         if start:
             self._releaser.submit(self._release)
