@@ -39,6 +39,7 @@ class Layout:
     nodes = b"nodes"
     node_done = b"@done.json"
     node_log = b"@log"
+    node_failed = b"@failed.json"  # an "each" node's events that failed, not yet redone
     cache = b"@cache"
     offsets = b"@offsets"
     offsets_bucket = 4096  # checkpoints per @offsets/<bucket> directory
@@ -63,6 +64,9 @@ class Layout:
 
     def node_log_path(self, node: str) -> list[bytes]:
         return [*self.node_path(node), self.node_log]
+
+    def node_failed_path(self, node: str) -> list[bytes]:
+        return [*self.node_path(node), self.node_failed]
 
     def cache_path(self, key: str) -> list[bytes]:
         return [self.cache, key[:2].encode(), key.encode()]

@@ -7,6 +7,7 @@ recorded in `nodes/<node>/@done.json`), or its code hash changed.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import threading
@@ -30,6 +31,7 @@ from gdag.session import (
     list_sessions,
     new_session_id,
     read_done,
+    read_failed,
 )
 from gdag.workspace import Workspace
 
@@ -50,6 +52,7 @@ class Pending:
     inputs: dict[str, int]
     state_at: bytes
     attempt: int = 1
+    redo: bool = False  # an "each" node's failed event, run again (`--retry-failed`)
 
 
 @dataclass
@@ -170,6 +173,7 @@ class Engine:
         self._jobs_lock = threading.Lock()
         self._stopping = threading.Event()
         self._waiting = 0  # sessions waiting to retry: they hold a thread, not a job slot
+        self._redone: set[tuple[str, str]] = set()  # failed "each" events tried this run
         # Output name -> {version: offset that published it}, learned by `_offset_of`.
         self._version_offsets: dict[str, dict[int, int]] = {}
 
@@ -194,13 +198,17 @@ class Engine:
         if not (all_present if node.when == "all" else any_present):
             return "waiting for inputs"
         done = read_done(self.ws.store, root, name)
+        if node.mode == "each" and retry_failed:
+            redo = self._failed_event(root, name)
+            if redo is not None:
+                return redo
         if done is None:
             return self._job(name, node, tip, versions, done, "never ran")
         if done.get("code") != node.code:
             return self._job(name, node, tip, versions, done, "code changed")
         recorded = done.get("inputs", {})
         if recorded == versions:
-            if done.get("status") == "failed" and retry_failed:
+            if done.get("status") == "failed" and retry_failed and node.mode != "each":
                 return Pending(name, "retry", versions, tip, int(done.get("attempt", 1)) + 1)
             return "failed" if done.get("status") == "failed" else "up to date"
         changed = sorted(
@@ -210,6 +218,22 @@ class Engine:
             f"{n} v{recorded.get(n, '-')}->v{versions.get(n, '-')}" for n in changed[:3]
         )
         return self._job(name, node, tip, versions, done, f"inputs changed: {why}")
+
+    def _failed_event(self, root: bytes, name: str) -> Pending | None:
+        """The oldest failed event of an "each" node not tried again in this run."""
+        for event in read_failed(self.ws.store, root, name):
+            key = (name, json.dumps(event["inputs"], sort_keys=True))
+            if key in self._redone:
+                continue
+            return Pending(
+                name,
+                f"retry (event at offset {event['offset']})",
+                dict(event["inputs"]),
+                event["state"].encode(),
+                int(event.get("attempt", 1)) + 1,
+                redo=True,
+            )
+        return None
 
     def _job(
         self,
@@ -297,6 +321,18 @@ class Engine:
                 states.append(NodeState(name, RUNNING, self._running_reason(holder), done))
                 continue
             p = self.pending(name, node, tip, retry_failed=False)
+            failed = read_failed(self.ws.store, root, name) if node.mode == "each" else []
+            if failed:  # an "each" node's failed events stay visible until redone
+                offsets = ", ".join(str(e["offset"]) for e in failed[:5])
+                more = ", …" if len(failed) > 5 else ""
+                note = (
+                    f"{len(failed)} failed event(s) not processed (offset {offsets}{more}; "
+                    "`gdag run --retry-failed`)"
+                )
+                if not isinstance(p, Pending):
+                    states.append(NodeState(name, FAILED, note, done))
+                    continue
+                p.reason += f"; {note}"
             if isinstance(p, Pending):
                 kind = NEVER_RUN if done is None else STALE
                 reason = p.reason
@@ -507,6 +543,8 @@ class Engine:
                         p = known.pop(name)
                         if p.reason == "retry":
                             retried.add(name)
+                        if p.redo:  # each failed event is tried once per run
+                            self._redone.add((name, json.dumps(p.inputs, sort_keys=True)))
                         sid = new_session_id(name)
                         if speculator is not None:
                             speculator.watch(name, sid)
@@ -643,7 +681,7 @@ class Engine:
         try:
             state_root = self.ws.store.read_commit(p.state_at).tree
             key = cache.cache_key(self.ws.store, state_root, node) if node.cache else None
-            spec = Spec(p.node, node.code, p.inputs, tip, p.state_at, p.attempt, key)
+            spec = Spec(p.node, node.code, p.inputs, tip, p.state_at, p.attempt, key, redo=p.redo)
             hit = key and cache.lookup(self.ws.store, [state_root, *self.cache_roots], key)
             if hit:
                 session = Session.adopt(self.ws.log, spec, hit, sid)

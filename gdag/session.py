@@ -53,6 +53,9 @@ class Spec:
     # value ids of every input it saw (checked against the log before merging).
     speculates_on: str | None = None
     consumed: dict[str, str] | None = None
+    # Redoing an "each" node's failed event (one of its @failed.json): merged whatever
+    # the node recorded since, and its @done is left alone unless it is that event's.
+    redo: bool = False
 
 
 @dataclass
@@ -103,6 +106,15 @@ def covers(done: dict[str, Any] | None, spec: Spec, status: str) -> bool:
         or status == "failed"
         and (recorded != spec.inputs)
     )
+
+
+def read_failed(store: Store, root: bytes | None, node: str) -> list[dict[str, Any]]:
+    """An "each" node's failed events not redone yet, oldest first: inputs, offset and
+    state commit of the event, the session that failed, its error and attempt."""
+    if not root:
+        return []
+    entry = store.tree_get(root, layout.of(store, root).node_failed_path(node))
+    return list(state.read_json_blob(store, entry.sha)) if entry is not None else []
 
 
 def read_done(store: Store, root: bytes | None, node: str) -> dict[str, Any] | None:
@@ -168,6 +180,7 @@ class Session:
             *(((trailers.CACHE_KEY, spec.cache_key),) if spec.cache_key else ()),
             *((trailers.INPUT, f"{name}={v}") for name, v in sorted(spec.inputs.items())),
             *(((trailers.SPECULATES_ON, spec.speculates_on),) if spec.speculates_on else ()),
+            *(((trailers.REDO, "1"),) if spec.redo else ()),
             *(
                 (trailers.CONSUMED, f"{n}={sha}")
                 for n, sha in sorted((spec.consumed or {}).items())
@@ -200,6 +213,7 @@ class Session:
             speculates_on=next(iter(t.get(trailers.SPECULATES_ON, [])), None),
             consumed={k: v for k, _, v in (i.partition("=") for i in t.get(trailers.CONSUMED, []))}
             or None,
+            redo=bool(t.get(trailers.REDO)),
         )
         return cls(log, session_id, spec, head)
 
@@ -330,7 +344,11 @@ class Session:
                 raise _AlreadyMerged
             if self.spec.speculates_on is not None:
                 self._confirm_speculation(parent, done)
-            if covers(read_done(self.store, parent, self.spec.node), self.spec, done["status"]):
+            failed = read_failed(self.store, parent, self.spec.node)
+            if self.spec.redo:
+                if not any(e["inputs"] == self.spec.inputs for e in failed):
+                    raise _Superseded  # redone already, by another run
+            elif covers(read_done(self.store, parent, self.spec.node), self.spec, done["status"]):
                 raise _Superseded
             if self._code_in_force(parent) != self.spec.code:
                 raise _Superseded  # the definition changed meanwhile: a rerun is due anyway
@@ -343,7 +361,10 @@ class Session:
             record = {**done, "offset": offset, "outputs": result.outputs}
             if self.spec.speculates_on:
                 record["speculated_on"] = self.spec.speculates_on
-            tree = self._copy_node_files(tree, head_tree, record)
+            last = read_done(self.store, parent, self.spec.node)
+            if not self.spec.redo or (last or {}).get("inputs") == self.spec.inputs:
+                tree = self._copy_node_files(tree, head_tree, record)
+            tree = self._update_failed(tree, parent, failed, done, offset)
             if done["status"] == "ok" and self.spec.cache_key:
                 from gdag import cache
 
@@ -441,6 +462,48 @@ class Session:
         }
         result.outputs[name] = meta["version"]
         return state.write_output(self.store, tree, name, new.value, meta, f"session {self.id}")
+
+    def _update_failed(
+        self,
+        tree: bytes | None,
+        parent: bytes | None,
+        failed: list[dict[str, Any]],
+        done: dict[str, Any],
+        offset: int,
+    ) -> bytes | None:
+        """Keep an "each" node's failed events: add this session's event when it failed
+        (a redo that fails again updates its entry), drop it once redone."""
+        dag = state.read_dag(self.store, parent)
+        node = dag.nodes.get(self.spec.node) if dag is not None else None
+        if node is None or node.mode != "each":
+            return tree
+        kept = [e for e in failed if e["inputs"] != self.spec.inputs]
+        if done["status"] == "failed":
+            kept.append(
+                {
+                    "inputs": self.spec.inputs,
+                    "offset": self.log.event(self.spec.state_at).offset,
+                    "state": self.spec.state_at.decode(),
+                    "session": self.id,
+                    "error": done.get("error"),
+                    "attempt": self.spec.attempt,
+                }
+            )
+        if kept == failed:
+            return tree
+        kept.sort(key=lambda e: int(e["offset"]))
+        paths = layout.of(self.store, tree)
+        entry = (
+            Entry(
+                MODE_BLOB,
+                self.store.write_blob(json.dumps(kept, sort_keys=True, indent=1).encode()),
+            )
+            if kept
+            else None
+        )
+        return self.store.tree_update(
+            tree, paths.node_path(self.spec.node), {paths.node_failed: entry}
+        )
 
     def _reports_failures(self, root: bytes | None) -> bool:
         """Whether a failure of this node is an event (`gdag/failures/<node>`): unless the

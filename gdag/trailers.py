@@ -25,6 +25,7 @@ INPUT = "Gdag-Input"  # output=version, one per input
 CACHE_KEY = "Gdag-Cache-Key"
 CACHE = "Gdag-Cache"  # a cache hit: the session whose results were reused
 SPECULATES_ON = "Gdag-Speculates-On"  # the producer session a speculative one read
+REDO = "Gdag-Redo"  # a session redoing an "each" node's failed event (`--retry-failed`)
 CONSUMED = "Gdag-Consumed"  # output=value id, one per input a speculative session read
 SPECULATED_ON = "Gdag-Speculated-On"  # on the merge of a speculative session
 # Replays.

@@ -43,7 +43,7 @@ SPEC = Spec(
             default=True,
             off="--fail-fast",
         ),
-        Option("retry_failed", ("--retry-failed",), "Run failed nodes again on the same inputs."),
+        Option("retry_failed", ("--retry-failed",), "Run failed nodes (and failed events) again."),
         Option(
             "speculative",
             ("--speculative",),
