@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gdag.errors import DefinitionError
+from gdag.errors import DefinitionError, GdagError
 from gdag.repo import Store
 from gdag.workspace import Workspace, log_name
 
@@ -64,6 +64,7 @@ class Watcher:
         # Schedules: what the last look at them saw, and when the next tick is due.
         self._tick_key: tuple[Any, ...] | None = None
         self._next_tick: float | None = None
+        self._tick_error: str | None = None
         self.remote: Any = None
         if remote is not None:
             from gdag.remote import Remote
@@ -95,7 +96,6 @@ class Watcher:
         name = log_name(self.log_arg, self.store)
         ws = Workspace(self.store, name)
         if self.remote is not None:
-            from gdag.errors import GdagError
             from gdag.remote import sync_log
 
             try:
@@ -175,7 +175,15 @@ class Watcher:
         except DefinitionError:
             self._tick_key, self._next_tick = key, None  # the engine's round reports it
             return False
-        ticked = schedule.publish_due(ws, dag, at) if dag.schedules else []
+        try:
+            ticked = schedule.publish_due(ws, dag, at) if dag.schedules else []
+        except GdagError as exc:
+            # A remote that is down, say: tried again next round, reported once.
+            if exc.message != self._tick_error:
+                self.report("tick-error", {"node": "", "error": exc.message})
+            self._tick_error = exc.message
+            return False
+        self._tick_error = None
         for t in ticked:
             self.report("tick", {"node": "", "output": t.published.output, "time": t.time})
         upcoming = schedule.next_due(dag, at)

@@ -461,3 +461,38 @@ def test_dag_json_gains_schedules_only_when_defined(tmp_path: Path) -> None:
     }
     assert Dag.from_json(doc).to_bytes() == dag.to_bytes()
     assert str(dag.output_type("ticks/n")) == "str"
+
+
+def test_a_tick_that_cannot_be_published_is_reported_and_watch_goes_on(
+    repo: Path, tmp_path: Path
+) -> None:
+    assert gdag("publish", "ticks/a", "not a time", cwd=repo).returncode == 0  # before
+    define(
+        repo,
+        """
+        [schedules.a]
+        every = "1h"
+
+        [nodes.n]
+        run = 'cp "$GDAG_IN_GO" "$GDAG_OUT/went"'
+        inputs = { go = "go" }
+        publishes = ["went"]
+        """,
+    )
+    now = "2026-01-10T05:30:00Z"
+    r = gdag("tick", cwd=repo, env={"GDAG_NOW": now})
+    assert r.returncode == 3
+    assert "gdag: error: output 'ticks/a' has type bytes; its type cannot change to str" in (
+        r.stderr
+    )
+    err = tmp_path / "watch.err"
+    watcher = start(repo, now, "watch", "--interval", "0.05", log=err)
+    try:
+        wait_until(lambda: "cannot publish schedule ticks yet" in err.read_text(), "reported")
+        assert gdag("publish", "go", "yes", "--no-run", cwd=repo).returncode == 0
+        wait_until(lambda: gdag("lookup", "went", cwd=repo).text == "yes", "the node ran")
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        assert watcher.wait(timeout=60) == 0
+    assert err.read_text().count("cannot publish schedule ticks yet") == 1
+    fsck(repo)
