@@ -24,11 +24,14 @@ from typing import Any
 from gdag import cron, state
 from gdag.clock import now as clock_now
 from gdag.dag import Dag, Schedule
+from gdag.log import Log
 from gdag.repo import Store
 from gdag.workspace import Published, ValueSource, Workspace
 
 # catchup = "none": a tick more than this late was missed, and is not published.
 ON_TIME = 60.0
+# How many re-applied versions of a tick output are looked through for a newer tick.
+REAPPLIED_WALK = 64
 
 
 def rule_of(schedule: Schedule) -> cron.Rule:
@@ -43,11 +46,32 @@ def now() -> dt.datetime:
     return dt.datetime.fromtimestamp(clock_now(), cron.UTC)
 
 
-def last_tick(store: Store, root: bytes | None, schedule: Schedule) -> dt.datetime | None:
-    """The time of the schedule's newest tick in the state tree `root`, or None."""
+def last_tick(
+    store: Store, root: bytes | None, schedule: Schedule, log: Log | None = None
+) -> dt.datetime | None:
+    """The time of the schedule's newest tick in the state tree `root`, or None.
+
+    Ticks published here only grow, but `gdag sync` re-applies a machine's local
+    ticks on top of the remote's, which may hold newer ones: while the value in
+    force was re-applied (`replayed_from` in its metadata), the versions before it
+    count too (walked back through `prev`, given the `log`, up to REAPPLIED_WALK)."""
     found = state.read_output(store, root, schedule.output)
-    if found is None or found.value.is_tree:
-        return None
+    newest: dt.datetime | None = None
+    for _ in range(REAPPLIED_WALK):
+        if found is None or found.value.is_tree:
+            break
+        when = _tick_time(store, found)
+        if when is not None and (newest is None or when > newest):
+            newest = when
+        prev = found.meta.get("prev")
+        if log is None or "replayed_from" not in found.meta or prev is None:
+            break
+        commit = log.commit_at(int(prev))
+        found = state.read_output(store, store.read_commit(commit).tree, schedule.output)
+    return newest
+
+
+def _tick_time(store: Store, found: state.OutputState) -> dt.datetime | None:
     try:
         return cron.parse_iso(json.loads(store.read_blob(found.value.sha)))
     except (ValueError, TypeError):
@@ -79,7 +103,7 @@ def publish_tick(ws: Workspace, schedule: Schedule, when: dt.datetime) -> Publis
     value = cron.iso(when, rule_of(schedule).tz)
 
     def already(parent: bytes | None) -> bool:
-        last = last_tick(ws.store, parent, schedule)
+        last = last_tick(ws.store, parent, schedule, ws.log)
         return last is not None and last >= when
 
     return ws.publish(
@@ -110,7 +134,7 @@ def publish_due(ws: Workspace, dag: Dag, at: dt.datetime | None = None) -> list[
     for name in sorted(dag.schedules):
         schedule = dag.schedules[name]
         root = ws.store.read_commit(ws.log.require_tip()).tree
-        for when in due_times(schedule, last_tick(ws.store, root, schedule), at):
+        for when in due_times(schedule, last_tick(ws.store, root, schedule, ws.log), at):
             published = publish_tick(ws, schedule, when)
             if published.changed:
                 done.append(Ticked(name, cron.iso(when, rule_of(schedule).tz), published))
@@ -140,13 +164,13 @@ class ScheduleState:
         return dict(self.__dict__)
 
 
-def describe(store: Store, root: bytes, dag: Dag, at: dt.datetime) -> list[ScheduleState]:
+def describe(log: Log, root: bytes, dag: Dag, at: dt.datetime) -> list[ScheduleState]:
     """Every schedule: its last tick, its next, and what `gdag tick` would publish now."""
     found = []
     for name in sorted(dag.schedules):
         schedule = dag.schedules[name]
         rule = rule_of(schedule)
-        last = last_tick(store, root, schedule)
+        last = last_tick(log.store, root, schedule, log)
         nxt = rule.next_after(at)
         found.append(
             ScheduleState(

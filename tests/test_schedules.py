@@ -496,3 +496,21 @@ def test_a_tick_that_cannot_be_published_is_reported_and_watch_goes_on(
         assert watcher.wait(timeout=60) == 0
     assert err.read_text().count("cannot publish schedule ticks yet") == 1
     fsck(repo)
+
+
+def test_an_older_tick_re_applied_by_sync_does_not_make_a_tick_come_twice(
+    machines: tuple[list[Path], Path],
+) -> None:
+    (a, b), bare = machines
+    tick(a, "2026-01-10T05:30:00Z")  # offline: 05:00
+    tick(b, "2026-01-10T08:30:00Z", "--remote", "origin")  # the remote's first: 08:00
+    assert gdag("sync", cwd=a).returncode == 0  # 05:00 goes on top of 08:00
+    assert lookup(a, "ticks/h") == "2026-01-10T05:00:00Z"
+    got = tick(a, "2026-01-10T10:30:00Z", "--remote", "origin")
+    assert [t["time"] for t in got if t["schedule"] == "h"] == [
+        "2026-01-10T09:00:00Z",
+        "2026-01-10T10:00:00Z",
+    ]
+    ids = tick_ids(bare)
+    assert len(ids) == len(set(ids)), ids
+    fsck(a)

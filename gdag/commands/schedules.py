@@ -16,7 +16,7 @@ def run(*, json_out: bool, path: str | None, log: str | None) -> int:
     ws = Workspace.open(path, log)
     tip = ws.log.require_tip()
     dag = ws.current_dag(tip, record=False)
-    states = describe(ws.store, ws.store.read_commit(tip).tree, dag, at)
+    states = describe(ws.log, ws.store.read_commit(tip).tree, dag, at)
     if json_out:
         print_json([s.to_json() for s in states])
         return 0
