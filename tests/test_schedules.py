@@ -514,3 +514,34 @@ def test_an_older_tick_re_applied_by_sync_does_not_make_a_tick_come_twice(
     ids = tick_ids(bare)
     assert len(ids) == len(set(ids)), ids
     fsck(a)
+
+
+def test_watchers_on_two_machines_with_remote_publish_each_tick_once(
+    machines: tuple[list[Path], Path], tmp_path: Path
+) -> None:
+    (a, b), bare = machines
+    tick(a, "2026-01-10T00:30:00Z", "--remote", "origin")
+    now = "2026-01-10T09:30:00Z"
+    watchers = [
+        start(m, now, "watch", "--remote", "origin", "--interval", "0.05", log=tmp_path / f"{i}")
+        for i, m in enumerate((a, b))
+    ]
+    try:
+        for i in range(2):
+            wait_until(lambda i=i: "watching" in (tmp_path / f"{i}").read_text(), "started")
+        tick(a, now, "--remote", "origin", "--no-run")
+
+        def remote_has_the_last() -> bool:
+            return "tick:h:2026-01-10T09:00:00Z" in tick_ids(bare)
+
+        wait_until(remote_has_the_last, "the last tick on the remote")
+    finally:
+        for proc in watchers:
+            proc.send_signal(signal.SIGINT)
+        for proc in watchers:
+            assert proc.wait(timeout=60) == 0
+    ids = tick_ids(bare)
+    assert [i for i in ids if i.startswith("tick:h:")] == [
+        f"tick:h:2026-01-10T0{h}:00:00Z" for h in range(10)
+    ]
+    assert len(ids) == len(set(ids))
