@@ -545,3 +545,9 @@ def test_watchers_on_two_machines_with_remote_publish_each_tick_once(
         f"tick:h:2026-01-10T0{h}:00:00Z" for h in range(10)
     ]
     assert len(ids) == len(set(ids))
+
+
+def test_tick_without_schedules_says_so(repo: Path) -> None:
+    r = gdag("tick", cwd=repo)
+    assert r.returncode == 0 and r.text == ""
+    assert r.stderr == "gdag: note: gdag.toml defines no schedules; nothing to tick\n"

@@ -45,6 +45,12 @@ def run(
         sync_log(shared, ws.log)
         target = Workspace(ws.store, ws.log.name, remote_log(ws.store, ws.log.name, shared))
     dag = target.current_dag(target.log.require_tip())
+    if not dag.schedules:
+        import sys
+
+        sys.stderr.write(
+            f"gdag: note: {ws.definition_source().label} defines no schedules; nothing to tick\n"
+        )
     published = publish_due(target, dag, at)
     if json_out:
         print_json([p.to_json() for p in published])
