@@ -31,6 +31,14 @@ MACROS = {
     "@hourly": "0 * * * *",
 }
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# Each field: its name in messages, its range, and the names it takes for numbers.
+FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, MONTHS),
+    ("day of week", 0, 7, DAYS),
+)
 
 
 class RuleError(ValueError):
@@ -83,23 +91,16 @@ class Cron:
                 f"cron {text!r} has {len(fields)} fields, not 5 "
                 "(minute hour day-of-month month day-of-week)"
             )
-        what = ("minute", "hour", "day of month", "month", "day of week")
-        try:
-            parsed = [
-                _field(fields[0], 0, 59),
-                _field(fields[1], 0, 23),
-                _field(fields[2], 1, 31),
-                _field(fields[3], 1, 12, MONTHS),
-                _field(fields[4], 0, 7, DAYS),
-            ]
-        except RuleError as exc:
-            i = next(i for i, f in enumerate(fields) if _fails(f, i))
-            raise RuleError(f"cron {text!r}: {what[i]}: {exc}") from None
+        parsed = []
+        for field_text, (what, low, high, names) in zip(fields, FIELDS, strict=True):
+            try:
+                parsed.append(_field(field_text, low, high, names))
+            except RuleError as exc:
+                raise RuleError(f"cron {text!r}: {what}: {exc}") from None
         self.minutes, self.hours, self.days, self.months = (sorted(p) for p in parsed[:4])
         self.weekdays = frozenset(d % 7 for d in parsed[4])  # 7 is Sunday too
         # Both day fields restricted: either may match (cron's rule); else both must.
         self.either_day = fields[2] != "*" and fields[4] != "*"
-        self.dom_any, self.dow_any = fields[2] == "*", fields[4] == "*"
         if not any(self._day_ok(d) for d in _sample_days()):
             raise RuleError(f"cron {text!r} names a day that never comes")
 
@@ -153,16 +154,6 @@ class Cron:
         ]
         a, b = (o or dt.timedelta() for o in offsets)
         return abs(a - b)
-
-
-def _fails(text: str, i: int) -> bool:
-    ranges = [(0, 59, ()), (0, 23, ()), (1, 31, ()), (1, 12, MONTHS), (0, 7, DAYS)]
-    low, high, names = ranges[i]
-    try:
-        _field(text, low, high, names)
-    except RuleError:
-        return True
-    return False
 
 
 def _sample_days() -> Iterator[dt.date]:
