@@ -545,6 +545,8 @@ def test_watchers_on_two_machines_with_remote_publish_each_tick_once(
         f"tick:h:2026-01-10T0{h}:00:00Z" for h in range(10)
     ]
     assert len(ids) == len(set(ids))
+    for m in (a, b):
+        fsck(m)
 
 
 def test_tick_without_schedules_says_so(repo: Path) -> None:
