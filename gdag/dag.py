@@ -25,8 +25,6 @@ SHELL = "shell"
 PYTHON = "python"
 MODES = ("latest", "each")
 WHENS = ("any", "all")
-CATCHUPS = ("latest", "all", "none")  # the first is the default
-TICKS = "ticks/"  # a schedule NAME publishes ticks/NAME
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -180,6 +178,10 @@ class Node(Frozen):
         return any(
             t == output or (is_pattern(t) and matches(t, output)) for t in self.inputs.values()
         )
+
+
+CATCHUPS = ("latest", "all", "none")  # the first is the default
+TICKS = "ticks/"  # a schedule NAME publishes ticks/NAME
 
 
 class Schedule(Frozen):
