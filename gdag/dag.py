@@ -227,10 +227,77 @@ class Node(Frozen):
         return output != FAILURES + self.name
 
 
+CATCHUPS = ("latest", "all", "none")  # the first is the default
+TICKS = "ticks/"  # a schedule NAME publishes ticks/NAME
+
+
+class Schedule(Frozen):
+    """A `[schedules.NAME]` table: when it ticks, and what a missed stretch publishes.
+
+    Each tick is a publish to `ticks/NAME` (type str) whose value is the scheduled
+    time in ISO 8601."""
+
+    __slots__ = ("name", "cron", "every", "timezone", "catchup")
+    name: str
+    cron: str | None
+    every: str | None
+    timezone: str | None  # cron only; None is UTC
+    catchup: str  # CATCHUPS
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        cron: str | None = None,
+        every: str | None = None,
+        timezone: str | None = None,
+        catchup: str = "latest",
+    ) -> None:
+        self._set(name=name, cron=cron, every=every, timezone=timezone, catchup=catchup)
+
+    @property
+    def output(self) -> str:
+        return TICKS + self.name
+
+    @property
+    def rule_text(self) -> str:
+        return f"cron {self.cron}" if self.cron is not None else f"every {self.every}"
+
+    @classmethod
+    def from_json(cls, name: str, d: Mapping[str, Any]) -> Schedule:
+        return cls(
+            name,
+            cron=d.get("cron"),
+            every=d.get("every"),
+            timezone=d.get("timezone"),
+            catchup=d.get("catchup", "latest"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"catchup": self.catchup}
+        if self.cron is not None:
+            d["cron"] = self.cron
+        if self.every is not None:
+            d["every"] = self.every
+        if self.timezone is not None:
+            d["timezone"] = self.timezone
+        return d
+
+
 class Dag(Frozen):
     """The compiled definition in force: outputs, nodes, and what it was compiled from."""
 
-    __slots__ = ("format", "source", "modules", "outputs", "nodes", "watch", "globs", "cluster")
+    __slots__ = (
+        "format",
+        "source",
+        "modules",
+        "outputs",
+        "nodes",
+        "watch",
+        "globs",
+        "cluster",
+        "schedules",
+    )
     format: int
     source: str  # sha256 of the definition file
     modules: tuple[str, ...]
@@ -240,6 +307,7 @@ class Dag(Frozen):
     watch: Mapping[str, str]
     globs: Mapping[str, tuple[str, ...]]
     cluster: str | None  # [cluster] address: where runs send node jobs by default
+    schedules: Mapping[str, Schedule]
 
     def __init__(
         self,
@@ -252,6 +320,7 @@ class Dag(Frozen):
         watch: Mapping[str, str] = _EMPTY,
         globs: Mapping[str, tuple[str, ...]] = _EMPTY,
         cluster: str | None = None,
+        schedules: Mapping[str, Schedule] = _EMPTY,
     ) -> None:
         self._set(
             format=format,
@@ -262,6 +331,7 @@ class Dag(Frozen):
             watch=watch,
             globs=globs,
             cluster=cluster,
+            schedules=schedules,
         )
 
     @classmethod
@@ -283,6 +353,9 @@ class Dag(Frozen):
             watch=_frozen(d.get("watch")),
             globs=MappingProxyType({g: tuple(f) for g, f in d.get("globs", {}).items()}),
             cluster=d.get("cluster"),
+            schedules=MappingProxyType(
+                {n: Schedule.from_json(n, spec) for n, spec in d.get("schedules", {}).items()}
+            ),
         )
 
     @classmethod
@@ -303,6 +376,8 @@ class Dag(Frozen):
             d["globs"] = {g: list(f) for g, f in self.globs.items()}
         if self.cluster:
             d["cluster"] = self.cluster
+        if self.schedules:
+            d["schedules"] = {n: s.to_json() for n, s in self.schedules.items()}
         return d
 
     def to_bytes(self) -> bytes:

@@ -14,9 +14,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gdag.dag import Dag
+from gdag.dag import CATCHUPS, TICKS, Dag
 from gdag.errors import DefinitionError, GdagError
-from gdag.names import check_output_name, check_simple_name, env_name, is_pattern
+from gdag.names import check_output_name, check_simple_name, env_name, is_pattern, matches
 from gdag.records import Frozen
 from gdag.types import parse_type
 
@@ -70,7 +70,8 @@ NODE_KEYS = {
 }
 OUTPUT_KEYS = {"type", "description"}
 DAG_KEYS = {"modules"}
-TOP_KEYS = {"outputs", "nodes", "dag", "log", "cluster"}
+SCHEDULE_KEYS = {"cron", "every", "timezone", "catchup", "description"}
+TOP_KEYS = {"outputs", "nodes", "dag", "log", "cluster", "schedules"}
 
 
 class Source(Frozen):
@@ -288,6 +289,7 @@ def compile_definition(src: Source, load_python: bool = True, digest: Digests | 
     nodes = _compile_nodes(table, where)
     watch, functions = _hash_python_nodes(nodes, root, where) if load_python else ({}, {})
     globs = _hash_sources(nodes, root, where, watch, digest or PLAIN)
+    schedules = _compile_schedules(toml.get("schedules", {}), where, outputs, nodes)
     _type_returns(outputs, nodes, functions)
     _fold_types(outputs, nodes)
     doc: dict[str, Any] = {
@@ -300,6 +302,8 @@ def compile_definition(src: Source, load_python: bool = True, digest: Digests | 
     }
     if globs:
         doc["globs"] = globs
+    if schedules:
+        doc["schedules"] = schedules
     cluster = toml.get("cluster", {})
     _no_unknown(cluster, {"address"}, where, "[cluster]")
     if "address" in cluster:
@@ -623,6 +627,79 @@ def _compile_outputs(table: Any, where: str) -> dict[str, Any]:
         except GdagError as exc:
             raise DefinitionError(f"{where}: {what}: {exc.message}", exc.hint) from None
         out[name] = {"type": str(typ)}
+    return out
+
+
+def _compile_schedules(
+    table: Any, where: str, outputs: dict[str, Any], nodes: dict[str, Any]
+) -> dict[str, Any]:
+    """`[schedules.NAME]`: each publishes `ticks/NAME` (declared here, type str)."""
+    if not isinstance(table, dict):
+        raise DefinitionError(f"{where}: [schedules] must be a table")
+    compiled: dict[str, Any] = {}
+    for name, spec in sorted(table.items()):
+        what = f"[schedules.{name}]"
+        _named(check_simple_name, name, where, what, what="schedule")
+        if not isinstance(spec, dict):
+            raise DefinitionError(f'{where}: {what} must be a table, e.g. {{ every = "15m" }}')
+        _no_unknown(spec, SCHEDULE_KEYS, where, what)
+        compiled[name] = _compile_schedule(spec, where, what)
+        output = TICKS + name
+        if output in outputs:
+            raise DefinitionError(
+                f'{where}: [outputs."{output}"]: schedule {name!r} publishes {output}',
+                hint=f"drop the declaration: {output} is a str holding the scheduled time",
+            )
+        for node, body in nodes.items():
+            pubs = body["publishes"]
+            if any(p == output or (is_pattern(p) and matches(p, output)) for p in pubs):
+                raise DefinitionError(
+                    f"{where}: [nodes.{node}]: publishes {output}, which schedule {name!r} "
+                    "publishes",
+                    hint="a node subscribes to a schedule's ticks; it cannot publish them",
+                )
+        outputs[output] = {"type": "str", "from": f"schedule {name}"}
+    return compiled
+
+
+def _compile_schedule(spec: dict[str, Any], where: str, what: str) -> dict[str, Any]:
+    import zoneinfo
+
+    from gdag.cron import Cron, Every, RuleError
+
+    if ("cron" in spec) == ("every" in spec):
+        raise DefinitionError(
+            f"{where}: {what}: needs exactly one of 'cron' or 'every'",
+            hint='e.g. cron = "0 2 * * *" (minute hour day month weekday) or every = "15m"',
+        )
+    out: dict[str, Any] = {"catchup": _choice(spec, "catchup", CATCHUPS, where, what)}
+    for key in ("cron", "every", "timezone"):
+        if key in spec and not isinstance(spec[key], str):
+            raise DefinitionError(f"{where}: {what}: {key} must be a string")
+    try:
+        if "every" in spec:
+            if "timezone" in spec:
+                raise DefinitionError(
+                    f"{where}: {what}: timezone applies to cron rules only",
+                    hint="intervals count from the Unix epoch; drop timezone",
+                )
+            Every(spec["every"])
+            out["every"] = spec["every"]
+            return out
+        tz = spec.get("timezone")
+        try:
+            zone = zoneinfo.ZoneInfo(tz) if tz is not None else None
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise DefinitionError(
+                f"{where}: {what}: unknown timezone {tz!r}",
+                hint="an IANA name such as Europe/Paris or America/New_York",
+            ) from None
+        Cron(spec["cron"], *((zone,) if zone is not None else ()))
+    except RuleError as exc:
+        raise DefinitionError(f"{where}: {what}: {exc}") from None
+    out["cron"] = spec["cron"]
+    if tz is not None:
+        out["timezone"] = tz
     return out
 
 

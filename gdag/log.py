@@ -326,10 +326,12 @@ def parse_since(text: str) -> float:
     import datetime as dt
     import re
 
+    from gdag.clock import now
+
     m = re.fullmatch(r"(\d+)\s*([smhdw])", text.strip())
     if m:
         unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
-        return time.time() - int(m.group(1)) * unit
+        return now() - int(m.group(1)) * unit
     try:
         when = dt.datetime.fromisoformat(text.strip())
     except ValueError:

@@ -77,6 +77,10 @@ class RunView:
             ]
         if kind == "switched":
             return [("switched to log ", "cyan"), (data["log"], "")]
+        if kind == "tick-error":
+            return [("cannot publish schedule ticks yet: ", "yellow"), (data["error"], "")]
+        if kind == "tick":
+            return [("tick ", "cyan"), (data["output"], ""), (f" {data['time']}", "dim")]
         if kind == "idle":
             return [(f"idle: {data['ran']} ran, {data['failed']} failed", "dim")]
         return [(f"{kind} {node}", "")]

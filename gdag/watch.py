@@ -1,10 +1,12 @@
 """`gdag watch`: a foreground loop that runs pending work as events arrive.
 
-It keeps no state that matters: each tick reads HEAD (when following the
+It keeps no state that matters: each round reads HEAD (when following the
 branch), the log ref, the stat of the definition file and of the files the
-definition depends on (Python nodes' modules, nodes' `sources`), and runs the
-engine only when one of them changed; kill it at any moment and the next start carries on
-from what is in git. SIGINT and SIGTERM stop it after the sessions in flight
+definition depends on (Python nodes' modules, nodes' `sources`), publishes the
+schedules' ticks that have come due (`gdag.schedule`: each once per log,
+whoever else publishes them), and runs the engine only when one of them
+changed; kill it at any moment and the next start carries on from what is in
+git. SIGINT and SIGTERM stop it after the sessions in flight
 finish (or, on a second signal, leave them for the next run to recover).
 """
 
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gdag.errors import DefinitionError
+from gdag.errors import DefinitionError, GdagError
 from gdag.repo import Store
 from gdag.workspace import Workspace, log_name
 
@@ -59,6 +61,10 @@ class Watcher:
         self.definition = self.store.workdir / "gdag.toml" if self.store.workdir else None
         self._dag_tip: bytes | None = None
         self._watched: tuple[list[str], list[str]] = ([], [])
+        # Schedules: what the last look at them saw, and when the next tick is due.
+        self._tick_key: tuple[Any, ...] | None = None
+        self._next_tick: float | None = None
+        self._tick_error: str | None = None
         self.remote: Any = None
         if remote is not None:
             from gdag.remote import Remote
@@ -90,7 +96,6 @@ class Watcher:
         name = log_name(self.log_arg, self.store)
         ws = Workspace(self.store, name)
         if self.remote is not None:
-            from gdag.errors import GdagError
             from gdag.remote import sync_log
 
             try:
@@ -100,6 +105,9 @@ class Watcher:
         tip = ws.log.tip()
         if tip is None:
             return (name, None)
+        if self._publish_ticks(self._committing(ws, name), tip):
+            tip = ws.log.tip()
+            assert tip is not None
         seen = (name, tip, _stamp(self.definition), self._sources(tip))
         if seen == last:
             return seen
@@ -112,9 +120,9 @@ class Watcher:
             refresh_user_modules(self.store.workdir)
         leases: NodeLeases | None = None
         if self.remote is not None:
-            from gdag.remote import remote_leases, remote_log
+            from gdag.remote import remote_leases
 
-            ws = Workspace(self.store, name, remote_log(self.store, name, self.remote))
+            ws = self._committing(ws, name)
             if self.cluster and not self.cluster.startswith("local"):
                 from gdag.netsem import ClusterLeases  # the cluster's semaphores
 
@@ -145,6 +153,53 @@ class Watcher:
         # ran must make the next tick look again (our own merges cost one no-op run).
         return seen
 
+    def _committing(self, ws: Workspace, name: str) -> Workspace:
+        """The workspace events are appended through: with a remote, its log (by push)."""
+        if self.remote is None:
+            return ws
+        from gdag.remote import remote_log
+
+        return Workspace(self.store, name, remote_log(self.store, name, self.remote))
+
+    def _publish_ticks(self, ws: Workspace, tip: bytes) -> bool:
+        """Publish the schedules' ticks due now; whether this process appended any.
+        Looked at again when the log, the definition or the next tick's time comes."""
+        from gdag import schedule
+
+        at = schedule.now()
+        key = (ws.log.name, tip, _stamp(self.definition))
+        if key == self._tick_key and (self._next_tick is None or at.timestamp() < self._next_tick):
+            return False
+        try:
+            dag = ws.current_dag(tip)
+        except DefinitionError:
+            self._tick_key, self._next_tick = key, None  # the engine's round reports it
+            return False
+        try:
+            ticked = schedule.publish_due(ws, dag, at) if dag.schedules else []
+        except GdagError as exc:
+            # A remote that is down, say: tried again next round, reported once.
+            if exc.message != self._tick_error:
+                self.report("tick-error", {"node": "", "error": exc.message})
+            self._tick_error = exc.message
+            return False
+        self._tick_error = None
+        for t in ticked:
+            self.report("tick", {"node": "", "output": t.published.output, "time": t.time})
+        upcoming = schedule.next_due(dag, at)
+        self._next_tick = upcoming.timestamp() if upcoming is not None else None
+        self._tick_key = (ws.log.name, ws.log.tip(), _stamp(self.definition))
+        return bool(ticked)
+
+    def _pause(self) -> float:
+        """Seconds until the next round: the interval, or less when a tick comes sooner.
+        (With `GDAG_NOW` the clock stands still: no tick comes.)"""
+        from gdag.clock import is_frozen, now
+
+        if self._next_tick is None or is_frozen():
+            return self.interval
+        return max(0.0, min(self.interval, self._next_tick - now()))
+
     def loop(self, max_ticks: int | None = None) -> None:
         last = None
         ticks = 0
@@ -152,7 +207,7 @@ class Watcher:
             while max_ticks is None or ticks < max_ticks:
                 last = self.tick(last)
                 ticks += 1
-                time.sleep(self.interval)
+                time.sleep(self._pause())
         finally:
             if self.executor is not None:
                 self.executor.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -219,10 +220,13 @@ class Workspace:
         if_changed: bool = False,
         publish_id: str | None = None,
         lenient: bool = False,
+        skip_if: Callable[[bytes | None], bool] | None = None,
     ) -> Published:
         """Record `source` as the next value of `output`. `lenient` (git events): a
         work tree whose definition does not compile does not stop the value; its type
-        comes from the log's definition, and `notes` says so."""
+        comes from the log's definition, and `notes` says so. `skip_if(parent tree)`,
+        asked inside the compare-and-swap loop, appends nothing when true (a schedule's
+        tick already in the log): `changed` is then False."""
         check_output_name(output)
         session_id = os.environ.get("GDAG_SESSION")
         if session_id:
@@ -243,6 +247,12 @@ class Workspace:
         prev = state.read_output(self.store, self.store.read_commit(tip).tree, output)
         default = Type("dir") if source.directory is not None else BYTES
         typ = self.resolve_type(output, dag, type_text, prev, default)
+        decl = dag.outputs.get(output)
+        if decl is not None and (decl.origin or "").startswith("schedule ") and skip_if is None:
+            raise ValueRefusedError(
+                f"output {output!r} is published by {decl.origin} only",
+                hint="`gdag tick` publishes the ticks that are due",
+            )
         entry, size = self.store_value(output, typ, source)
         publish_id = publish_id or new_id("p")
 
@@ -251,6 +261,8 @@ class Workspace:
             if prev is not None and prev.type != str(typ):
                 self._refuse_retype(output, prev.type, str(typ))
             if if_changed and prev is not None and prev.value == entry:
+                raise _Unchanged(prev)
+            if skip_if is not None and skip_if(parent):
                 raise _Unchanged(prev)
             meta = {
                 **state.next_version(prev, offset),
@@ -280,7 +292,8 @@ class Workspace:
         try:
             commit, offset = self.log.append(build)
         except _Unchanged as exc:
-            assert exc.prev is not None
+            if exc.prev is None:  # skipped before the output had a value
+                return Published(output, 0, -1, "", False, str(typ))
             return Published(
                 output,
                 exc.prev.version,

@@ -118,6 +118,7 @@ def test_definition_file_keys_are_documented() -> None:
     # A documented key is the tag of a `.TP` entry: `.B key` or `.BR key " = type"`.
     entries = set(re.findall(r"^\.TP\n\.BR? \"?([A-Za-z_]+)\b", m.group(1), re.M))
     keys = definition.NODE_KEYS | definition.OUTPUT_KEYS | definition.DAG_KEYS | {"follow"}
+    keys |= definition.SCHEDULE_KEYS
     missing = sorted(keys - entries)
     assert not missing, "THE DEFINITION FILE in man/gdag.1 has no entry for: " + ", ".join(missing)
 

@@ -20,7 +20,8 @@ LAYERS: list[tuple[str, set[str]]] = [
         "base",
         {"gdag", "gdag.errors", "gdag.names", "gdag.nodestates", "gdag.trailers", "gdag.retry"}
         | {"gdag.records"}
-        | {"gdag.dirs"},
+        | {"gdag.dirs"}
+        | {"gdag.clock", "gdag.cron"},
     ),
     ("values and user code", {"gdag.types", "gdag.schema", "gdag.usercode", "gdag.layout"}),
     ("definition model", {"gdag.dag", "gdag.binding", "gdag.graph", "gdag.stubs"}),
@@ -47,7 +48,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "features",
         {"gdag.replay", "gdag.graphview", "gdag.doctor", "gdag.hooks", "gdag.hookqueue"}
         | {"gdag.hookevents"}
-        | {"gdag.watch"},
+        | {"gdag.watch", "gdag.schedule"},
     ),
     ("output", {"gdag.output", "gdag.render", "gdag.progress"}),
     ("commands", {"gdag.commands", "gdag.cli", "gdag.main", "gdag.__main__"}),

@@ -156,6 +156,10 @@ COMMANDS: dict[str, Entry] = {
     "sync": _entry(
         "sync", "Exchange the log with a git remote: fetch theirs, push ours, nothing lost."
     ),
+    "tick": _entry(
+        "tick", "Publish every schedule tick that is due now, then run the ticks' subscribers."
+    ),
+    "schedules": _entry("schedules", "List the schedules: rule, last tick, next tick, due now."),
     "watch": _entry(
         "watch", "Run pending work as events arrive, until interrupted (follows the branch if set)."
     ),
