@@ -152,16 +152,17 @@ def members(value: Input) -> list[Value]:
 
 def write_value(value: Value, path: Path, display: bool = False) -> None:
     """Write an input value at `path`: a file, or a directory for a directory value.
-    `display`: a `str` value as its text (what a shell node reads), not JSON."""
+    `display`: the value as it was published (what `gdag lookup` prints and a shell
+    node reads: a `str` as its text, other typed values as JSON and a newline)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if value.tree is not None:
         write_tree(value.tree, path)
         return
     data = value.data or b""
-    if display and value.type == "str":
-        from gdag.types import Type, stored_to_display
+    if display:
+        from gdag.types import parse_type, stored_to_display
 
-        data = stored_to_display(data, Type("str"))
+        data = stored_to_display(data, parse_type(value.type))
     path.write_bytes(data)
 
 
