@@ -22,6 +22,8 @@ SHELL = "shell"
 PYTHON = "python"
 MODES = ("latest", "each")
 WHENS = ("any", "all")
+# Git hosts refuse files of 100 MB (GitHub) or 100 MiB: values from here on go to LFS.
+DEFAULT_LARGE = 32 << 20
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -134,6 +136,9 @@ class Dag:
     watch: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     globs: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _EMPTY)
     cluster: str | None = None  # [cluster] address: where runs send node jobs by default
+    # [values] large: values of this many bytes or more are stored as git LFS objects
+    # (0: never); None when the definition does not say, which means DEFAULT_LARGE.
+    large: int | None = None
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Dag:
@@ -154,6 +159,7 @@ class Dag:
             watch=_frozen(d.get("watch")),
             globs=MappingProxyType({g: tuple(f) for g, f in d.get("globs", {}).items()}),
             cluster=d.get("cluster"),
+            large=d.get("values", {}).get("large"),
         )
 
     @classmethod
@@ -174,7 +180,14 @@ class Dag:
             d["globs"] = {g: list(f) for g, f in self.globs.items()}
         if self.cluster:
             d["cluster"] = self.cluster
+        if self.large is not None:
+            d["values"] = {"large": self.large}
         return d
+
+    @property
+    def large_threshold(self) -> int:
+        """The size from which a value is stored as a git LFS object; 0 for never."""
+        return DEFAULT_LARGE if self.large is None else self.large
 
     def to_bytes(self) -> bytes:
         """`dag.json`'s bytes as the log stores them."""

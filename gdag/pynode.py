@@ -52,7 +52,7 @@ def decode(value: Value, tmp: Path, want: Type | None) -> Any:
         target = Path(tempfile.mkdtemp(dir=tmp)) / value.name.replace("/", "_")
         write_value(value, target)
         return target
-    data = value.data or b""
+    data = value.read()
     typ = parse_type(value.type)
     if base is not None and base.kind == "bytes":
         return stored_to_display(data, typ)

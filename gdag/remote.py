@@ -24,6 +24,7 @@ from gdag.repo import Store
 from gdag.retry import LOCK, ROUNDS, Backoff
 
 TRACKING = "refs/gdag/remotes/"
+LOGS = "refs/gdag/logs/"
 # Rejections that mean "the ref moved (or is being moved) under us": retry after a fetch.
 CAS_FAILURES = (
     "stale info",
@@ -37,6 +38,12 @@ CAS_FAILURES = (
     "is at ",
     "remote ref does not exist",
 )
+
+
+def lfs_used(store: Store) -> bool:
+    """Whether this repository holds large values at all (`.git/lfs/objects`): a store
+    that never met one spends no git process on them at a push."""
+    return (store.user_commondir / "lfs" / "objects").is_dir()
 
 
 def is_url(name: str) -> bool:
@@ -64,6 +71,7 @@ class Remote:
         to `start`, the directory `-C` names)."""
         self.store = store
         self.name = name
+        self.given, self.start = name, start  # as the user named it: for its LFS endpoint
         gitcmd.binary("working with a remote")  # no git: say so before anything else
         self.label = tracking_label(name)
         found = gitcmd.run(
@@ -125,6 +133,8 @@ class Remote:
     def push_cas(self, ref: str, old: bytes | None, new: bytes | None) -> bool:
         """Point the remote's `ref` at `new` (None: delete it) if it is still `old`;
         False if it moved."""
+        if new is not None and ref.startswith(LOGS):
+            self.upload_large(new, old)
         lease = f"--force-with-lease={ref}:{old.decode() if old else ''}"
         spec = f"{new.decode() if new else ''}:{ref}"
         proc = self._run("push", "--porcelain", "--quiet", lease, self.name, spec)
@@ -145,6 +155,18 @@ class Remote:
             f"{reasons[0].strip() if reasons else gitcmd.last_line(text) or 'no message'}",
             hint="nothing was lost locally; check permissions and hooks of the remote",
         )
+
+    def upload_large(self, new: bytes, old: bytes | None) -> int:
+        """Before a log is pushed: send the remote's LFS endpoint the large values that
+        commits from `new` name and it may lack (raises, so nothing is pushed, when one
+        cannot be sent); how many went."""
+        if not lfs_used(self.store):
+            return 0
+        from gdag import lfsclient
+
+        have = [old] if old is not None else []
+        pointers = lfsclient.pointers_to_push(self.store, new, have)
+        return lfsclient.upload(self.store, self.given, pointers, self.start)
 
     def list_refs(self, prefix: str) -> dict[str, bytes]:
         """The remote's refs under `prefix` and their ids (`git ls-remote`; no objects)."""
@@ -246,6 +268,9 @@ def sync_log(remote: Remote, log: Log) -> SyncResult:
     backoff = Backoff(ROUNDS, f"syncing log {log.name!r} with {remote.name!r}")
     while (result := _sync_round(remote, log)) is None:
         backoff.wait()
+    from gdag.lfsclient import remember_remote
+
+    remember_remote(remote.store, remote.given)
     return result
 
 
