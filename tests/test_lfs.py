@@ -383,3 +383,59 @@ def test_small_publish_and_lookup_import_no_lfs_code(repo: Path) -> None:
             [sys.executable, "-c", code, *argv], cwd=repo, capture_output=True, text=True
         )
         assert proc.stderr.strip().splitlines()[-1] == "0 []", proc.stderr
+
+
+def test_a_clone_fetches_node_inputs_on_demand_for_runs_and_replays(tmp_path: Path) -> None:
+    remote = tmp_path / "plain.git"
+    git("init", "-q", "--bare", str(remote), cwd=tmp_path)
+    repo = tmp_path / "repo"
+    assert gdag("init", "--private", "-C", str(repo), cwd=tmp_path).returncode == 0
+    define(repo, DEFINITION)
+    a = publish_big(repo, tmp_path, "big/a", MiB)
+    assert gdag("sync", str(remote), cwd=repo).returncode == 0
+
+    def fresh_clone(name: str, copies: int) -> Path:
+        clone = tmp_path / name
+        git("init", "-q", str(clone), cwd=tmp_path)
+        # The node's code differs here: its run needs its input, which is not here yet.
+        define(clone, DEFINITION.replace('cat "$GDAG_IN_X"', "cat" + ' "$GDAG_IN_X"' * copies))
+        assert gdag("sync", str(remote), cwd=clone).returncode == 0
+        assert not (clone / ".git" / "lfs").exists()
+        return clone
+
+    ran = fresh_clone("ran", 2)
+    r = gdag("run", cwd=ran)
+    assert r.returncode == 0, r.stderr
+    assert lookup(ran, "copy") == a + a
+    assert "kind: lfs" in gdag("lookup", "copy", "--meta", cwd=ran).text
+    # ... and the new value goes to the remote with the log.
+    assert gdag("sync", str(remote), cwd=ran).returncode == 0
+    assert len(list((remote / "lfs" / "objects").rglob("*/*/*"))) == 2
+    assert gdag("sync", str(remote), cwd=repo).returncode == 0
+    assert lookup(repo, "copy") == a + a
+
+    replayed = fresh_clone("replayed", 3)
+    r = gdag("replay", "--from", "1", cwd=replayed)
+    assert r.returncode == 0, r.stderr
+    assert lookup(replayed, "copy") == a + a + a
+    fsck(ran)
+    fsck(replayed)
+    fsck(remote)
+
+
+def test_an_unreachable_endpoint_is_a_clear_error_and_nothing_is_pushed(tmp_path: Path) -> None:
+    remote = bare_remote(tmp_path)
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    repo = publisher(tmp_path, remote, f"http://127.0.0.1:{port}")
+    publish_big(repo, tmp_path, "big/a", MiB)
+    r = gdag("sync", "origin", cwd=repo)
+    assert r.returncode == 3 and f"LFS endpoint http://127.0.0.1:{port}" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert git("ls-remote", str(remote), "refs/gdag/", cwd=repo).strip() == ""
+    git("config", "lfs.url", "ftp://nowhere/x", cwd=repo)
+    r = gdag("sync", "origin", cwd=repo)
+    assert r.returncode == 3 and "lfs.url = 'ftp://nowhere/x' is no LFS endpoint" in r.stderr
