@@ -66,7 +66,7 @@ NODE_KEYS = {
 }
 OUTPUT_KEYS = {"type", "description"}
 DAG_KEYS = {"modules"}
-TOP_KEYS = {"outputs", "nodes", "dag", "log", "cluster", "values"}
+TOP_KEYS = {"outputs", "nodes", "dag", "log", "cluster", "values", "store"}
 SIZE_UNITS = {"b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
 
 
@@ -245,6 +245,10 @@ def compile_definition(src: Source, load_python: bool = True, digest: Digests | 
         if not isinstance(cluster["address"], str) or not cluster["address"].strip():
             raise DefinitionError(f"{where}: [cluster] address must be a non-empty string")
         doc["cluster"] = cluster["address"]
+    store = toml.get("store", {})
+    _no_unknown(store, {"auto_pack"}, where, "[store]")
+    if not isinstance(store.get("auto_pack", True), bool):
+        raise DefinitionError(f"{where}: [store] auto_pack must be true or false")
     values = toml.get("values", {})
     _no_unknown(values, {"large"}, where, "[values]")
     if "large" in values:

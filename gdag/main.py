@@ -214,6 +214,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except Exception:
         return report_bug()
+    finally:
+        _maintain()
+
+
+def _maintain() -> None:
+    """After a command that wrote objects: pack in the background when git would."""
+    repo = sys.modules.get("gdag.repo")
+    if repo is None or not repo.WROTE:
+        return
+    # Git's smallest threshold (gc.auto = 1) needs two loose objects in objects/17/.
+    due = [store for store in repo.WROTE.values() if store.objects.loose_sample() > 1]
+    repo.WROTE.clear()
+    if due:
+        from gdag.maintenance import after_command
+
+        after_command(due)
 
 
 if __name__ == "__main__":

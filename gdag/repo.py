@@ -189,6 +189,11 @@ def _common_dir(gitdir: Path) -> Path:
     return Path(os.path.realpath(gitdir / text))
 
 
+# The stores this process wrote objects into, by git dir: after a command,
+# `gdag.maintenance` packs those past git's `gc.auto` threshold in the background.
+WROTE: dict[str, Store] = {}
+
+
 class Store:
     """A git repository seen as an object store plus a set of refs."""
 
@@ -213,7 +218,12 @@ class Store:
         # The user's repository's config (read once, when the repository was found).
         self.config = config or Config()
         self.objects = ObjectStore(self.commondir / "objects", git_dir=gitdir, clock=clock)
+        self.objects.on_first_write = self.note_write
         self.refs = LocalRefs(self.commondir, clock=clock)
+
+    def note_write(self) -> None:
+        """This store got its first new object (since the last look, see gdag.maintenance)."""
+        WROTE[str(self.gitdir)] = self
 
     @classmethod
     def find(cls, start: Path | str = ".") -> Store:
