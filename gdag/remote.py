@@ -71,7 +71,7 @@ class Remote:
         to `start`, the directory `-C` names)."""
         self.store = store
         self.name = name
-        self.given, self.start = name, start  # as the user named it: for its LFS endpoint
+        self.start = start
         gitcmd.binary("working with a remote")  # no git: say so before anything else
         self.label = tracking_label(name)
         found = gitcmd.run(
@@ -86,6 +86,9 @@ class Remote:
                     "existing path",
                     hint="`git remote -v` lists the remotes",
                 )
+        # How its LFS endpoint is found (and, after a sync, its large values fetched on
+        # demand): a configured remote by name, anything else as an absolute path or URL.
+        self.given = name if url or is_url(name) else os.path.abspath(self.name)
         if store.is_private and url:
             # The private store has no remotes of its own: use the user repository's URL.
             if not is_url(url) and not url.startswith("/"):
