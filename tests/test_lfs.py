@@ -440,3 +440,29 @@ def test_an_unreachable_endpoint_is_a_clear_error_and_nothing_is_pushed(tmp_path
     git("config", "lfs.url", "ftp://nowhere/x", cwd=repo)
     r = gdag("sync", "origin", cwd=repo)
     assert r.returncode == 3 and "lfs.url = 'ftp://nowhere/x' is no LFS endpoint" in r.stderr
+
+
+def test_a_job_that_leaves_the_machine_carries_large_inputs(repo: Path) -> None:
+    """A cluster worker has no `.git/lfs`: the job carries the value's bytes, checked."""
+    (repo / "fns.py").write_text("def size(x: bytes) -> int:\n    return len(x)\n")
+    define(
+        repo,
+        """
+        [values]
+        large = "1KiB"
+        [nodes.copy]
+        run = 'cat "$GDAG_IN_X" > "$GDAG_OUT/copy"'
+        inputs = { x = "big" }
+        publishes = ["copy"]
+        [nodes.size]
+        python = "fns:size"
+        inputs = { x = "big" }
+        publishes = ["n"]
+        """,
+    )
+    data = os.urandom(64 * 1024)
+    assert gdag("publish", "big", "-", "--no-run", cwd=repo, input=data).returncode == 0
+    r = gdag("run", "--cluster", "local:1", cwd=repo, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert lookup(repo, "copy") == data and lookup(repo, "n") == b"65536\n"
+    fsck(repo)
