@@ -139,6 +139,9 @@ class Dag:
     # [values] large: values of this many bytes or more are stored as git LFS objects
     # (0: never); None when the definition does not say, which means DEFAULT_LARGE.
     large: int | None = None
+    # [values] remote: an fsspec URL where large values go instead of the git remote's
+    # LFS endpoint (hosts without LFS); None: the LFS endpoint.
+    values_remote: str | None = None
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Dag:
@@ -160,6 +163,7 @@ class Dag:
             globs=MappingProxyType({g: tuple(f) for g, f in d.get("globs", {}).items()}),
             cluster=d.get("cluster"),
             large=d.get("values", {}).get("large"),
+            values_remote=d.get("values", {}).get("remote"),
         )
 
     @classmethod
@@ -180,8 +184,13 @@ class Dag:
             d["globs"] = {g: list(f) for g, f in self.globs.items()}
         if self.cluster:
             d["cluster"] = self.cluster
+        values: dict[str, Any] = {}
         if self.large is not None:
-            d["values"] = {"large": self.large}
+            values["large"] = self.large
+        if self.values_remote is not None:
+            values["remote"] = self.values_remote
+        if values:
+            d["values"] = values
         return d
 
     @property

@@ -250,9 +250,11 @@ def compile_definition(src: Source, load_python: bool = True, digest: Digests | 
     if not isinstance(store.get("auto_pack", True), bool):
         raise DefinitionError(f"{where}: [store] auto_pack must be true or false")
     values = toml.get("values", {})
-    _no_unknown(values, {"large"}, where, "[values]")
+    _no_unknown(values, {"large", "remote"}, where, "[values]")
     if "large" in values:
-        doc["values"] = {"large": _size(values["large"], where, "[values] large")}
+        doc.setdefault("values", {})["large"] = _size(values["large"], where, "[values] large")
+    if "remote" in values:
+        doc.setdefault("values", {})["remote"] = _values_remote(values["remote"], where)
     dag = Dag.from_json(doc)
     if nodes:
         from gdag.graph import check_graph
@@ -289,6 +291,17 @@ def _size(value: object, where: str, what: str) -> int:
             hint="units are B, KiB, MiB, GiB and TiB (powers of 1024)",
         )
     return size
+
+
+def _values_remote(url: object, where: str) -> str:
+    """`[values] remote`: an fsspec URL (`file:///srv/values`, `s3://bucket/prefix`)."""
+    if not isinstance(url, str) or not re.fullmatch(r"[a-z][a-z0-9+.-]*://\S+", url):
+        raise DefinitionError(
+            f'{where}: [values] remote must be a URL such as "file:///srv/values" or '
+            f'"s3://bucket/prefix", not {url!r}',
+            hint="any fsspec store works; `pip install 'gdag[s3]'` adds S3",
+        )
+    return url.rstrip("/")
 
 
 def _fold_types(outputs: dict[str, Any], nodes: dict[str, Any]) -> None:

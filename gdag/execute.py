@@ -79,13 +79,19 @@ def prepare_job(
     node's source files, for a machine without the work tree."""
     root = store.read_commit(session.spec.state_at).tree
     inputs: dict[str, Input] = {}
+
+    def job_value(iv: InputValue) -> Value:
+        # Where missing large values come from: `[values] remote` of the state's definition.
+        dag = state.read_dag(store, root) if iv.large else None
+        return _job_value(store, iv, ship, dag.values_remote if dag else None)
+
     for arg, value in gather_inputs(store, root, node).items():
         if value is None:
             inputs[arg] = None
         elif isinstance(value, dict):
-            inputs[arg] = {name: _job_value(store, iv, ship) for name, iv in value.items()}
+            inputs[arg] = {name: job_value(iv) for name, iv in value.items()}
         else:
-            inputs[arg] = _job_value(store, value, ship)
+            inputs[arg] = job_value(value)
     return Job(
         id=session.id,
         node=node.name,
@@ -138,14 +144,14 @@ def node_files(root: Path, node: Node) -> list[TreeFile]:
     return files
 
 
-def _job_value(store: Store, iv: InputValue, ship: bool) -> Value:
+def _job_value(store: Store, iv: InputValue, ship: bool, values_remote: str | None) -> Value:
     if iv.large:
         # Fetched on demand; handed over as the object's path, its SHA-256 checked as the
         # job reads it (inline only for a job that leaves this machine).
         from gdag import lfs
         from gdag.lfsclient import resolve
 
-        pointer, path = resolve(store, iv.entry)
+        pointer, path = resolve(store, iv.entry, values_remote)
         if ship:
             data = lfs.read_verified(path, pointer)
             return Value(iv.name, iv.version, str(iv.type), data=data)

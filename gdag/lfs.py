@@ -128,22 +128,27 @@ def copy_verified(path: Path, pointer: Pointer, out: IO[bytes]) -> None:
     """Copy the object at `path` to `out` a chunk at a time, checking its size and
     SHA-256 (the bytes are out already when a damaged object is found: the caller
     must not keep what it wrote then)."""
-    hasher = hashlib.sha256()
-    size = 0
     try:
         f = open(path, "rb")
     except FileNotFoundError:
         raise MissingObjectError(pointer) from None
     with f:
-        while chunk := f.read(CHUNK):
-            hasher.update(chunk)
-            size += len(chunk)
-            out.write(chunk)
-    if size != pointer.size or hasher.hexdigest() != pointer.oid:
-        raise StoreError(
-            f"large value {pointer.oid[:12]} is damaged: {path} does not hash to its id",
-            hint=f"remove {path}; the next read fetches it again from the remote",
-        )
+        if not copy_stream(f, pointer, out):
+            raise StoreError(
+                f"large value {pointer.oid[:12]} is damaged: {path} does not hash to its id",
+                hint=f"remove {path}; the next read fetches it again from the remote",
+            )
+
+
+def copy_stream(f: IO[bytes], pointer: Pointer, out: IO[bytes]) -> bool:
+    """Copy `f` to `out` a chunk at a time; whether it had the pointer's size and SHA-256."""
+    hasher = hashlib.sha256()
+    size = 0
+    while chunk := f.read(CHUNK):
+        hasher.update(chunk)
+        size += len(chunk)
+        out.write(chunk)
+    return size == pointer.size and hasher.hexdigest() == pointer.oid
 
 
 def read_verified(path: Path, pointer: Pointer) -> bytes:

@@ -178,11 +178,20 @@ def pointers_to_push(store: Store, new: bytes, have: Iterable[bytes]) -> list[lf
     return sorted(found.values(), key=lambda p: p.oid)
 
 
-def upload(store: Store, remote: str, pointers: list[lfs.Pointer], start: str | None) -> int:
-    """Send the remote's LFS endpoint every object of `pointers` it lacks; how many went.
-    Raises before anything is pushed if one cannot be sent."""
+def upload(
+    store: Store,
+    remote: str,
+    pointers: list[lfs.Pointer],
+    start: str | None,
+    values_remote: str | None = None,
+) -> int:
+    """Send the remote's LFS endpoint (or the fsspec store `values_remote`) every object
+    of `pointers` it lacks; how many went. Raises before anything is pushed if one
+    cannot be sent."""
     if not pointers:
         return 0
+    if values_remote is not None:
+        return _FsStore(values_remote).put(store, pointers)
     where = endpoint(store, remote, upload=True, start=start)
     if where.path is not None:
         return _copy_to_dir(store, where.path, pointers)
@@ -221,14 +230,20 @@ def _copy_to_dir(store: Store, lfs_dir: Path, pointers: list[lfs.Pointer]) -> in
 # -- reading large values ------------------------------------------------------------
 
 
-def resolve(store: Store, entry: Entry) -> tuple[lfs.Pointer, Path]:
-    """A large value's pointer and the path of its object here, downloaded first from
-    the remote last synced with (else `origin`, else the only remote) when missing."""
+def resolve(
+    store: Store, entry: Entry, values_remote: str | None = None
+) -> tuple[lfs.Pointer, Path]:
+    """A large value's pointer and the path of its object here, downloaded first when
+    missing: from the fsspec store `values_remote` (`[values] remote`), else from the
+    LFS endpoint of the remote last synced with (else `origin`, else the only remote)."""
     from gdag.values import large_pointer
 
     pointer = large_pointer(store, entry)
     path = lfs.object_path(store.user_commondir, pointer.oid)
     if not lfs.has_object(store.user_commondir, pointer):
+        if values_remote is not None:
+            _install_fetched(store, pointer, lambda out: _FsStore(values_remote).get(pointer, out))
+            return pointer, path
         remote = default_remote(store)
         if remote is None:
             raise lfs.MissingObjectError(pointer)
@@ -256,28 +271,98 @@ def default_remote(store: Store) -> str | None:
 def download(store: Store, remote: str, pointer: lfs.Pointer) -> None:
     """Fetch one object from the remote's LFS endpoint, checked before it is kept."""
     where = endpoint(store, remote, upload=False)
+
+    def fetch(out: Any) -> None:
+        if where.path is not None:
+            source = lfs.object_path(where.path.parent, pointer.oid)
+            if not source.exists():
+                raise _missing_there(pointer, where)
+            lfs.copy_verified(source, pointer, out)
+        else:
+            client = _Client(store, where)
+            (obj,) = client.batch("download", [pointer])
+            if obj.error or not obj.actions or "download" not in obj.actions:
+                raise _missing_there(pointer, where)
+            client.get(obj, pointer, out)
+
+    _install_fetched(store, pointer, fetch)
+
+
+def _install_fetched(store: Store, pointer: lfs.Pointer, fetch: Any) -> None:
+    """`fetch(out)` writes the object into a temporary file, checked; then it is kept."""
     common = store.user_commondir
     tmpdir = lfs.lfs_dir(common) / "tmp"
     make_dirs(tmpdir)
     fd, tmp = tempfile.mkstemp(dir=tmpdir)
     try:
         with os.fdopen(fd, "wb") as out:
-            if where.path is not None:
-                source = lfs.object_path(where.path.parent, pointer.oid)
-                if not source.exists():
-                    raise _missing_there(pointer, where)
-                lfs.copy_verified(source, pointer, out)
-            else:
-                client = _Client(store, where)
-                (obj,) = client.batch("download", [pointer])
-                if obj.error or not obj.actions or "download" not in obj.actions:
-                    raise _missing_there(pointer, where)
-                client.get(obj, pointer, out)
+            fetch(out)
         lfs.install(common, tmp, pointer)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+class _FsStore:
+    """`[values] remote`: any fsspec store, objects at `<url>/<oid[0:2]>/<oid[2:4]>/<oid>`
+    as in an LFS store; written under a temporary name and moved into place."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            import fsspec
+        except ImportError:
+            raise GdagError(
+                f"[values] remote = {url!r} needs fsspec, which is not installed",
+                hint="pip install 'gdag[fsspec]' (or gdag[s3], gdag[gcs])",
+            ) from None
+        self.url = url
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(url)
+        except (ImportError, ValueError) as exc:
+            raise GdagError(
+                f"[values] remote = {url!r}: {exc}", hint="pip install the fsspec backend named"
+            ) from None
+
+    def path(self, oid: str) -> str:
+        return f"{self.root.rstrip('/')}/{oid[0:2]}/{oid[2:4]}/{oid}"
+
+    def put(self, store: Store, pointers: list[lfs.Pointer]) -> int:
+        sent = 0
+        for pointer in pointers:
+            path = self.path(pointer.oid)
+            try:
+                if self.fs.exists(path) and self.fs.size(path) == pointer.size:
+                    continue
+                self.fs.makedirs(path.rpartition("/")[0], exist_ok=True)
+                tmp = f"{path}.tmp-{os.getpid()}-{os.urandom(3).hex()}"
+                local = lfs.object_path(store.user_commondir, pointer.oid)
+                with self.fs.open(tmp, "wb") as out:
+                    lfs.copy_verified(local, pointer, out)
+                self.fs.mv(tmp, path)
+            except OSError as exc:
+                raise self._error(f"cannot store {pointer.oid[:12]} there: {exc}") from None
+            sent += 1
+        return sent
+
+    def get(self, pointer: lfs.Pointer, out: Any) -> None:
+        path = self.path(pointer.oid)
+        try:
+            with self.fs.open(path, "rb") as f:
+                ok = lfs.copy_stream(f, pointer, out)
+        except FileNotFoundError:
+            raise _missing_there(pointer, Endpoint(url=self.url)) from None
+        except OSError as exc:
+            raise self._error(f"cannot read {pointer.oid[:12]} there: {exc}") from None
+        if not ok:
+            raise self._error(f"{pointer.oid[:12]} there is damaged (its SHA-256 differs)")
+
+    def _error(self, why: str) -> LFSTransferError:
+        return LFSTransferError(
+            f"[values] remote {self.url}: {why}",
+            hint="a log is pushed only after its large values: run `gdag sync` again "
+            "once the store works (a value missing here is fetched on the next read)",
+        )
 
 
 def _missing_there(pointer: lfs.Pointer, where: Endpoint) -> LFSTransferError:

@@ -22,6 +22,7 @@ from gdag.lease import Leases
 from gdag.log import ARCHIVE_PREFIX, CommitPoint, Event, Log, publish_events, republish
 from gdag.repo import Store
 from gdag.retry import LOCK, ROUNDS, Backoff
+from gdag.state import read_dag
 
 TRACKING = "refs/gdag/remotes/"
 LOGS = "refs/gdag/logs/"
@@ -169,7 +170,12 @@ class Remote:
 
         have = [old] if old is not None else []
         pointers = lfsclient.pointers_to_push(self.store, new, have)
-        return lfsclient.upload(self.store, self.given, pointers, self.start)
+        if not pointers:
+            return 0
+        # The pushed log's own definition says where its large values go.
+        dag = read_dag(self.store, self.store.read_commit(new).tree)
+        where = dag.values_remote if dag is not None else None
+        return lfsclient.upload(self.store, self.given, pointers, self.start, where)
 
     def list_refs(self, prefix: str) -> dict[str, bytes]:
         """The remote's refs under `prefix` and their ids (`git ls-remote`; no objects)."""

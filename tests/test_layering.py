@@ -64,6 +64,7 @@ OWNERS = {
     "referencing": {"gdag.schema"},
     "distributed": {"gdag.executors.dask", "gdag.netsem"},
     "dask": {"gdag.executors.dask"},
+    "fsspec": {"gdag.lfsclient"},  # [values] remote: large values in any fsspec store
 }
 
 

@@ -466,3 +466,57 @@ def test_a_job_that_leaves_the_machine_carries_large_inputs(repo: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert lookup(repo, "copy") == data and lookup(repo, "n") == b"65536\n"
     fsck(repo)
+
+
+def test_values_remote_keeps_large_values_in_an_fsspec_store(tmp_path: Path) -> None:
+    """For hosts without LFS: `[values] remote` names any fsspec store (here file://);
+    the log goes to the git remote, past its size limit, the values to the store."""
+    remote = bare_remote(tmp_path)
+    values = tmp_path / "values"
+    repo = tmp_path / "repo"
+    assert gdag("init", "-C", str(repo), cwd=tmp_path).returncode == 0
+    define(repo, DEFINITION)
+    text = (
+        (repo / "gdag.toml")
+        .read_text()
+        .replace('large = "512KiB"', f'large = "512KiB"\nremote = "file://{values}"')
+    )
+    (repo / "gdag.toml").write_text(text)
+    git("add", "gdag.toml", cwd=repo)
+    git("commit", "-q", "-m", "definition", cwd=repo)
+    git("remote", "add", "origin", str(remote), cwd=repo)
+    git("push", "-q", "origin", "HEAD", cwd=repo)
+    a = publish_big(repo, tmp_path, "big/a")
+    r = gdag("sync", "origin", cwd=repo)
+    assert r.returncode == 0, r.stderr
+    oid = __import__("hashlib").sha256(a).hexdigest()
+    assert (values / oid[:2] / oid[2:4] / oid).read_bytes() == a
+    assert not (remote / "lfs").exists()  # nothing went to the git remote's LFS store
+
+    clone = tmp_path / "clone"
+    git("clone", "-q", str(remote), str(clone), cwd=tmp_path)
+    assert gdag("sync", "origin", cwd=clone).returncode == 0
+    assert lookup(clone, "big/a") == a and lookup(clone, "copy") == a
+    lfs_fsck(clone)
+    fsck(clone)
+    fsck(remote)
+
+
+@pytest.mark.parametrize("url", ["/no/scheme", "", 3])
+def test_a_bad_values_remote_is_refused(repo: Path, url: object) -> None:
+    define(repo, f"[values]\nremote = {url!r}\n".replace("'", '"'))
+    r = gdag("check", cwd=repo)
+    assert r.returncode == 3 and "[values] remote must be a URL" in r.stderr
+
+
+def test_an_unwritable_values_remote_pushes_nothing(tmp_path: Path) -> None:
+    remote = bare_remote(tmp_path)
+    repo = tmp_path / "repo"
+    assert gdag("init", "-C", str(repo), cwd=tmp_path).returncode == 0
+    (tmp_path / "blocked").write_text("a file where the store's directory would be")
+    define(repo, f'[values]\nlarge = "512KiB"\nremote = "file://{tmp_path}/blocked/values"\n')
+    publish_big(repo, tmp_path, "big", MiB)
+    r = gdag("sync", str(remote), cwd=repo)
+    assert r.returncode == 3 and "gdag: error: [values] remote file://" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert git("ls-remote", str(remote), "refs/gdag/", cwd=repo).strip() == ""

@@ -60,7 +60,7 @@ def run(
         target = check(path, out_path)
     typ = parse_type(st.type)
     if st.meta.get("kind") == "lfs":
-        return _lookup_large(ws.store, st, typ, target, meta, json_out)
+        return _lookup_large(ws, st, typ, target, meta, json_out)
     if tree is None and typ.is_raw and not (meta or json_out):
         # Raw bytes go straight from the object store to the file or stdout, a chunk at a time.
         size = st.meta.get("size")
@@ -115,16 +115,20 @@ def _write(
 
 
 def _lookup_large(
-    store: Any, st: Any, typ: Any, target: Path | None, meta: bool, json_out: bool
+    ws: Any, st: Any, typ: Any, target: Path | None, meta: bool, json_out: bool
 ) -> int:
-    """A value kept as a git LFS object: fetched on demand, its SHA-256 checked, raw
+    """A value kept as a git LFS object: fetched on demand (from `[values] remote` of
+    the definition in force, else the remote's LFS endpoint), its SHA-256 checked, raw
     bytes streamed (a typed value is decoded whole anyway)."""
     from gdag import lfs
     from gdag.lfsclient import resolve
+    from gdag.state import read_dag
 
+    store = ws.store
     if meta and not json_out and target is None:  # the metadata needs no bytes
         return _write(st, typ, b"", None, None, meta, json_out, store)
-    pointer, path = resolve(store, st.value)
+    dag = read_dag(store, store.read_commit(ws.log.require_tip()).tree)
+    pointer, path = resolve(store, st.value, dag.values_remote if dag else None)
     if typ.is_raw and not (meta or json_out):
         if target is not None:
             with _replacing(target) as f:
