@@ -9,15 +9,12 @@ from R's URL (`remote.R.pushurl` for an upload, else `remote.R.url`, else R itse
 `git@host:repo.git` and `ssh://host/repo.git` its https form, and a path or
 `file://` URL the repository's own `lfs/objects` (git-lfs's standalone transfer).
 
-HTTP endpoints are spoken to through dulwich's LFS client (`HTTPLFSClient.batch`)
-and the pool manager dulwich builds from git's `http.*` config; the transfers
-themselves are streamed here (dulwich's `upload` and `download` hold a whole
-object in memory). Imported only when a large value is met.
+`[values] remote` replaces the endpoint by an fsspec store. The transfers are
+`gdag.lfstransfer`'s. Imported only when a large value is met.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from collections.abc import Iterable
@@ -28,15 +25,12 @@ from gdag import gitcmd, lfs
 from gdag.dirs import make_dirs
 from gdag.errors import GdagError
 from gdag.layout import LAYOUTS
+from gdag.lfstransfer import BatchClient, FsStore, LFSTransferError
 from gdag.repo import Entry, Store
 
 BATCH = 100  # objects per batch request, as git-lfs sends them
 # The remote a repository last synced with: where its large values are fetched from.
 LAST_REMOTE = "lfs-remote"
-
-
-class LFSTransferError(GdagError):
-    """An LFS endpoint that could not be reached or refused an object."""
 
 
 class Endpoint:
@@ -191,12 +185,12 @@ def upload(
     if not pointers:
         return 0
     if values_remote is not None:
-        return _FsStore(values_remote).put(store, pointers)
+        return FsStore(values_remote).put(store, pointers)
     where = endpoint(store, remote, upload=True, start=start)
     if where.path is not None:
         return _copy_to_dir(store, where.path, pointers)
     sent = 0
-    client = _Client(store, where)
+    client = BatchClient(store, str(where.url))
     for i in range(0, len(pointers), BATCH):
         chunk = pointers[i : i + BATCH]
         for obj in client.batch("upload", chunk):
@@ -242,7 +236,7 @@ def resolve(
     path = lfs.object_path(store.user_commondir, pointer.oid)
     if not lfs.has_object(store.user_commondir, pointer):
         if values_remote is not None:
-            _install_fetched(store, pointer, lambda out: _FsStore(values_remote).get(pointer, out))
+            _install_fetched(store, pointer, lambda out: FsStore(values_remote).get(pointer, out))
             return pointer, path
         remote = default_remote(store)
         if remote is None:
@@ -279,7 +273,7 @@ def download(store: Store, remote: str, pointer: lfs.Pointer) -> None:
                 raise _missing_there(pointer, where)
             lfs.copy_verified(source, pointer, out)
         else:
-            client = _Client(store, where)
+            client = BatchClient(store, str(where.url))
             (obj,) = client.batch("download", [pointer])
             if obj.error or not obj.actions or "download" not in obj.actions:
                 raise _missing_there(pointer, where)
@@ -304,185 +298,9 @@ def _install_fetched(store: Store, pointer: lfs.Pointer, fetch: Any) -> None:
         raise
 
 
-class _FsStore:
-    """`[values] remote`: any fsspec store, objects at `<url>/<oid[0:2]>/<oid[2:4]>/<oid>`
-    as in an LFS store; written under a temporary name and moved into place."""
-
-    def __init__(self, url: str) -> None:
-        try:
-            import fsspec
-        except ImportError:
-            raise GdagError(
-                f"[values] remote = {url!r} needs fsspec, which is not installed",
-                hint="pip install 'gdag[fsspec]' (or gdag[s3], gdag[gcs])",
-            ) from None
-        self.url = url
-        try:
-            self.fs, self.root = fsspec.core.url_to_fs(url)
-        except (ImportError, ValueError) as exc:
-            raise GdagError(
-                f"[values] remote = {url!r}: {exc}", hint="pip install the fsspec backend named"
-            ) from None
-
-    def path(self, oid: str) -> str:
-        return f"{self.root.rstrip('/')}/{oid[0:2]}/{oid[2:4]}/{oid}"
-
-    def put(self, store: Store, pointers: list[lfs.Pointer]) -> int:
-        sent = 0
-        for pointer in pointers:
-            path = self.path(pointer.oid)
-            try:
-                if self.fs.exists(path) and self.fs.size(path) == pointer.size:
-                    continue
-                self.fs.makedirs(path.rpartition("/")[0], exist_ok=True)
-                tmp = f"{path}.tmp-{os.getpid()}-{os.urandom(3).hex()}"
-                local = lfs.object_path(store.user_commondir, pointer.oid)
-                with self.fs.open(tmp, "wb") as out:
-                    lfs.copy_verified(local, pointer, out)
-                self.fs.mv(tmp, path)
-            except OSError as exc:
-                raise self._error(f"cannot store {pointer.oid[:12]} there: {exc}") from None
-            sent += 1
-        return sent
-
-    def get(self, pointer: lfs.Pointer, out: Any) -> None:
-        path = self.path(pointer.oid)
-        try:
-            with self.fs.open(path, "rb") as f:
-                ok = lfs.copy_stream(f, pointer, out)
-        except FileNotFoundError:
-            raise _missing_there(pointer, Endpoint(url=self.url)) from None
-        except OSError as exc:
-            raise self._error(f"cannot read {pointer.oid[:12]} there: {exc}") from None
-        if not ok:
-            raise self._error(f"{pointer.oid[:12]} there is damaged (its SHA-256 differs)")
-
-    def _error(self, why: str) -> LFSTransferError:
-        return LFSTransferError(
-            f"[values] remote {self.url}: {why}",
-            hint="a log is pushed only after its large values: run `gdag sync` again "
-            "once the store works (a value missing here is fetched on the next read)",
-        )
-
-
 def _missing_there(pointer: lfs.Pointer, where: Endpoint) -> LFSTransferError:
     return LFSTransferError(
         f"large value {pointer.oid[:12]} ({pointer.size} bytes) is neither here nor at "
         f"the LFS endpoint {where}",
         hint="sync from the clone that published it (`gdag sync REMOTE` there)",
     )
-
-
-# -- the batch API over HTTP -----------------------------------------------------------
-
-
-class _Client:
-    """dulwich's HTTP LFS client for the batch API; transfers streamed through the pool
-    manager it would use, with git's `http.*` settings."""
-
-    def __init__(self, store: Store, where: Endpoint) -> None:
-        from dulwich.config import ConfigFile, StackedConfig
-        from dulwich.lfs import HTTPLFSClient
-
-        assert where.url is not None
-        self.url = where.url
-        config = StackedConfig(
-            [ConfigFile.from_path(str(store.user_commondir / "config")), *_defaults()]
-        )
-        self.client = HTTPLFSClient(where.url, config)
-        self.config = config
-        self._pool: Any = None
-
-    def pool(self) -> Any:
-        if self._pool is None:
-            from dulwich.client import default_urllib3_manager
-
-            self._pool = default_urllib3_manager(self.config, base_url=self.url)
-        return self._pool
-
-    def batch(self, operation: str, pointers: list[lfs.Pointer]) -> list[Any]:
-        from dulwich.lfs import LFSError
-
-        try:
-            reply = self.client.batch(operation, [{"oid": p.oid, "size": p.size} for p in pointers])
-        except LFSError as exc:
-            raise self._error(f"its batch API answered: {exc}") from None
-        for obj in reply.objects:
-            if obj.error and operation == "upload":
-                raise self._error(f"it refused {obj.oid[:12]}: {obj.error.message}")
-        return list(reply.objects)
-
-    def put(self, obj: Any, store: Store) -> None:
-        pointer = lfs.Pointer(obj.oid, obj.size)
-        action = obj.actions["upload"]
-        headers = {
-            "Content-Type": "application/octet-stream",
-            **(action.header or {}),
-            "Content-Length": str(pointer.size),
-        }
-        path = lfs.object_path(store.user_commondir, pointer.oid)
-        with open(path, "rb") as body:
-            reply = self._send("PUT", action.href, headers, body, pointer)
-        if reply.status >= 400:
-            raise self._error(f"uploading {pointer.oid[:12]} failed with HTTP {reply.status}")
-        verify = obj.actions.get("verify")
-        if verify is not None:
-            data = f'{{"oid": "{pointer.oid}", "size": {pointer.size}}}'.encode()
-            headers = {"Content-Type": "application/vnd.git-lfs+json", **(verify.header or {})}
-            reply = self._send("POST", verify.href, headers, data, pointer)
-            if reply.status >= 400:
-                raise self._error(f"it did not verify {pointer.oid[:12]} (HTTP {reply.status})")
-
-    def get(self, obj: Any, pointer: lfs.Pointer, out: Any) -> None:
-        action = obj.actions["download"]
-        reply = self._send("GET", action.href, dict(action.header or {}), None, pointer, False)
-        hasher = hashlib.sha256()
-        size = 0
-        try:
-            if reply.status >= 400:
-                raise self._error(f"downloading {pointer.oid[:12]} failed: HTTP {reply.status}")
-            for chunk in reply.stream(lfs.CHUNK):
-                hasher.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
-        except self._transport_errors() as exc:
-            raise self._error(f"the download of {pointer.oid[:12]} broke off: {exc}") from None
-        finally:
-            reply.release_conn()
-        if size != pointer.size or hasher.hexdigest() != pointer.oid:
-            raise self._error(f"it sent {pointer.oid[:12]} damaged (its SHA-256 differs)")
-
-    def _send(
-        self,
-        method: str,
-        href: str,
-        headers: dict[str, str],
-        body: Any,
-        pointer: lfs.Pointer,
-        preload: bool = True,
-    ) -> Any:
-        try:
-            return self.pool().request(
-                method, href, headers=headers, body=body, preload_content=preload, retries=False
-            )
-        except self._transport_errors() as exc:
-            raise self._error(f"sending {pointer.oid[:12]} broke off: {exc}") from None
-
-    @staticmethod
-    def _transport_errors() -> tuple[type[BaseException], ...]:
-        import urllib3.exceptions
-
-        return (urllib3.exceptions.HTTPError, OSError)
-
-    def _error(self, why: str) -> LFSTransferError:
-        return LFSTransferError(
-            f"LFS endpoint {self.url}: {why}",
-            hint="a log is pushed only after its large values: run `gdag sync` again "
-            "once the endpoint works (a value missing here is fetched on the next read)",
-        )
-
-
-def _defaults() -> list[Any]:
-    from dulwich.config import StackedConfig
-
-    return list(StackedConfig.default_backends())

@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("git binary", {"gdag.gitcmd", "gdag.gitconfig"}),
     ("store", {"gdag.objects", "gdag.refs", "gdag.repo", "gdag.private", "gdag.lfs"}),
     ("state and log", {"gdag.state", "gdag.values", "gdag.cache", "gdag.log", "gdag.lease"}),
-    ("remote", {"gdag.remote", "gdag.netsem", "gdag.lfsclient"}),
+    ("remote", {"gdag.remote", "gdag.netsem", "gdag.lfsclient", "gdag.lfstransfer"}),
     ("sessions", {"gdag.session", "gdag.definition"}),
     ("workspace", {"gdag.workspace", "gdag.branch"}),
     ("running", {"gdag.execute", "gdag.speculate", "gdag.provenance", "gdag.runner"}),
@@ -57,14 +57,14 @@ OWNERS = {
     "click": {"gdag.cli"},
     "rich": {"gdag.render"},
     "networkx": {"gdag.graph"},
-    # gdag.lfsclient: dulwich's LFS batch client and its HTTP pool, for large values.
-    "dulwich": {"gdag.objects", "gdag.repo", "gdag.private", "gdag.lfsclient"},
+    # gdag.lfstransfer: dulwich's LFS batch client and its HTTP pool, for large values.
+    "dulwich": {"gdag.objects", "gdag.repo", "gdag.private", "gdag.lfstransfer"},
     "pydantic": {"gdag.types"},
     "jsonschema": {"gdag.schema"},
     "referencing": {"gdag.schema"},
     "distributed": {"gdag.executors.dask", "gdag.netsem"},
     "dask": {"gdag.executors.dask"},
-    "fsspec": {"gdag.lfsclient"},  # [values] remote: large values in any fsspec store
+    "fsspec": {"gdag.lfstransfer"},  # [values] remote: large values in any fsspec store
 }
 
 

@@ -375,7 +375,7 @@ def test_small_publish_and_lookup_import_no_lfs_code(repo: Path) -> None:
         import sys
         from gdag.main import main
         rc = main(sys.argv[1:])
-        found = [m for m in ("gdag.lfs", "gdag.lfsclient", "dulwich.lfs", "urllib3") if m in sys.modules]
+        found = [m for m in ("gdag.lfs", "gdag.lfsclient", "gdag.lfstransfer", "dulwich.lfs", "urllib3", "fsspec") if m in sys.modules]
         print(rc, found, file=sys.stderr)
         """
     )
@@ -520,3 +520,22 @@ def test_an_unwritable_values_remote_pushes_nothing(tmp_path: Path) -> None:
     assert r.returncode == 3 and "gdag: error: [values] remote file://" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
     assert git("ls-remote", str(remote), "refs/gdag/", cwd=repo).strip() == ""
+
+
+def test_a_worker_sends_its_large_outputs_before_its_merge(tmp_path: Path) -> None:
+    """`gdag run --remote`: each merge is a push of the log, so the values it names go
+    to the remote's LFS store first."""
+    remote = tmp_path / "plain.git"
+    git("init", "-q", "--bare", str(remote), cwd=tmp_path)
+    repo = tmp_path / "repo"
+    assert gdag("init", "-C", str(repo), cwd=tmp_path).returncode == 0
+    define(repo, DEFINITION.replace('cat "$GDAG_IN_X"', 'cat "$GDAG_IN_X" "$GDAG_IN_X"'))
+    a = publish_big(repo, tmp_path, "big/a", MiB)
+    assert gdag("sync", str(remote), cwd=repo).returncode == 0
+    r = gdag("run", "--remote", str(remote), cwd=repo)
+    assert r.returncode == 0, r.stderr
+    clone = tmp_path / "clone"
+    git("init", "-q", str(clone), cwd=tmp_path)
+    assert gdag("sync", str(remote), cwd=clone).returncode == 0
+    assert lookup(clone, "copy") == a + a
+    fsck(remote)
