@@ -223,13 +223,16 @@ def _maintain() -> None:
     repo = sys.modules.get("gdag.repo")
     if repo is None or not repo.WROTE:
         return
-    # Git's smallest threshold (gc.auto = 1) needs two loose objects in objects/17/.
-    due = [store for store in repo.WROTE.values() if store.objects.loose_sample() > 1]
-    repo.WROTE.clear()
-    if due:
-        from gdag.maintenance import after_command
+    try:
+        # Git's smallest threshold (gc.auto = 1) needs two loose objects in objects/17/.
+        due = [store for store in repo.WROTE.values() if store.objects.loose_sample() > 1]
+        repo.WROTE.clear()
+        if due:
+            from gdag.maintenance import after_command
 
-        after_command(due)
+            after_command(due)
+    except Exception:  # maintenance never changes how the command ended
+        pass
 
 
 if __name__ == "__main__":
