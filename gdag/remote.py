@@ -73,6 +73,7 @@ class Remote:
         self.store = store
         self.name = name
         self.start = start
+        self.uploaded = 0  # large values sent before pushes, in all
         gitcmd.binary("working with a remote")  # no git: say so before anything else
         self.label = tracking_label(name)
         found = gitcmd.run(
@@ -175,7 +176,9 @@ class Remote:
         # The pushed log's own definition says where its large values go.
         dag = read_dag(self.store, self.store.read_commit(new).tree)
         where = dag.values_remote if dag is not None else None
-        return lfsclient.upload(self.store, self.given, pointers, self.start, where)
+        sent = lfsclient.upload(self.store, self.given, pointers, self.start, where)
+        self.uploaded += sent
+        return sent
 
     def list_refs(self, prefix: str) -> dict[str, bytes]:
         """The remote's refs under `prefix` and their ids (`git ls-remote`; no objects)."""
@@ -261,9 +264,10 @@ class SyncResult:
     fetched: int = 0
     replayed: list[int] = field(default_factory=list)
     archive: str | None = None
+    large: int = 0  # large values sent to the remote's LFS endpoint (or values store)
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "large" or v}
 
 
 def sync_log(remote: Remote, log: Log) -> SyncResult:
@@ -275,8 +279,10 @@ def sync_log(remote: Remote, log: Log) -> SyncResult:
     A round lost to another writer (here or on the remote) is tried again.
     """
     backoff = Backoff(ROUNDS, f"syncing log {log.name!r} with {remote.name!r}")
+    before = remote.uploaded
     while (result := _sync_round(remote, log)) is None:
         backoff.wait()
+    result.large = remote.uploaded - before
     from gdag.lfsclient import remember_remote
 
     remember_remote(remote.store, remote.given)

@@ -293,6 +293,7 @@ def test_sync_sends_large_values_through_lfs_past_a_host_limit(
 
     r = gdag("sync", "origin", cwd=repo)
     assert r.returncode == 0, r.stderr
+    assert r.text.endswith("; sent 2 large value(s) first\n"), r.text
     assert len(server.objects()) == 2  # a and b; copy is a's bytes
     assert git("ls-remote", str(remote), "refs/gdag/logs/main", cwd=repo).strip()
 
