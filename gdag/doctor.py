@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from gdag import gitcmd
 from gdag.errors import GdagError
@@ -154,8 +155,17 @@ def _check_logs(store: Store) -> list[Finding]:
 
 
 def _leftovers(store: Store) -> tuple[int, int]:
-    """(stale ref locks, old temporary objects) left by killed processes."""
-    return len(store.refs.stale_locks()), len(store.objects.leftover_tmp(TMP_AGE))
+    """(stale ref locks, old temporary objects and large values) left by killed processes."""
+    tmp = len(store.objects.leftover_tmp(TMP_AGE)) + len(_lfs_tmp(store))
+    return len(store.refs.stale_locks()), tmp
+
+
+def _lfs_tmp(store: Store) -> list[Path]:
+    if not (store.user_commondir / "lfs").is_dir():
+        return []
+    from gdag import lfs
+
+    return lfs.leftover_tmp(store.user_commondir, TMP_AGE, store.objects.clock.time())
 
 
 WORK_LOG = re.compile(r"\.(replay|sync)-([0-9a-f]+)-")
@@ -233,6 +243,8 @@ def _examine(ws: Workspace, repair: bool) -> list[Finding]:
     locks, tmp = _leftovers(store)
     if repair and (locks or tmp):
         store.sweep(tmp_age=TMP_AGE)
+        for path in _lfs_tmp(store):
+            path.unlink(missing_ok=True)
         findings.append(
             Finding(
                 "repaired",

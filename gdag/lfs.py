@@ -124,6 +124,23 @@ def install(common_dir: Path, tmp: str, pointer: Pointer) -> None:
     os.replace(tmp, final)
 
 
+def leftover_tmp(common_dir: Path, age: float, now: float) -> list[Path]:
+    """Temporary files in `lfs/tmp/` older than `age` seconds: killed writers' (git-lfs
+    clears its own the same way)."""
+    found = []
+    try:
+        entries = list(os.scandir(lfs_dir(common_dir) / "tmp"))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        try:
+            if entry.is_file(follow_symlinks=False) and now - entry.stat().st_mtime > age:
+                found.append(Path(entry.path))
+        except FileNotFoundError:
+            pass
+    return found
+
+
 def copy_verified(path: Path, pointer: Pointer, out: IO[bytes]) -> None:
     """Copy the object at `path` to `out` a chunk at a time, checking its size and
     SHA-256 (the bytes are out already when a damaged object is found: the caller

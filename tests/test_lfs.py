@@ -540,3 +540,17 @@ def test_a_worker_sends_its_large_outputs_before_its_merge(tmp_path: Path) -> No
     assert gdag("sync", str(remote), cwd=clone).returncode == 0
     assert lookup(clone, "copy") == a + a
     fsck(remote)
+
+
+def test_doctor_clears_what_a_killed_writer_left_in_lfs_tmp(repo: Path) -> None:
+    tmp = repo / ".git" / "lfs" / "tmp"
+    tmp.mkdir(parents=True)
+    old, fresh = tmp / "tmpkilled", tmp / "tmpwriting"
+    old.write_bytes(b"half a value")
+    fresh.write_bytes(b"a value being written now")
+    os.utime(old, (1, 1))
+    r = gdag("doctor", cwd=repo)
+    assert "old temporary objects left by killed processes" in r.stderr
+    r = gdag("doctor", "--repair", cwd=repo)
+    assert r.returncode == 0, r.stderr
+    assert not old.exists() and fresh.exists()
