@@ -104,7 +104,6 @@ def read_all(common_dir: Path, git_dir: Path | None = None) -> Config:
     `GIT_CONFIG_COUNT`'s pairs and `git -c`'s (`GIT_CONFIG_PARAMETERS`). Includes are
     not followed."""
     import os
-    import shlex
 
     env = os.environ
     files: list[Path] = []
@@ -135,10 +134,14 @@ def read_all(common_dir: Path, git_dir: Path | None = None) -> Config:
         key = env.get(f"GIT_CONFIG_KEY_{i}")
         if key:
             items.append((normal_key(key), env.get(f"GIT_CONFIG_VALUE_{i}", "")))
-    try:
-        params = shlex.split(env.get("GIT_CONFIG_PARAMETERS", ""))
-    except ValueError:
-        params = []
+    params: list[str] = []
+    if env.get("GIT_CONFIG_PARAMETERS"):
+        import shlex
+
+        try:
+            params = shlex.split(env["GIT_CONFIG_PARAMETERS"])
+        except ValueError:
+            pass
     for param in params:  # `'key'='value'`, or `'key'` for true
         key, eq, value = param.partition("=")
         items.append((normal_key(key), value if eq else None))

@@ -224,8 +224,7 @@ def _maintain() -> None:
     if repo is None or not repo.WROTE:
         return
     try:
-        # Git's smallest threshold (gc.auto = 1) needs two loose objects in objects/17/.
-        due = [store for store in repo.WROTE.values() if store.objects.loose_sample() > 1]
+        due = [store for store in repo.WROTE.values() if store.past_gc_auto()]
         repo.WROTE.clear()
         if due:
             from gdag.maintenance import after_command

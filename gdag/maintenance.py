@@ -1,7 +1,8 @@
 """Storage that maintains itself: loose objects packed in the background, as `git gc --auto`.
 
 Every command writes loose objects (one file each). After a command that wrote
-some, `after_command` looks at `objects/17/` as `git gc --auto` does: past
+some, `gdag.main` looks at `objects/17/` as `git gc --auto` does
+(`Store.past_gc_auto`, no import of this module below the threshold): past
 git's threshold (`gc.auto`, read from every config file git reads; default
 6700, 0 turns it off) it starts `python -m gdag.maintenance` detached, unless
 one is packing already or `[store] auto_pack = false`. That process holds
@@ -24,8 +25,6 @@ from gdag.repo import Store
 if TYPE_CHECKING:
     from gdag import gitcmd
 
-# git's own `gc.auto` default.
-LOOSE_LIMIT = 6700
 LOCK = "pack.lock"
 PID = "pack.pid"  # the last packer started (its pid): written before the command exits
 
@@ -37,18 +36,12 @@ def loose_sample(store: Store) -> int:
 
 def gc_auto(store: Store) -> int:
     """`gc.auto` as git reads it for the user's repository (a private store's too)."""
-    from gdag.gitconfig import read_all
-
-    return read_all(store.user_commondir, store.user_gitdir).get_int("gc.auto", LOOSE_LIMIT)
+    return store.gc_auto()
 
 
 def too_many_loose(store: Store) -> bool:
-    """git's own test: more than ceil(gc.auto / 256) loose objects in `objects/17/`."""
-    sample = loose_sample(store)
-    if sample <= 1:  # the smallest threshold (gc.auto = 1) needs two
-        return False
-    limit = gc_auto(store)
-    return limit > 0 and sample > -(-limit // 256)
+    """git's own test (`Store.past_gc_auto`)."""
+    return store.past_gc_auto()
 
 
 def auto_pack(store: Store) -> bool:
@@ -76,14 +69,15 @@ def after_round() -> None:
     repo.WROTE.clear()
     for store in stores:
         store.objects.on_first_write = store.note_write
-    after_command([s for s in stores if loose_sample(s) > 1])
+    after_command([s for s in stores if s.past_gc_auto()])
 
 
 def after_command(stores: list[Store]) -> None:
-    """Start a background packer for each store a command wrote into that needs one."""
+    """Start a background packer for each of `stores` (past `gc.auto`, see
+    `Store.past_gc_auto`) unless its definition turns it off or one is at work."""
     for store in stores:
         try:
-            if too_many_loose(store) and auto_pack(store) and not is_packing(store):
+            if auto_pack(store) and not is_packing(store):
                 start_packer(store)
         except Exception:  # maintenance never fails the command that wrote
             continue
