@@ -8,7 +8,8 @@ git's threshold (`gc.auto`, read from every config file git reads; default
 one is packing already or `[store] auto_pack = false`. That process holds
 `.git/gdag/pack.lock` (one at a time) and runs `git repack --cruft -d`
 (`-A -d` before git 2.37): nothing is dropped, so it is safe beside running
-commands. `gdag doctor --repair` packs through the same function.
+commands. A packer that fails says why in `.git/gdag/pack.failed`, and none is
+started again for an hour. `gdag doctor --repair` packs through the same function.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
 
 LOCK = "pack.lock"
 PID = "pack.pid"  # the last packer started (its pid): written before the command exits
+# git's message when the last packer failed (a repository that forbids `repack -d`,
+# say): no packer is started again for RETRY seconds, rather than one per command.
+FAILED = "pack.failed"
+RETRY = 3600.0
 
 
 def loose_sample(store: Store) -> int:
@@ -77,10 +82,19 @@ def after_command(stores: list[Store]) -> None:
     `Store.past_gc_auto`) unless its definition turns it off or one is at work."""
     for store in stores:
         try:
-            if auto_pack(store) and not is_packing(store):
+            if auto_pack(store) and not recently_failed(store) and not is_packing(store):
                 start_packer(store)
         except Exception:  # maintenance never fails the command that wrote
             continue
+
+
+def recently_failed(store: Store) -> bool:
+    """Whether the last packer failed less than RETRY seconds ago."""
+    try:
+        failed = (store.gdag_dir / FAILED).stat().st_mtime
+    except FileNotFoundError:
+        return False
+    return store.objects.clock.time() - failed < RETRY
 
 
 def is_packing(store: Store) -> bool:
@@ -150,7 +164,13 @@ def pack_in_background(store: Store) -> int:
         # Another packer is at it, or one that just finished did it.
         if not held or not too_many_loose(store):
             return 0
-        return 0 if repack(store).ok else 1
+        proc = repack(store)
+        failed = store.gdag_dir / FAILED
+        if proc.ok:
+            failed.unlink(missing_ok=True)
+            return 0
+        failed.write_text(f"git repack failed: {proc.stderr.strip() or proc.returncode}\n")
+        return 1
 
 
 if __name__ == "__main__":

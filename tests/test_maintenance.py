@@ -160,3 +160,24 @@ def test_a_long_running_process_packs_after_each_round(repo: Path) -> None:
     finally:
         repo_module.WROTE.clear()
     fsck(repo)
+
+
+def test_a_failing_packer_is_not_started_again_for_every_command(repo: Path) -> None:
+    """A repository that forbids `git repack -d` (preciousObjects): the packer fails,
+    says why in .git/gdag/pack.failed, and later commands do not start one each."""
+    git("config", "core.repositoryformatversion", "1", cwd=repo)
+    git("config", "extensions.preciousObjects", "true", cwd=repo)
+    git("config", "gc.auto", "256", cwd=repo)
+    publish_into_17(repo, 3)
+    failed = repo / ".git" / "gdag" / "pack.failed"
+    end = time.monotonic() + 60
+    while not failed.exists():
+        assert time.monotonic() < end, "the packer never reported its failure"
+        time.sleep(0.05)
+    assert "git repack failed" in failed.read_text()
+    (repo / ".git" / "gdag" / "pack.pid").unlink()
+    assert gdag("publish", "again", "x", "--no-run", cwd=repo).returncode == 0
+    assert not (repo / ".git" / "gdag" / "pack.pid").exists()
+    r = gdag("doctor", "--repair", cwd=repo)
+    assert "git repack failed" in r.stderr  # doctor says so, and loses nothing
+    fsck(repo)
