@@ -1,6 +1,6 @@
 """Peak memory (RSS) of gdag with large values and with many pending events.
 
-    python benchmarks/memory.py [--mb 100,500] [--events 2000] [--run-seconds 120]
+    python benchmarks/memory.py [--mb 100,500] [--events 2000] [--run-seconds 120] [--large 0]
 
 Each measurement is a fresh process that reports its own peak RSS. Target:
 publish and lookup of a value use memory far below the value's size (they
@@ -11,6 +11,7 @@ their number.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -64,6 +65,12 @@ def main() -> None:
     ap.add_argument("--mb", default="100,500", help="value sizes in MiB, comma-separated")
     ap.add_argument("--events", type=int, default=2000)
     ap.add_argument(
+        "--large",
+        default="0",
+        help='[values] large of the repository (default 0: values are git blobs, packed '
+        'or loose; e.g. "32MiB" to measure them as git LFS objects)',
+    )
+    ap.add_argument(
         "--run-seconds",
         type=float,
         default=120.0,
@@ -81,6 +88,7 @@ def main() -> None:
             check=True,
             capture_output=True,
         )
+        (repo / "gdag.toml").write_text(f"[values]\nlarge = {json.dumps(args.large)}\n")
         print("| what | value or events | peak RSS MiB |\n|---|---:|---:|")
         print(
             f"| interpreter + gdag imports (publish of a tiny value) | – | "

@@ -27,7 +27,7 @@ def accepts(consumer: Type, producer: Type) -> bool:
     """Whether an input of type `consumer` can take every value of type `producer`."""
     c, p = consumer.kind, producer.kind
     if c == "bytes":
-        return True
+        return p != "dir"  # a directory arrives as a path, never as bytes
     if c == "optional":
         inner = consumer.arg or BYTES
         return (

@@ -33,6 +33,9 @@ def failure_output(node: str) -> str:
     return FAILURES + node
 
 
+# Git hosts refuse files of 100 MB (GitHub) or 100 MiB: values from here on go to LFS.
+DEFAULT_LARGE = 32 << 20
+
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -297,6 +300,8 @@ class Dag(Frozen):
         "globs",
         "cluster",
         "schedules",
+        "large",
+        "values_remote",
     )
     format: int
     source: str  # sha256 of the definition file
@@ -308,6 +313,12 @@ class Dag(Frozen):
     globs: Mapping[str, tuple[str, ...]]
     cluster: str | None  # [cluster] address: where runs send node jobs by default
     schedules: Mapping[str, Schedule]
+    # [values] large: values of this many bytes or more are stored as git LFS objects
+    # (0: never); None when the definition does not say, which means DEFAULT_LARGE.
+    large: int | None
+    # [values] remote: an fsspec URL where large values go instead of the git remote's
+    # LFS endpoint (hosts without LFS); None: the LFS endpoint.
+    values_remote: str | None
 
     def __init__(
         self,
@@ -321,6 +332,8 @@ class Dag(Frozen):
         globs: Mapping[str, tuple[str, ...]] = _EMPTY,
         cluster: str | None = None,
         schedules: Mapping[str, Schedule] = _EMPTY,
+        large: int | None = None,
+        values_remote: str | None = None,
     ) -> None:
         self._set(
             format=format,
@@ -332,6 +345,8 @@ class Dag(Frozen):
             globs=globs,
             cluster=cluster,
             schedules=schedules,
+            large=large,
+            values_remote=values_remote,
         )
 
     @classmethod
@@ -356,6 +371,8 @@ class Dag(Frozen):
             schedules=MappingProxyType(
                 {n: Schedule.from_json(n, spec) for n, spec in d.get("schedules", {}).items()}
             ),
+            large=d.get("values", {}).get("large"),
+            values_remote=d.get("values", {}).get("remote"),
         )
 
     @classmethod
@@ -378,7 +395,19 @@ class Dag(Frozen):
             d["cluster"] = self.cluster
         if self.schedules:
             d["schedules"] = {n: s.to_json() for n, s in self.schedules.items()}
+        values: dict[str, Any] = {}
+        if self.large is not None:
+            values["large"] = self.large
+        if self.values_remote is not None:
+            values["remote"] = self.values_remote
+        if values:
+            d["values"] = values
         return d
+
+    @property
+    def large_threshold(self) -> int:
+        """The size from which a value is stored as a git LFS object; 0 for never."""
+        return DEFAULT_LARGE if self.large is None else self.large
 
     def to_bytes(self) -> bytes:
         """`dag.json`'s bytes as the log stores them."""

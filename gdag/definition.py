@@ -71,7 +71,8 @@ NODE_KEYS = {
 OUTPUT_KEYS = {"type", "description"}
 DAG_KEYS = {"modules"}
 SCHEDULE_KEYS = {"cron", "every", "timezone", "catchup", "description"}
-TOP_KEYS = {"outputs", "nodes", "dag", "log", "cluster", "schedules"}
+TOP_KEYS = {"outputs", "nodes", "dag", "log", "cluster", "schedules", "values", "store"}
+SIZE_UNITS = {"b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
 
 
 class Source(Frozen):
@@ -310,6 +311,16 @@ def compile_definition(src: Source, load_python: bool = True, digest: Digests | 
         if not isinstance(cluster["address"], str) or not cluster["address"].strip():
             raise DefinitionError(f"{where}: [cluster] address must be a non-empty string")
         doc["cluster"] = cluster["address"]
+    store = toml.get("store", {})
+    _no_unknown(store, {"auto_pack"}, where, "[store]")
+    if not isinstance(store.get("auto_pack", True), bool):
+        raise DefinitionError(f"{where}: [store] auto_pack must be true or false")
+    values = toml.get("values", {})
+    _no_unknown(values, {"large", "remote"}, where, "[values]")
+    if "large" in values:
+        doc.setdefault("values", {})["large"] = _size(values["large"], where, "[values] large")
+    if "remote" in values:
+        doc.setdefault("values", {})["remote"] = _values_remote(values["remote"], where)
     dag = Dag.from_json(doc)
     if nodes:
         from gdag.graph import check_graph
@@ -321,6 +332,42 @@ def compile_definition(src: Source, load_python: bool = True, digest: Digests | 
         check_returns(dag, functions, where)
         check_bindings(dag, functions, where)
     return dag
+
+
+def parse_size(text: object) -> int | None:
+    """A size: bytes as a whole number, or a string with a binary unit (`512KiB`,
+    `32MiB`, `1GiB`, `0`); None when it is none of those."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text if text >= 0 else None
+    if not isinstance(text, str):
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", text)
+    if m is None:
+        return None
+    unit = m.group(2).lower() or "b"
+    return int(m.group(1)) * SIZE_UNITS[unit] if unit in SIZE_UNITS else None
+
+
+def _size(value: object, where: str, what: str) -> int:
+    size = parse_size(value)
+    if size is None:
+        raise DefinitionError(
+            f'{where}: {what} must be a size such as "512KiB", "32MiB" or "1GiB", '
+            f"or 0 to turn it off, not {value!r}",
+            hint="units are B, KiB, MiB, GiB and TiB (powers of 1024)",
+        )
+    return size
+
+
+def _values_remote(url: object, where: str) -> str:
+    """`[values] remote`: an fsspec URL (`file:///srv/values`, `s3://bucket/prefix`)."""
+    if not isinstance(url, str) or not re.fullmatch(r"[a-z][a-z0-9+.-]*://\S+", url):
+        raise DefinitionError(
+            f'{where}: [values] remote must be a URL such as "file:///srv/values" or '
+            f'"s3://bucket/prefix", not {url!r}',
+            hint="any fsspec store works; `pip install 'gdag[s3]'` adds S3",
+        )
+    return url.rstrip("/")
 
 
 def _fold_types(outputs: dict[str, Any], nodes: dict[str, Any]) -> None:

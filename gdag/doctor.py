@@ -9,10 +9,10 @@ what to do, never "fixed" by guessing.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from gdag import gitcmd
 from gdag.errors import GdagError
@@ -21,8 +21,6 @@ from gdag.repo import Store
 from gdag.workspace import Workspace
 
 TMP_AGE = 600.0
-# Loose objects worth packing: git's own `gc.auto` default (the config key is obeyed).
-LOOSE_LIMIT = 6700
 
 
 @dataclass
@@ -157,8 +155,17 @@ def _check_logs(store: Store) -> list[Finding]:
 
 
 def _leftovers(store: Store) -> tuple[int, int]:
-    """(stale ref locks, old temporary objects) left by killed processes."""
-    return len(store.refs.stale_locks()), len(store.objects.leftover_tmp(TMP_AGE))
+    """(stale ref locks, old temporary objects and large values) left by killed processes."""
+    tmp = len(store.objects.leftover_tmp(TMP_AGE)) + len(_lfs_tmp(store))
+    return len(store.refs.stale_locks()), tmp
+
+
+def _lfs_tmp(store: Store) -> list[Path]:
+    if not (store.user_commondir / "lfs").is_dir():
+        return []
+    from gdag import lfs
+
+    return lfs.leftover_tmp(store.user_commondir, TMP_AGE, store.objects.clock.time())
 
 
 WORK_LOG = re.compile(r"\.(replay|sync)-([0-9a-f]+)-")
@@ -191,38 +198,15 @@ def _work_logs(store: Store, repair: bool) -> list[Finding]:
     return [Finding("repaired", f"removed {len(stale)} work log(s) of killed replays or syncs")]
 
 
-def loose_sample(store: Store) -> int:
-    """Loose objects in `objects/17/`, the fan-out directory `git gc --auto` samples."""
-    try:
-        return sum(len(name) == 38 for name in os.listdir(store.objects_dir / "17"))
-    except FileNotFoundError:
-        return 0
-
-
-def _gc_auto(store: Store) -> int:
-    """The user's `gc.auto` (their repository's config, also for a private store)."""
-    proc = gitcmd.run(
-        ["config", "--int", "--get", "gc.auto"], git_dir=store.user_commondir, check=False
-    )
-    return int(proc.stdout) if proc.ok and proc.stdout.strip() else LOOSE_LIMIT
-
-
 def _pack_loose(store: Store, repair: bool) -> list[Finding]:
     """Every gdag command writes loose objects (one file each); past git's `gc.auto`
-    threshold they cost disk and directory scans, so they are packed.
+    threshold they cost disk and directory scans, so they are packed (commands start a
+    background packer themselves; see gdag.maintenance)."""
+    from gdag import maintenance
 
-    `git repack --cruft -d`: reachable objects into one pack, unreachable ones (in
-    flight, or left by killed or losing writers) into a cruft pack with no expiry, then
-    the loose copies go. Nothing is dropped, so it is safe beside running commands, and
-    no `-l`: a private store must keep its own copy of objects it borrows."""
-    if not gitcmd.available():
+    if not gitcmd.available() or not maintenance.too_many_loose(store):
         return []
-    limit = _gc_auto(store)
-    sample = loose_sample(store)
-    # git's own test: more than ceil(limit / 256) objects in 17/; 0 turns it off.
-    if limit <= 0 or sample <= -(-limit // 256):
-        return []
-    count = sample * 256
+    count = maintenance.loose_sample(store) * 256
     if not repair:
         return [
             Finding(
@@ -231,15 +215,7 @@ def _pack_loose(store: Store, repair: bool) -> list[Finding]:
                 "`gdag doctor --repair` packs them (with git's `repack`)",
             )
         ]
-
-    def repack(*mode: str) -> gitcmd.Result:  # no timeout: as long as the store is large
-        return gitcmd.run(
-            ["repack", "-d", "-q", *mode], git_dir=store.gitdir, check=False, timeout=None
-        )
-
-    proc = repack("--cruft")
-    if not proc.ok and "cruft" in proc.stderr:  # git before 2.37
-        proc = repack("-A")
+    proc = maintenance.repack(store)
     if not proc.ok:
         return [
             Finding(
@@ -248,20 +224,27 @@ def _pack_loose(store: Store, repair: bool) -> list[Finding]:
                 "nothing was lost: the loose objects are still there",
             )
         ]
-    return [
-        Finding(
-            "repaired",
-            f"packed about {count:,} loose objects ({loose_sample(store) * 256:,} left loose)",
-        )
-    ]
+    left = maintenance.loose_sample(store) * 256
+    return [Finding("repaired", f"packed about {count:,} loose objects ({left:,} left loose)")]
 
 
 def examine(ws: Workspace, repair: bool = False) -> list[Finding]:
+    """Check (and with `repair`, mend) the store, holding the pack lock throughout: a
+    background packer would move objects away while git fsck reads them."""
+    from gdag.maintenance import pack_lock
+
+    with pack_lock(ws.store):
+        return _examine(ws, repair)
+
+
+def _examine(ws: Workspace, repair: bool) -> list[Finding]:
     store = ws.store
     findings = _git_fsck(store) + _check_logs(store)
     locks, tmp = _leftovers(store)
     if repair and (locks or tmp):
         store.sweep(tmp_age=TMP_AGE)
+        for path in _lfs_tmp(store):
+            path.unlink(missing_ok=True)
         findings.append(
             Finding(
                 "repaired",

@@ -17,7 +17,7 @@ from gdag import state
 from gdag.errors import GdagError
 from gdag.job import MODE_DIR, PYTHON, Emitted, Input, Job, TreeFile, Value, check_publishable
 from gdag.names import is_pattern
-from gdag.repo import MODE_BLOB, Entry, Store
+from gdag.repo import Entry, Store
 from gdag.session import Outcome, Session
 from gdag.types import BYTES, Type, canonical_json, check_value, decode_text_value, parse_type
 
@@ -34,6 +34,7 @@ class InputValue:
     version: int
     type: Type
     entry: Entry
+    large: bool = False  # a git LFS object: `entry` holds its pointer
 
 
 def gather_inputs(store: Store, root: bytes, node: Node) -> dict[str, Any]:
@@ -54,7 +55,8 @@ def _input(store: Store, root: bytes, name: str) -> InputValue | None:
     out = state.read_output(store, root, name)
     if out is None:
         return None
-    return InputValue(name, out.version, parse_type(out.type), out.value)
+    large = out.meta.get("kind") == "lfs"
+    return InputValue(name, out.version, parse_type(out.type), out.value, large)
 
 
 def members(value: Any) -> list[InputValue]:
@@ -77,13 +79,19 @@ def prepare_job(
     node's source files, for a machine without the work tree."""
     root = store.read_commit(session.spec.state_at).tree
     inputs: dict[str, Input] = {}
+
+    def job_value(iv: InputValue) -> Value:
+        # Where missing large values come from: `[values] remote` of the state's definition.
+        dag = state.read_dag(store, root) if iv.large else None
+        return _job_value(store, iv, ship, dag.values_remote if dag else None)
+
     for arg, value in gather_inputs(store, root, node).items():
         if value is None:
             inputs[arg] = None
         elif isinstance(value, dict):
-            inputs[arg] = {name: _job_value(store, iv) for name, iv in value.items()}
+            inputs[arg] = {name: job_value(iv) for name, iv in value.items()}
         else:
-            inputs[arg] = _job_value(store, value)
+            inputs[arg] = job_value(value)
     return Job(
         id=session.id,
         node=node.name,
@@ -164,7 +172,18 @@ def node_files(root: Path, node: Node) -> list[TreeFile]:
     return files
 
 
-def _job_value(store: Store, iv: InputValue) -> Value:
+def _job_value(store: Store, iv: InputValue, ship: bool, values_remote: str | None) -> Value:
+    if iv.large:
+        # Fetched on demand; handed over as the object's path, its SHA-256 checked as the
+        # job reads it (inline only for a job that leaves this machine).
+        from gdag import lfs
+        from gdag.lfsclient import resolve
+
+        pointer, path = resolve(store, iv.entry, values_remote)
+        if ship:
+            data = lfs.read_verified(path, pointer)
+            return Value(iv.name, iv.version, str(iv.type), data=data)
+        return Value(iv.name, iv.version, str(iv.type), file=str(path), sha256=pointer.oid)
     if iv.entry.is_tree:
         return Value(iv.name, iv.version, str(iv.type), tree=tuple(tree_files(store, iv.entry.sha)))
     return Value(iv.name, iv.version, str(iv.type), data=store.read_blob(iv.entry.sha))
@@ -223,33 +242,39 @@ class Recorder:
             )
         else:
             data = canonical_json(check_value(_python_value(value, name), typ, name))
-        self.session.publish(
-            name, Entry(MODE_BLOB, self.store.write_blob(data)), str(typ), len(data)
-        )
+        self._publish_blob(name, typ, data)
 
     def collect(self, out_dir: Path) -> None:
         """Publish every file (or dir-typed directory) a shell node left under $GDAG_OUT."""
+        from gdag import values
+
         for name, path in sorted(_out_files(out_dir, self._is_dir_output)):
             check_publishable(self.node.name, self.node.publishes, name)
             typ = self.type_of(name)
             if path.is_dir():
-                from gdag.values import tree_from_dir
-
-                entry, size = tree_from_dir(self.store, path)
+                entry, size = values.tree_from_dir(self.store, path)
+                self.session.publish(name, entry, str(typ), size)
+            elif typ.kind == "bytes":  # streamed: a file may be larger than memory
+                entry, size, kind = values.blob_from_file(self.store, path, self.large)
+                self.session.publish(name, entry, str(typ), size, kind)
+            elif typ.kind == "dir":
+                raise GdagError(f"output {name!r} has type dir: write a directory there")
             else:
-                entry, size = self._encode(name, typ, path.read_bytes())
-            self.session.publish(name, entry, str(typ), size)
+                encoded = canonical_json(decode_text_value(path.read_bytes(), typ, name))
+                self._publish_blob(name, typ, encoded)
+
+    @property
+    def large(self) -> int:
+        return self.dag.large_threshold
 
     def _is_dir_output(self, name: str) -> bool:
         return self.type_of(name).kind == "dir"
 
-    def _encode(self, name: str, typ: Type, data: bytes) -> tuple[Entry, int]:
-        if typ.kind == "bytes":
-            return Entry(MODE_BLOB, self.store.write_blob(data)), len(data)
-        if typ.kind == "dir":
-            raise GdagError(f"output {name!r} has type dir: write a directory there")
-        encoded = canonical_json(decode_text_value(data, typ, name))
-        return Entry(MODE_BLOB, self.store.write_blob(encoded)), len(encoded)
+    def _publish_blob(self, name: str, typ: Type, data: bytes) -> None:
+        from gdag.values import blob_from_bytes
+
+        entry, size, kind = blob_from_bytes(self.store, data, self.large)
+        self.session.publish(name, entry, str(typ), size, kind)
 
 
 def _python_value(value: Emitted, name: str) -> Any:

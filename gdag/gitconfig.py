@@ -95,6 +95,59 @@ def read_config(path: Path) -> Config:
         raise ConfigError(f"bad config line {exc} in file {path}") from None
 
 
+def read_all(common_dir: Path, git_dir: Path | None = None) -> Config:
+    """Every config file git reads for a repository, in git's order, so a key's last
+    value is the one git uses: system (`GIT_CONFIG_SYSTEM`, else /etc/gitconfig; none
+    with `GIT_CONFIG_NOSYSTEM`), global (`GIT_CONFIG_GLOBAL`, else
+    `$XDG_CONFIG_HOME/git/config` and `~/.gitconfig`), the repository's, a linked
+    worktree's `config.worktree` (with `extensions.worktreeConfig`), then
+    `GIT_CONFIG_COUNT`'s pairs and `git -c`'s (`GIT_CONFIG_PARAMETERS`). Includes are
+    not followed."""
+    import os
+
+    env = os.environ
+    files: list[Path] = []
+    if not Config([("x", env.get("GIT_CONFIG_NOSYSTEM", "false"))]).get_bool("x"):
+        files.append(Path(env.get("GIT_CONFIG_SYSTEM") or "/etc/gitconfig"))
+    if "GIT_CONFIG_GLOBAL" in env:
+        if env["GIT_CONFIG_GLOBAL"]:
+            files.append(Path(env["GIT_CONFIG_GLOBAL"]))
+    else:
+        home = env.get("HOME")
+        xdg = env.get("XDG_CONFIG_HOME") or (os.path.join(home, ".config") if home else None)
+        if xdg:
+            files.append(Path(xdg) / "git" / "config")
+        if home:
+            files.append(Path(home) / ".gitconfig")
+    items: list[tuple[str, str | None]] = []
+    for path in files:
+        items += read_config(path).items
+    local = read_config(common_dir / "config")
+    items += local.items
+    if git_dir is not None and local.get_bool("extensions.worktreeConfig"):
+        items += read_config(git_dir / "config.worktree").items
+    try:
+        count = int(env.get("GIT_CONFIG_COUNT") or 0)
+    except ValueError:
+        count = 0
+    for i in range(count):
+        key = env.get(f"GIT_CONFIG_KEY_{i}")
+        if key:
+            items.append((normal_key(key), env.get(f"GIT_CONFIG_VALUE_{i}", "")))
+    params: list[str] = []
+    if env.get("GIT_CONFIG_PARAMETERS"):
+        import shlex
+
+        try:
+            params = shlex.split(env["GIT_CONFIG_PARAMETERS"])
+        except ValueError:
+            pass
+    for param in params:  # `'key'='value'`, or `'key'` for true
+        key, eq, value = param.partition("=")
+        items.append((normal_key(key), value if eq else None))
+    return Config(items)
+
+
 def parse_config(text: str) -> list[tuple[str, str | None]]:
     """(key, value) pairs of git config text. Raises ValueError(line number) when malformed."""
     parser = _Parser(text.removeprefix("\ufeff"))

@@ -108,6 +108,8 @@ def _output_vertex(
 def _preview(ws: Workspace, out: state.OutputState) -> str:
     if out.value.is_tree:
         return f"<dir: {len(ws.store.tree_entries(out.value.sha))} entries>"
+    if out.meta.get("kind") == "lfs":  # not fetched for a preview
+        return f"<{out.meta.get('size')} bytes, in LFS>"
     data = ws.store.read_blob(out.value.sha)[: PREVIEW * 4]
     text = data.decode("utf-8", "replace")
     if "\ufffd" in text:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from gdag.errors import GdagError
 from gdag.names import check_output_name, is_pattern, matches
@@ -44,6 +44,35 @@ class Value:
     type: str
     data: bytes | None = None
     tree: tuple[TreeFile, ...] | None = None
+    # A large value: the path of its bytes on this machine, read a chunk at a time and
+    # checked against their SHA-256 (hex).
+    file: str | None = None
+    sha256: str | None = None
+
+    def read(self) -> bytes:
+        """The value's bytes (a large one read whole and checked)."""
+        if self.file is None:
+            return self.data or b""
+        import io
+
+        buf = io.BytesIO()
+        self.copy_to(buf)
+        return buf.getvalue()
+
+    def copy_to(self, out: IO[bytes]) -> None:
+        """Write the value's bytes to `out`, a large one a chunk at a time."""
+        if self.file is None:
+            out.write(self.data or b"")
+            return
+        import hashlib
+
+        hasher = hashlib.sha256()
+        with open(self.file, "rb") as f:
+            while chunk := f.read(1 << 20):
+                hasher.update(chunk)
+                out.write(chunk)
+        if self.sha256 is not None and hasher.hexdigest() != self.sha256:
+            raise GdagError(f"input {self.name!r} is damaged: its SHA-256 differs from its id")
 
 
 # An input argument's value: absent, one value, or a pattern's members by name.
@@ -156,16 +185,21 @@ def members(value: Input) -> list[Value]:
 
 def write_value(value: Value, path: Path, display: bool = False) -> None:
     """Write an input value at `path`: a file, or a directory for a directory value.
-    `display`: a `str` value as its text (what a shell node reads), not JSON."""
+    `display`: the value as it was published (what `gdag lookup` prints and a shell
+    node reads: a `str` as its text, other typed values as JSON and a newline)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if value.tree is not None:
         write_tree(value.tree, path)
         return
-    data = value.data or b""
-    if display and value.type == "str":
-        from gdag.types import Type, stored_to_display
+    if value.file is not None and (not display or value.type in ("bytes", "dir")):
+        with open(path, "wb") as out:  # a large raw value: streamed, never whole
+            value.copy_to(out)
+        return
+    data = value.read()
+    if display:
+        from gdag.types import parse_type, stored_to_display
 
-        data = stored_to_display(data, Type("str"))
+        data = stored_to_display(data, parse_type(value.type))
     path.write_bytes(data)
 
 

@@ -214,6 +214,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except Exception:
         return report_bug()
+    finally:
+        _maintain()
+
+
+def _maintain() -> None:
+    """After a command that wrote objects: pack in the background when git would."""
+    repo = sys.modules.get("gdag.repo")
+    if repo is None or not repo.WROTE:
+        return
+    try:
+        due = [store for store in repo.WROTE.values() if store.past_gc_auto()]
+        repo.WROTE.clear()
+        if due:
+            from gdag.maintenance import after_command
+
+            after_command(due)
+    except Exception:  # maintenance never changes how the command ended
+        pass
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import os
 import time
 import zlib
 from binascii import unhexlify
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -86,6 +86,8 @@ class ObjectStore:
         self._cache: dict[bytes, Any] = {}
         self._entries: dict[bytes, dict[bytes, Entry]] = {}
         self._cached_bytes = 0
+        # Called once, at this store's first new object (see gdag.maintenance).
+        self.on_first_write: Callable[[], None] | None = None
 
     # -- reading -----------------------------------------------------------------
 
@@ -240,9 +242,20 @@ class ObjectStore:
         found.update(s for s in self._objdb().iter_prefix(pre) if s.startswith(pre))
         return sorted(found)
 
+    def loose_sample(self) -> int:
+        """Loose objects in `17/`, the fan-out directory `git gc --auto` samples."""
+        try:
+            return sum(len(name) == 38 for name in os.listdir(self.path / "17"))
+        except (FileNotFoundError, NotADirectoryError):
+            return 0
+
     # -- writing -----------------------------------------------------------------
 
     def _install_loose(self, tmp: str, sha: bytes) -> None:
+        first = self.on_first_write
+        if first is not None:
+            self.on_first_write = None
+            first()
         final = self._loose_path(sha)
         if final.exists():
             os.unlink(tmp)

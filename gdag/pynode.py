@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from gdag.binding import from_annotation, member_type_of, resolved_hints
-from gdag.errors import GdagError
+from gdag.errors import GdagError, ValueRefusedError
 from gdag.job import Emit, Job, Value, check_publishable, tag, write_value
 from gdag.names import is_pattern
-from gdag.types import Type, check_value, decode_text_value, parse_type
+from gdag.types import Type, check_value, decode_text_value, parse_type, stored_to_display
 from gdag.usercode import load_function, source_hash
 
 
@@ -37,20 +37,33 @@ class Context:
 
 
 def decode(value: Value, tmp: Path, want: Type | None) -> Any:
-    """An input value as the Python value a node receives, checked against `want`."""
+    """An input value as the Python value a node receives, by its parameter's annotation
+    (`want`, for typed and untyped outputs alike): `bytes` gets the value as it was
+    published (what `gdag lookup` prints), `str` its text, other types the decoded value,
+    checked; without an annotation, a raw value's bytes or a typed value decoded."""
+    base = want.arg if want is not None and want.kind == "optional" else want
     if value.tree is not None:
+        if base is not None and base.kind != "dir":
+            raise ValueRefusedError(
+                f"input {value.name!r} is a directory value, which arrives as a path, "
+                f"not as {want}",
+                hint="annotate the parameter as pathlib.Path",
+            )
         target = Path(tempfile.mkdtemp(dir=tmp)) / value.name.replace("/", "_")
         write_value(value, target)
         return target
-    data = value.data or b""
-    if parse_type(value.type).kind == "bytes":
-        if want is None or want.kind == "bytes":
+    data = value.read()
+    typ = parse_type(value.type)
+    if base is not None and base.kind == "bytes":
+        return stored_to_display(data, typ)
+    if typ.is_raw:
+        if base is None:
             return data
         # An untyped output bound to a typed parameter: checked now (gradual typing).
-        decoded = decode_text_value(data, want, value.name)
+        decoded = decode_text_value(data, base if base.kind == "str" else want or base, value.name)
     else:
         decoded = json.loads(data)
-        if want is not None and want.kind not in ("bytes", "json"):
+        if want is not None and want.kind != "json":
             decoded = check_value(decoded, want, value.name)
     return _as_model(want, decoded)
 
@@ -80,7 +93,7 @@ def call_python(job: Job, tmp: Path, emit: Emit) -> bytes:
     kwargs: dict[str, Any] = {}
     for arg, value in job.inputs.items():
         ann = from_annotation(hints.get(arg, inspect.Parameter.empty))
-        want = member_type_of(job.targets[arg], ann) if ann is not None else None
+        want = _member_want(job.targets[arg], ann)
         if value is None:
             kwargs[arg] = None
         elif isinstance(value, Value):
@@ -99,6 +112,18 @@ def call_python(job: Job, tmp: Path, emit: Emit) -> bytes:
         check_publishable(job.node, job.publishes, name)
         emit(name, tag(value))
     return b""
+
+
+def _member_want(target: str, ann: Type | None) -> Type | None:
+    """What one value of an input is decoded as: a pattern's members by the value type
+    of a `dict[str, T]` annotation (another annotation says nothing about them)."""
+    if ann is None:
+        return None
+    if is_pattern(target):
+        base = ann.arg if ann.kind == "optional" and ann.arg else ann
+        if base.kind != "dict":
+            return None
+    return member_type_of(target, ann)
 
 
 def _container(ann: Any, values: dict[str, Any]) -> Any:

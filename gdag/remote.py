@@ -22,8 +22,10 @@ from gdag.lease import Leases
 from gdag.log import ARCHIVE_PREFIX, CommitPoint, Event, Log, publish_events, republish
 from gdag.repo import Store
 from gdag.retry import LOCK, ROUNDS, Backoff
+from gdag.state import read_dag
 
 TRACKING = "refs/gdag/remotes/"
+LOGS = "refs/gdag/logs/"
 # Rejections that mean "the ref moved (or is being moved) under us": retry after a fetch.
 CAS_FAILURES = (
     "stale info",
@@ -37,6 +39,12 @@ CAS_FAILURES = (
     "is at ",
     "remote ref does not exist",
 )
+
+
+def lfs_used(store: Store) -> bool:
+    """Whether this repository holds large values at all (`.git/lfs/objects`): a store
+    that never met one spends no git process on them at a push."""
+    return (store.user_commondir / "lfs" / "objects").is_dir()
 
 
 def is_url(name: str) -> bool:
@@ -64,6 +72,8 @@ class Remote:
         to `start`, the directory `-C` names)."""
         self.store = store
         self.name = name
+        self.start = start
+        self.uploaded = 0  # large values sent before pushes, in all
         gitcmd.binary("working with a remote")  # no git: say so before anything else
         self.label = tracking_label(name)
         found = gitcmd.run(
@@ -78,6 +88,9 @@ class Remote:
                     "existing path",
                     hint="`git remote -v` lists the remotes",
                 )
+        # How its LFS endpoint is found (and, after a sync, its large values fetched on
+        # demand): a configured remote by name, anything else as an absolute path or URL.
+        self.given = name if url or is_url(name) else os.path.abspath(self.name)
         if store.is_private and url:
             # The private store has no remotes of its own: use the user repository's URL.
             if not is_url(url) and not url.startswith("/"):
@@ -125,6 +138,8 @@ class Remote:
     def push_cas(self, ref: str, old: bytes | None, new: bytes | None) -> bool:
         """Point the remote's `ref` at `new` (None: delete it) if it is still `old`;
         False if it moved."""
+        if new is not None and ref.startswith(LOGS):
+            self.upload_large(new, old)
         lease = f"--force-with-lease={ref}:{old.decode() if old else ''}"
         spec = f"{new.decode() if new else ''}:{ref}"
         proc = self._run("push", "--porcelain", "--quiet", lease, self.name, spec)
@@ -145,6 +160,25 @@ class Remote:
             f"{reasons[0].strip() if reasons else gitcmd.last_line(text) or 'no message'}",
             hint="nothing was lost locally; check permissions and hooks of the remote",
         )
+
+    def upload_large(self, new: bytes, old: bytes | None) -> int:
+        """Before a log is pushed: send the remote's LFS endpoint the large values that
+        commits from `new` name and it may lack (raises, so nothing is pushed, when one
+        cannot be sent); how many went."""
+        if not lfs_used(self.store):
+            return 0
+        from gdag import lfsclient
+
+        have = [old] if old is not None else []
+        pointers = lfsclient.pointers_to_push(self.store, new, have)
+        if not pointers:
+            return 0
+        # The pushed log's own definition says where its large values go.
+        dag = read_dag(self.store, self.store.read_commit(new).tree)
+        where = dag.values_remote if dag is not None else None
+        sent = lfsclient.upload(self.store, self.given, pointers, self.start, where)
+        self.uploaded += sent
+        return sent
 
     def list_refs(self, prefix: str) -> dict[str, bytes]:
         """The remote's refs under `prefix` and their ids (`git ls-remote`; no objects)."""
@@ -230,9 +264,10 @@ class SyncResult:
     fetched: int = 0
     replayed: list[int] = field(default_factory=list)
     archive: str | None = None
+    large: int = 0  # large values sent to the remote's LFS endpoint (or values store)
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "large" or v}
 
 
 def sync_log(remote: Remote, log: Log) -> SyncResult:
@@ -244,8 +279,13 @@ def sync_log(remote: Remote, log: Log) -> SyncResult:
     A round lost to another writer (here or on the remote) is tried again.
     """
     backoff = Backoff(ROUNDS, f"syncing log {log.name!r} with {remote.name!r}")
+    before = remote.uploaded
     while (result := _sync_round(remote, log)) is None:
         backoff.wait()
+    result.large = remote.uploaded - before
+    from gdag.lfsclient import remember_remote
+
+    remember_remote(remote.store, remote.given)
     return result
 
 

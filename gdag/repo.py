@@ -192,6 +192,12 @@ def _common_dir(gitdir: Path) -> Path:
     return Path(os.path.realpath(gitdir / text))
 
 
+# The stores this process wrote objects into, by git dir: after a command,
+# `gdag.maintenance` packs those past git's `gc.auto` threshold in the background.
+WROTE: dict[str, Store] = {}
+GC_AUTO = 6700  # git's own `gc.auto` default
+
+
 class Store:
     """A git repository seen as an object store plus a set of refs."""
 
@@ -216,7 +222,28 @@ class Store:
         # The user's repository's config (read once, when the repository was found).
         self.config = config or Config()
         self.objects = ObjectStore(self.commondir / "objects", git_dir=gitdir, clock=clock)
+        self.objects.on_first_write = self.note_write
         self.refs = LocalRefs(self.commondir, clock=clock)
+
+    def past_gc_auto(self) -> bool:
+        """Whether loose objects pass git's `gc.auto` threshold, tested as `git gc --auto`
+        does: more than ceil(gc.auto / 256) of them in `objects/17/` (gc.auto read from
+        every config file git reads; default 6700; 0 or less: never)."""
+        sample = self.objects.loose_sample()
+        if sample <= 1:  # the smallest threshold (gc.auto = 1) needs two
+            return False
+        limit = self.gc_auto()
+        return limit > 0 and sample > -(-limit // 256)
+
+    def gc_auto(self) -> int:
+        """`gc.auto` as git reads it for the user's repository (a private store's too)."""
+        from gdag.gitconfig import read_all
+
+        return read_all(self.user_commondir, self.user_gitdir).get_int("gc.auto", GC_AUTO)
+
+    def note_write(self) -> None:
+        """This store got its first new object (since the last look, see gdag.maintenance)."""
+        WROTE[str(self.gitdir)] = self
 
     @classmethod
     def find(cls, start: Path | str = ".") -> Store:

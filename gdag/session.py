@@ -257,12 +257,15 @@ class Session:
                 return
             backoff.wait()
 
-    def publish(self, name: str, entry: Entry, type_text: str, size: int) -> None:
-        """Record a new value of `name` on the session branch (visible after merge-back)."""
+    def publish(
+        self, name: str, entry: Entry, type_text: str, size: int, kind: str | None = None
+    ) -> None:
+        """Record a new value of `name` on the session branch (visible after merge-back);
+        `kind`: how it is stored (blob, tree, or lfs: a pointer to a git LFS object)."""
         meta = {
             "type": type_text,
             "size": size,
-            "kind": "tree" if entry.is_tree else "blob",
+            "kind": kind or ("tree" if entry.is_tree else "blob"),
             "session": self.id,
             "node": self.spec.node,
         }

@@ -262,12 +262,14 @@ def encode_value(value: Any) -> bytes:
 
 
 def stored_to_display(data: bytes, typ: Type) -> bytes:
-    """What `gdag lookup` prints for a stored value: str as its text, others as JSON."""
+    """A stored value as it was published, byte for byte what `gdag lookup` prints and
+    what a shell node's input file holds: raw values as they are, a `str` as its text,
+    every other typed value (`str | None` too: it is published as JSON) as its
+    canonical JSON plus a newline."""
     if typ.is_raw:
         return data
-    value = json.loads(data)
-    if isinstance(value, str) and typ.kind in ("str", "optional") and _base(typ) == "str":
-        return value.encode("utf-8")
+    if typ.kind == "str":
+        return json.loads(data).encode("utf-8")  # type: ignore[no-any-return]
     return data + b"\n"
 
 

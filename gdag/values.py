@@ -12,22 +12,29 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from gdag.errors import GdagError, StoreError
 from gdag.repo import CHUNK, MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE, Entry, Store
 
 MODE_GITLINK = 0o160000
 
+if TYPE_CHECKING:
+    from gdag import lfs
 
-def blob_from_file(store: Store, path: Path) -> tuple[Entry, int]:
-    """Store a regular file as a blob, streamed; (entry, size)."""
+
+BLOB, TREE, LFS = "blob", "tree", "lfs"  # how a value is stored (`@meta.json` "kind")
+
+
+def blob_from_file(store: Store, path: Path, large: int = 0) -> tuple[Entry, int, str]:
+    """Store a regular file as a blob, streamed (an LFS object from `large` bytes on,
+    when `large` is not 0); (entry, size, kind)."""
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
             if not stat.S_ISREG(st.st_mode):
                 raise GdagError(f"{path}: not a regular file", hint="use --dir for directories")
-            return Entry(MODE_BLOB, store.write_blob_stream(f, st.st_size)), st.st_size
+            return blob_from_open(store, f, st.st_size, large)
     except FileNotFoundError:
         raise GdagError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -36,7 +43,7 @@ def blob_from_file(store: Store, path: Path) -> tuple[Entry, int]:
         raise GdagError(f"{path}: permission denied") from None
 
 
-def blob_from_stream(store: Store, stream: IO[bytes]) -> tuple[Entry, int]:
+def blob_from_stream(store: Store, stream: IO[bytes], large: int = 0) -> tuple[Entry, int, str]:
     """Store a stream of unknown length (stdin): spooled to a private temp file first."""
     tmpdir = store.gdag_dir / "tmp"
     tmpdir.mkdir(parents=True, exist_ok=True)
@@ -46,7 +53,37 @@ def blob_from_stream(store: Store, stream: IO[bytes]) -> tuple[Entry, int]:
             spool.write(chunk)
             size += len(chunk)
         spool.seek(0)
-        return Entry(MODE_BLOB, store.write_blob_stream(spool, size)), size
+        return blob_from_open(store, spool, size, large)
+
+
+def blob_from_bytes(store: Store, data: bytes, large: int = 0) -> tuple[Entry, int, str]:
+    """Store a value held in memory (a typed value, a Python node's result)."""
+    if large and len(data) >= large:
+        import io
+
+        return blob_from_open(store, io.BytesIO(data), len(data), large)
+    return Entry(MODE_BLOB, store.write_blob(data)), len(data), BLOB
+
+
+def blob_from_open(store: Store, f: IO[bytes], size: int, large: int) -> tuple[Entry, int, str]:
+    """`size` bytes of `f` as a blob, or from `large` bytes on (`large` not 0) as a git
+    LFS object whose pointer is the blob."""
+    if large and size >= large:
+        from gdag import lfs
+
+        pointer = lfs.write_object(store.user_commondir, f, size)
+        return Entry(MODE_BLOB, store.write_blob(pointer.to_bytes())), size, LFS
+    return Entry(MODE_BLOB, store.write_blob_stream(f, size)), size, BLOB
+
+
+def large_pointer(store: Store, entry: Entry) -> lfs.Pointer:
+    """The LFS pointer a large value's blob holds."""
+    from gdag import lfs
+
+    pointer = lfs.parse_pointer(store.read_blob(entry.sha))
+    if pointer is None:
+        raise StoreError(f"large value {entry.sha.decode()} holds no LFS pointer")
+    return pointer
 
 
 def is_reserved_name(name: bytes) -> bool:

@@ -207,6 +207,9 @@ class Watcher:
             while max_ticks is None or ticks < max_ticks:
                 last = self.tick(last)
                 ticks += 1
+                from gdag.maintenance import after_round
+
+                after_round()
                 time.sleep(self._pause())
         finally:
             if self.executor is not None:

@@ -253,7 +253,7 @@ class Workspace:
                 f"output {output!r} is published by {decl.origin} only",
                 hint="`gdag tick` publishes the ticks that are due",
             )
-        entry, size = self.store_value(output, typ, source)
+        entry, size, kind = self.store_value(output, typ, source, dag.large_threshold)
         publish_id = publish_id or new_id("p")
 
         def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
@@ -273,7 +273,7 @@ class Workspace:
                 "session": None,
                 "time": now_iso(),
                 "size": size,
-                "kind": "tree" if entry.is_tree else "blob",
+                "kind": kind,
             }
             version = meta["version"]
             tree = state.write_output(
@@ -320,8 +320,8 @@ class Workspace:
         prev = state.read_output(self.store, base_tree, output)
         default = Type("dir") if source.directory is not None else BYTES
         typ = self.resolve_type(output, dag, type_text, prev, default)
-        entry, size = self.store_value(output, typ, source)
-        session.publish(output, entry, str(typ), size)
+        entry, size, kind = self.store_value(output, typ, source, dag.large_threshold)
+        session.publish(output, entry, str(typ), size, kind)
         return Published(output, 0, -1, "", True, str(typ), session_id)
 
     def resolve_type(
@@ -355,7 +355,10 @@ class Workspace:
             hint=f"publish a {old} value, or use a new output name",
         )
 
-    def store_value(self, output: str, typ: Type, source: ValueSource) -> tuple[Entry, int]:
+    def store_value(
+        self, output: str, typ: Type, source: ValueSource, large: int = 0
+    ) -> tuple[Entry, int, str]:
+        """The value stored: (entry, size, kind), as a git LFS object from `large` bytes."""
         from gdag import values
 
         if typ.kind == "dir" or source.directory is not None:
@@ -365,17 +368,18 @@ class Workspace:
                 )
             if typ.kind != "dir" and typ.kind != "bytes":
                 raise ValueRefusedError(f"output {output!r} has type {typ}, not dir")
-            return values.tree_from_dir(self.store, source.directory)
+            entry, count = values.tree_from_dir(self.store, source.directory)
+            return entry, count, values.TREE
         if typ.kind == "bytes":
             if source.data is not None:
-                return Entry(0o100644, self.store.write_blob(source.data)), len(source.data)
+                return values.blob_from_bytes(self.store, source.data, large)
             if source.file is not None:
-                return values.blob_from_file(self.store, source.file)
+                return values.blob_from_file(self.store, source.file, large)
             assert source.stream is not None
-            return values.blob_from_stream(self.store, source.stream)
+            return values.blob_from_stream(self.store, source.stream, large)
         data = self._read_all(source)
         encoded = encode_value(decode_text_value(data, typ, output))
-        return Entry(0o100644, self.store.write_blob(encoded)), len(encoded)
+        return values.blob_from_bytes(self.store, encoded, large)
 
     @staticmethod
     def _read_all(source: ValueSource) -> bytes:

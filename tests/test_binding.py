@@ -27,7 +27,7 @@ BINDINGS = [
     ("str", "bytes", True),
     ("int", "bytes", True),
     ("json", "bytes", True),
-    ("dir", "bytes", True),
+    ("dir", "bytes", False),
     ("bytes", "bytes", True),
     ("bytes", "str", False),
     ("bytes", "int", False),

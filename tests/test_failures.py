@@ -27,7 +27,7 @@ def test_a_failed_session_publishes_its_failure_once(repo: Path) -> None:
         publishes = ["y"]
 
         [nodes.notify]
-        run = 'cat "$GDAG_IN_F" >> "$GDAG_REPO/notified"; echo >> "$GDAG_REPO/notified"'
+        run = 'cat "$GDAG_IN_F" >> "$GDAG_REPO/notified"'
         inputs = { f = "gdag/failures/build" }
         mode = "each"
         """,

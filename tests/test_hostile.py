@@ -100,8 +100,14 @@ PEAK = textwrap.dedent("""
 """)
 
 
-def test_large_value_streams_with_bounded_memory(repo: Path, tmp_path: Path) -> None:
-    """200 MB in and out; the processes' peak memory stays far below the value's size."""
+@pytest.mark.parametrize("large", ["0", None], ids=["git blob", "git LFS"])
+def test_large_value_streams_with_bounded_memory(
+    repo: Path, tmp_path: Path, large: str | None
+) -> None:
+    """200 MB in and out, as a git blob and (by default) as a git LFS object; the
+    processes' peak memory stays far below the value's size."""
+    if large is not None:
+        (repo / "gdag.toml").write_text(f"[values]\nlarge = {large}\n")
     size = 200 * 1024 * 1024
     big = tmp_path / "big"
     with open(big, "wb") as f:
@@ -267,6 +273,8 @@ def test_doctor_packs_loose_objects_and_values_still_stream(
     object, reachable or not; values read back the same (a large packed one streamed with
     bounded memory), and a private store keeps its own copy of what the user's repository
     also holds."""
+    # The large value stays a git blob (not LFS): a packed one must stream too.
+    (repo / "gdag.toml").write_text("[values]\nlarge = 0\n")
     shared = b"a value the user's repository holds too"
     (repo / "shared.txt").write_bytes(shared)
     git("add", "shared.txt", cwd=repo)

@@ -38,9 +38,9 @@ LAYERS: list[tuple[str, set[str]]] = [
         },
     ),
     ("git binary", {"gdag.gitcmd", "gdag.gitconfig"}),
-    ("store", {"gdag.objects", "gdag.refs", "gdag.repo", "gdag.private"}),
+    ("store", {"gdag.objects", "gdag.refs", "gdag.repo", "gdag.private", "gdag.lfs"}),
     ("state and log", {"gdag.state", "gdag.values", "gdag.cache", "gdag.log", "gdag.lease"}),
-    ("remote", {"gdag.remote", "gdag.netsem"}),
+    ("remote", {"gdag.remote", "gdag.netsem", "gdag.lfsclient", "gdag.lfstransfer"}),
     ("sessions", {"gdag.session", "gdag.definition"}),
     ("workspace", {"gdag.workspace", "gdag.branch"}),
     ("running", {"gdag.execute", "gdag.speculate", "gdag.provenance", "gdag.runner"}),
@@ -48,7 +48,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "features",
         {"gdag.replay", "gdag.graphview", "gdag.doctor", "gdag.hooks", "gdag.hookqueue"}
         | {"gdag.hookevents"}
-        | {"gdag.watch", "gdag.schedule"},
+        | {"gdag.watch", "gdag.schedule", "gdag.maintenance"},
     ),
     ("output", {"gdag.output", "gdag.render", "gdag.progress"}),
     ("commands", {"gdag.commands", "gdag.cli", "gdag.main", "gdag.__main__"}),
@@ -59,12 +59,14 @@ OWNERS = {
     "click": {"gdag.cli"},
     "rich": {"gdag.render"},
     "networkx": {"gdag.graph"},
-    "dulwich": {"gdag.objects", "gdag.repo", "gdag.private"},
+    # gdag.lfstransfer: dulwich's LFS batch client and its HTTP pool, for large values.
+    "dulwich": {"gdag.objects", "gdag.repo", "gdag.private", "gdag.lfstransfer"},
     "pydantic": {"gdag.types"},
     "jsonschema": {"gdag.schema"},
     "referencing": {"gdag.schema"},
     "distributed": {"gdag.executors.dask", "gdag.netsem"},
     "dask": {"gdag.executors.dask", "gdag.netsem"},
+    "fsspec": {"gdag.lfstransfer"},  # [values] remote: large values in any fsspec store
 }
 
 

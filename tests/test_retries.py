@@ -18,7 +18,7 @@ retry_delay = "50ms"
 {extra}
 
 [nodes.notify]
-run = 'cat "$GDAG_IN_F" >> "$GDAG_REPO/notified"; echo >> "$GDAG_REPO/notified"'
+run = 'cat "$GDAG_IN_F" >> "$GDAG_REPO/notified"'
 inputs = {{ f = "gdag/failures/flaky" }}
 mode = "each"
 """

@@ -37,9 +37,8 @@ def run(
     path: str | None,
     log: str | None,
 ) -> int:
-    from gdag import values
     from gdag.names import is_pattern
-    from gdag.types import parse_type, stored_to_display
+    from gdag.types import parse_type
     from gdag.workspace import Workspace
 
     ws = Workspace.open(path, log)
@@ -60,6 +59,8 @@ def run(
         check = _paths.writable_dir if tree else _paths.writable_file
         target = check(path, out_path)
     typ = parse_type(st.type)
+    if st.meta.get("kind") == "lfs":
+        return _lookup_large(ws, st, typ, target, meta, json_out)
     if tree is None and typ.is_raw and not (meta or json_out):
         # Raw bytes go straight from the object store to the file or stdout, a chunk at a time.
         size = st.meta.get("size")
@@ -72,6 +73,23 @@ def run(
             sys.stdout.buffer.flush()
         return 0
     data = None if tree else store.read_blob(st.value.sha)
+    return _write(st, typ, data, tree, target, meta, json_out, store)
+
+
+def _write(
+    st: Any,
+    typ: Any,
+    data: bytes | None,
+    tree: bytes | None,
+    target: Path | None,
+    meta: bool,
+    json_out: bool,
+    store: Any,
+) -> int:
+    """Write a value held in memory (or a tree) to -o, stdout, --meta, --json."""
+    from gdag import values
+    from gdag.types import stored_to_display
+
     # -o writes the value; --meta and --json say what goes to stdout besides.
     if target is not None:
         if tree:
@@ -88,12 +106,38 @@ def run(
         elif not meta:
             doc.update(json_value(data or b"", st.type))
         print_json(doc)
-    elif out_path is None:
+    elif target is None:
         if tree:
             out(b"".join(f"{line}\n".encode() for line in values.describe_tree(store, tree)))
         else:
             out(stored_to_display(data or b"", typ))
     return 0
+
+
+def _lookup_large(
+    ws: Any, st: Any, typ: Any, target: Path | None, meta: bool, json_out: bool
+) -> int:
+    """A value kept as a git LFS object: fetched on demand (from `[values] remote` of
+    the definition in force, else the remote's LFS endpoint), its SHA-256 checked, raw
+    bytes streamed (a typed value is decoded whole anyway)."""
+    from gdag import lfs
+    from gdag.lfsclient import resolve
+    from gdag.state import read_dag
+
+    store = ws.store
+    if meta and not json_out and target is None:  # the metadata needs no bytes
+        return _write(st, typ, b"", None, None, meta, json_out, store)
+    dag = read_dag(store, store.read_commit(ws.log.require_tip()).tree)
+    pointer, path = resolve(store, st.value, dag.values_remote if dag else None)
+    if typ.is_raw and not (meta or json_out):
+        if target is not None:
+            with _replacing(target) as f:
+                lfs.copy_verified(path, pointer, f)
+        else:
+            lfs.copy_verified(path, pointer, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        return 0
+    return _write(st, typ, lfs.read_verified(path, pointer), None, target, meta, json_out, store)
 
 
 @contextlib.contextmanager

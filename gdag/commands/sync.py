@@ -33,5 +33,7 @@ def run(*, remote: str, json_out: bool, path: str | None, log: str | None) -> in
     }[result.action]
     if result.archive:
         text += f"; the local chain is kept at {result.archive}"
+    if result.large:
+        text += f"; sent {result.large} large value(s) first"
     out(f"{ws.log.name}: {text}\n".encode())
     return 0

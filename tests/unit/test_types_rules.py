@@ -214,7 +214,7 @@ def test_undecodable_values(typ: str, data: bytes, says: str) -> None:
 DISPLAY = [
     ("str", b'"a\\nb"', b"a\nb"),
     ("str", b'"\\u00e9"', "\u00e9".encode()),
-    ("str | None", b'"x"', b"x"),
+    ("str | None", b'"x"', b'"x"\n'),  # published as JSON, so shown as JSON
     ("str | None", b"null", b"null\n"),
     ("json", b'"x"', b'"x"\n'),
     ("int", b"42", b"42\n"),

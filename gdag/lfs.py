@@ -1,0 +1,177 @@
+"""Large values as git LFS objects: the local store under `.git/lfs/`, pointers, verified copies.
+
+A value at or above `[values] large` is kept where git-lfs keeps objects,
+`<common git dir>/lfs/objects/<oid[0:2]>/<oid[2:4]>/<oid>`, named by the SHA-256
+of its bytes, and the state tree holds the standard pointer text in its place.
+Objects are written through a temporary file and a rename, and read a chunk at a
+time, their SHA-256 checked on the way: a value is never whole in memory here.
+Standard library only: this module is imported only when a large value is met.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import IO
+
+from gdag.dirs import make_dirs
+from gdag.errors import StoreError
+
+CHUNK = 1 << 20
+VERSION = b"version https://git-lfs.github.com/spec/v1\n"
+_POINTER = re.compile(
+    rb"version https://git-lfs\.github\.com/spec/v1\noid sha256:([0-9a-f]{64})\n"
+    rb"size (0|[1-9][0-9]*)\n"
+)
+# A pointer is small; anything bigger is a value, whatever it starts with.
+MAX_POINTER = 200
+
+
+class Pointer:
+    """An LFS object's id (SHA-256, hex) and size."""
+
+    def __init__(self, oid: str, size: int) -> None:
+        self.oid, self.size = oid, size
+
+    def to_bytes(self) -> bytes:
+        """The pointer text git-lfs writes, byte for byte."""
+        return VERSION + b"oid sha256:%s\nsize %d\n" % (self.oid.encode(), self.size)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Pointer) and (self.oid, self.size) == (other.oid, other.size)
+
+    def __hash__(self) -> int:
+        return hash(self.oid)
+
+    def __repr__(self) -> str:
+        return f"Pointer({self.oid[:12]}…, {self.size})"
+
+
+class MissingObjectError(StoreError):
+    """A large value whose object is not in this repository's LFS store."""
+
+    def __init__(self, pointer: Pointer) -> None:
+        super().__init__(
+            f"large value {pointer.oid[:12]} ({pointer.size} bytes) is not in this repository",
+            hint="`gdag sync REMOTE` fetches the log; its large values come from the "
+            "remote's LFS endpoint on demand",
+        )
+        self.pointer = pointer
+
+
+def parse_pointer(data: bytes) -> Pointer | None:
+    """The pointer `data` holds, or None if it is no (canonical) LFS pointer."""
+    if len(data) > MAX_POINTER:
+        return None
+    m = _POINTER.fullmatch(data)
+    return Pointer(m.group(1).decode(), int(m.group(2))) if m else None
+
+
+def lfs_dir(common_dir: Path) -> Path:
+    """Where git-lfs keeps a repository's objects: `lfs/` in its common git dir."""
+    return common_dir / "lfs"
+
+
+def object_path(common_dir: Path, oid: str) -> Path:
+    return lfs_dir(common_dir) / "objects" / oid[0:2] / oid[2:4] / oid
+
+
+def has_object(common_dir: Path, pointer: Pointer) -> bool:
+    try:
+        return object_path(common_dir, pointer.oid).stat().st_size == pointer.size
+    except FileNotFoundError:
+        return False
+
+
+def write_object(common_dir: Path, stream: IO[bytes], size: int | None = None) -> Pointer:
+    """Store the bytes of `stream` (exactly `size` of them when given) as an LFS object."""
+    tmpdir = lfs_dir(common_dir) / "tmp"
+    make_dirs(tmpdir)
+    fd, tmp = tempfile.mkstemp(dir=tmpdir)
+    hasher = hashlib.sha256()
+    written = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while size is None or written < size:
+                chunk = stream.read(CHUNK if size is None else min(CHUNK, size - written))
+                if not chunk:
+                    break
+                hasher.update(chunk)
+                out.write(chunk)
+                written += len(chunk)
+        if size is not None and (written != size or stream.read(1)):
+            raise StoreError("the value changed size while it was being read")
+        pointer = Pointer(hasher.hexdigest(), written)
+        install(common_dir, tmp, pointer)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return pointer
+
+
+def install(common_dir: Path, tmp: str, pointer: Pointer) -> None:
+    """Move a verified temporary file into place (an object already there stays)."""
+    final = object_path(common_dir, pointer.oid)
+    if has_object(common_dir, pointer):
+        os.unlink(tmp)
+        return
+    make_dirs(final.parent)
+    os.chmod(tmp, 0o444)
+    os.replace(tmp, final)
+
+
+def leftover_tmp(common_dir: Path, age: float, now: float) -> list[Path]:
+    """Temporary files in `lfs/tmp/` older than `age` seconds: killed writers' (git-lfs
+    clears its own the same way)."""
+    found = []
+    try:
+        entries = list(os.scandir(lfs_dir(common_dir) / "tmp"))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        try:
+            if entry.is_file(follow_symlinks=False) and now - entry.stat().st_mtime > age:
+                found.append(Path(entry.path))
+        except FileNotFoundError:
+            pass
+    return found
+
+
+def copy_verified(path: Path, pointer: Pointer, out: IO[bytes]) -> None:
+    """Copy the object at `path` to `out` a chunk at a time, checking its size and
+    SHA-256 (the bytes are out already when a damaged object is found: the caller
+    must not keep what it wrote then)."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise MissingObjectError(pointer) from None
+    with f:
+        if not copy_stream(f, pointer, out):
+            raise StoreError(
+                f"large value {pointer.oid[:12]} is damaged: {path} does not hash to its id",
+                hint=f"remove {path}; the next read fetches it again from the remote",
+            )
+
+
+def copy_stream(f: IO[bytes], pointer: Pointer, out: IO[bytes]) -> bool:
+    """Copy `f` to `out` a chunk at a time; whether it had the pointer's size and SHA-256."""
+    hasher = hashlib.sha256()
+    size = 0
+    while chunk := f.read(CHUNK):
+        hasher.update(chunk)
+        size += len(chunk)
+        out.write(chunk)
+    return size == pointer.size and hasher.hexdigest() == pointer.oid
+
+
+def read_verified(path: Path, pointer: Pointer) -> bytes:
+    """A (typed, so decoded whole anyway) large value's bytes, checked."""
+    import io
+
+    buf = io.BytesIO()
+    copy_verified(path, pointer, buf)
+    return buf.getvalue()
