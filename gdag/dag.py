@@ -85,6 +85,7 @@ class Node(Frozen):
         "retries",
         "retry_delay",
         "retry_on",
+        "pool",
     )
     name: str
     kind: str  # SHELL | PYTHON
@@ -105,6 +106,7 @@ class Node(Frozen):
     retries: int  # attempts after the first failed one
     retry_delay: float  # seconds before the first retry; doubled each time, jittered
     retry_on: tuple[int | str, ...]  # exit statuses (or "timeout") to retry; () any
+    pool: str | None  # a pool of [pools]: at most its size of its nodes' sessions at once
 
     def __init__(
         self,
@@ -128,6 +130,7 @@ class Node(Frozen):
         retries: int = 0,
         retry_delay: float = 1.0,
         retry_on: tuple[int | str, ...] = (),
+        pool: str | None = None,
     ) -> None:
         self._set(
             name=name,
@@ -149,6 +152,7 @@ class Node(Frozen):
             retries=retries,
             retry_delay=retry_delay,
             retry_on=retry_on,
+            pool=pool,
         )
 
     @classmethod
@@ -173,6 +177,7 @@ class Node(Frozen):
             retries=int(d.get("retries", 0)),
             retry_delay=float(d.get("retry_delay", 1.0)),
             retry_on=tuple(d.get("retry_on", ())),
+            pool=d.get("pool"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -202,6 +207,8 @@ class Node(Frozen):
                 d["retry_delay"] = self.retry_delay
             if self.retry_on:
                 d["retry_on"] = list(self.retry_on)
+        if self.pool is not None:
+            d["pool"] = self.pool
         return d
 
     @property
@@ -302,6 +309,7 @@ class Dag(Frozen):
         "schedules",
         "large",
         "values_remote",
+        "pools",
     )
     format: int
     source: str  # sha256 of the definition file
@@ -319,6 +327,7 @@ class Dag(Frozen):
     # [values] remote: an fsspec URL where large values go instead of the git remote's
     # LFS endpoint (hosts without LFS); None: the LFS endpoint.
     values_remote: str | None
+    pools: Mapping[str, int]  # [pools]: name -> how many sessions of its nodes at once
 
     def __init__(
         self,
@@ -334,6 +343,7 @@ class Dag(Frozen):
         schedules: Mapping[str, Schedule] = _EMPTY,
         large: int | None = None,
         values_remote: str | None = None,
+        pools: Mapping[str, int] = _EMPTY,
     ) -> None:
         self._set(
             format=format,
@@ -347,6 +357,7 @@ class Dag(Frozen):
             schedules=schedules,
             large=large,
             values_remote=values_remote,
+            pools=pools,
         )
 
     @classmethod
@@ -373,6 +384,7 @@ class Dag(Frozen):
             ),
             large=d.get("values", {}).get("large"),
             values_remote=d.get("values", {}).get("remote"),
+            pools=_frozen(d.get("pools")),
         )
 
     @classmethod
@@ -402,6 +414,8 @@ class Dag(Frozen):
             values["remote"] = self.values_remote
         if values:
             d["values"] = values
+        if self.pools:
+            d["pools"] = dict(self.pools)
         return d
 
     @property

@@ -67,11 +67,12 @@ NODE_KEYS = {
     "retries",
     "retry_delay",
     "retry_on",
+    "pool",
 }
 OUTPUT_KEYS = {"type", "description"}
 DAG_KEYS = {"modules"}
 SCHEDULE_KEYS = {"cron", "every", "timezone", "catchup", "description"}
-TOP_KEYS = {"outputs", "nodes", "dag", "log", "cluster", "schedules", "values", "store"}
+TOP_KEYS = {"outputs", "nodes", "dag", "log", "cluster", "schedules", "values", "store", "pools"}
 SIZE_UNITS = {"b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
 
 
@@ -311,6 +312,9 @@ def compile_definition(src: Source, load_python: bool = True, digest: Digests | 
         if not isinstance(cluster["address"], str) or not cluster["address"].strip():
             raise DefinitionError(f"{where}: [cluster] address must be a non-empty string")
         doc["cluster"] = cluster["address"]
+    pools = _compile_pools(toml.get("pools", {}), nodes, where)
+    if pools:
+        doc["pools"] = pools
     store = toml.get("store", {})
     _no_unknown(store, {"auto_pack"}, where, "[store]")
     if not isinstance(store.get("auto_pack", True), bool):
@@ -819,6 +823,10 @@ def _compile_node(spec: dict[str, Any], where: str, what: str) -> dict[str, Any]
     if secrets:  # names only: values come from gdag's environment, never the log
         node["secrets"] = secrets
     node.update(_retries(spec, where, what))  # absent unless set, like local
+    if "pool" in spec:  # checked against [pools] once every node is compiled
+        if not isinstance(spec["pool"], str):
+            raise DefinitionError(f"{where}: {what}: pool must name a pool of [pools]")
+        node["pool"] = spec["pool"]
     if not isinstance(node["command"], str) or not node["command"].strip():
         raise DefinitionError(f"{where}: {what}: the command must be a non-empty string")
     node["code"] = code_hash(node)
@@ -854,6 +862,27 @@ def _timeout(spec: dict[str, Any], where: str, what: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise DefinitionError(f"{where}: {what}: timeout must be a positive number of seconds")
     return float(value)
+
+
+def _compile_pools(table: Any, nodes: dict[str, Any], where: str) -> dict[str, int]:
+    """[pools] NAME = size; each node's `pool` names one of them."""
+    if not isinstance(table, dict):
+        raise DefinitionError(f"{where}: [pools] must be a table of pool = size")
+    for name, size in table.items():
+        check_simple_name(name, "pool")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise DefinitionError(
+                f"{where}: [pools] {name} = {size!r}: a pool's size is a whole number from 1",
+                hint=f"{name} = 1",
+            )
+    for node_name, node in nodes.items():
+        pool = node.get("pool")
+        if pool is not None and pool not in table:
+            raise DefinitionError(
+                f"{where}: [nodes.{node_name}]: pool = {pool!r} is not in [pools]",
+                hint=f"declare it: [pools] {pool} = 1" if isinstance(pool, str) else None,
+            )
+    return dict(sorted(table.items()))
 
 
 MAX_RETRIES = 100

@@ -539,6 +539,9 @@ class Engine:
                         if not self.private and self.leases.holder(name) is not None:
                             elsewhere.append(name)
                             continue
+                        if self._pool_full(dag, dag.nodes[name]):
+                            elsewhere.append(name)  # its pool's slots are taken: wait
+                            continue
                         self._check_secrets(dag.nodes[name])
                         p = known.pop(name)
                         if p.reason == "retry":
@@ -678,6 +681,13 @@ class Engine:
             if speculator is not None:
                 speculator.resolve(sid, resolution)
             return None
+        slot = self._take_pool_slot(dag, node, sid)
+        if slot is False:  # another process took the pool's last slot meanwhile
+            if held is not None:
+                held.release()
+            if speculator is not None:
+                speculator.resolve(sid, resolution)
+            return None
         try:
             state_root = self.ws.store.read_commit(p.state_at).tree
             key = cache.cache_key(self.ws.store, state_root, node) if node.cache else None
@@ -702,8 +712,32 @@ class Engine:
         finally:
             if speculator is not None:
                 speculator.resolve(sid, resolution)
+            if slot:
+                slot.release()
             if held is not None:
                 held.release()
+
+    def _pool_slots(self, dag: Dag, node: Node) -> list[str]:
+        """The lease names of the node's pool's slots ("@" never starts a node's name);
+        none for a node without a pool, or a private log (no other process runs it)."""
+        if node.pool is None or self.private:
+            return []
+        return [f"@pool.{node.pool}.{i}" for i in range(dag.pools.get(node.pool, 1))]
+
+    def _pool_full(self, dag: Dag, node: Node) -> bool:
+        slots = self._pool_slots(dag, node)
+        return bool(slots) and all(self.leases.holder(s) is not None for s in slots)
+
+    def _take_pool_slot(self, dag: Dag, node: Node, sid: str) -> Any:
+        """A free slot of the node's pool, held like a node's lease (by every process
+        on the log, and by the cluster's semaphores with a netsem); None without a pool,
+        False when every slot is taken."""
+        slots = self._pool_slots(dag, node)
+        for slot in slots:
+            held = self.leases.take(slot, sid)
+            if held is not None:
+                return held
+        return False if slots else None
 
     @staticmethod
     def _check_secrets(node: Node) -> None:
@@ -863,9 +897,13 @@ class Engine:
         node = dag.nodes[name]
         resolution = "dropped"
         held = None if self.private else self.leases.take(name, sid)
+        slot = None
         try:
             if held is None and not self.private:
                 return None
+            slot = self._take_pool_slot(dag, node, sid)
+            if slot is False:
+                return None  # the pool is full: the node runs normally later
             root = self.ws.store.read_commit(head).tree
             versions, _, _ = current_versions(self.ws, root, node)
             consumed = {
@@ -897,5 +935,7 @@ class Engine:
             return outcome, merged
         finally:
             speculator.resolve(sid, resolution)
+            if slot:
+                slot.release()
             if held is not None:
                 held.release()
