@@ -75,6 +75,8 @@ class RunView:
                 ("definition does not compile, waiting for a fix: ", "bold red"),
                 (data["error"], ""),
             ]
+        if kind == "write-error":
+            return [("cannot write, waiting: ", "bold red"), (data["error"], "")]
         if kind == "switched":
             return [("switched to log ", "cyan"), (data["log"], "")]
         if kind == "tick-error":

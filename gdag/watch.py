@@ -65,6 +65,7 @@ class Watcher:
         self._tick_key: tuple[Any, ...] | None = None
         self._next_tick: float | None = None
         self._tick_error: str | None = None
+        self._write_error: str | None = None  # reported once while the store refuses writes
         self.remote: Any = None
         if remote is not None:
             from gdag.remote import Remote
@@ -145,6 +146,7 @@ class Watcher:
             # when a file changes; events published meanwhile wait in the log.
             self.report("definition-error", {"node": "", "error": exc.message})
             return seen
+
         if summary.ran or summary.failed:
             self.report(
                 "idle", {"node": "", "ran": len(summary.ran), "failed": len(summary.failed)}
@@ -205,7 +207,17 @@ class Watcher:
         ticks = 0
         try:
             while max_ticks is None or ticks < max_ticks:
-                last = self.tick(last)
+                try:
+                    last = self.tick(last)
+                    self._write_error = None
+                except OSError as exc:
+                    # A full disk (ENOSPC, EDQUOT, EFBIG), a store gone read-only: what was
+                    # not written is done again next round; say so once, and keep trying.
+                    message = f"cannot write: {exc.strerror or exc}"
+                    if message != self._write_error:
+                        self.report("write-error", {"node": "", "error": message})
+                    self._write_error = message
+                    last = None
                 ticks += 1
                 from gdag.maintenance import after_round
 
