@@ -46,20 +46,31 @@ def _frozen(d: Mapping[str, Any] | None) -> Mapping[str, Any]:
 class OutputDecl(Frozen):
     """A declared output (a name or a pattern) and its type."""
 
-    __slots__ = ("name", "type", "origin")
+    __slots__ = ("name", "type", "origin", "fresh_within")
     name: str
     type: str
     origin: str | None  # e.g. "return of <node>" for a type taken from an annotation
+    fresh_within: float | None  # seconds: older than that, `gdag watch` says it is stale
 
-    def __init__(self, name: str, type: str, origin: str | None = None) -> None:
-        self._set(name=name, type=type, origin=origin)
+    def __init__(
+        self,
+        name: str,
+        type: str,
+        origin: str | None = None,
+        fresh_within: float | None = None,
+    ) -> None:
+        self._set(name=name, type=type, origin=origin, fresh_within=fresh_within)
 
     @property
     def parsed(self) -> Type:
         return parse_type(self.type) if self.type else BYTES
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, **({"from": self.origin} if self.origin else {})}
+        return {
+            "type": self.type,
+            **({"from": self.origin} if self.origin else {}),
+            **({"fresh_within": self.fresh_within} if self.fresh_within is not None else {}),
+        }
 
 
 class Node(Frozen):
@@ -369,7 +380,7 @@ class Dag(Frozen):
             modules=tuple(d.get("modules", ())),
             outputs=MappingProxyType(
                 {
-                    n: OutputDecl(n, s.get("type", "bytes"), s.get("from"))
+                    n: OutputDecl(n, s.get("type", "bytes"), s.get("from"), s.get("fresh_within"))
                     for n, s in d.get("outputs", {}).items()
                 }
             ),

@@ -69,7 +69,7 @@ NODE_KEYS = {
     "retry_on",
     "pool",
 }
-OUTPUT_KEYS = {"type", "description"}
+OUTPUT_KEYS = {"type", "description", "fresh_within"}
 DAG_KEYS = {"modules"}
 SCHEDULE_KEYS = {"cron", "every", "timezone", "catchup", "description"}
 TOP_KEYS = {"outputs", "nodes", "dag", "log", "cluster", "schedules", "values", "store", "pools"}
@@ -678,6 +678,15 @@ def _compile_outputs(table: Any, where: str) -> dict[str, Any]:
         except GdagError as exc:
             raise DefinitionError(f"{where}: {what}: {exc.message}", exc.hint) from None
         out[name] = {"type": str(typ)}
+        if "fresh_within" in spec:
+            within = parse_duration(spec["fresh_within"])
+            if not within:
+                raise DefinitionError(
+                    f"{where}: {what}: fresh_within = {spec['fresh_within']!r} is not a "
+                    "positive duration",
+                    hint='e.g. fresh_within = "1h" (s, m, h, d; a number is seconds)',
+                )
+            out[name]["fresh_within"] = within
     return out
 
 
@@ -887,12 +896,13 @@ def _compile_pools(table: Any, nodes: dict[str, Any], where: str) -> dict[str, i
 
 MAX_RETRIES = 100
 DEFAULT_RETRY_DELAY = 1.0
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*\Z")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*\Z")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def parse_duration(value: object) -> float | None:
-    """Seconds from `5`, `2.5`, `"500ms"`, `"5s"`, `"10m"` or `"1h"`; None if not one."""
+    """Seconds from `5`, `2.5`, `"500ms"`, `"5s"`, `"10m"`, `"1h"` or `"2d"`; None if not
+    one."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):

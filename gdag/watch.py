@@ -23,6 +23,7 @@ from gdag.repo import Store
 from gdag.workspace import Workspace, log_name
 
 if TYPE_CHECKING:
+    from gdag.dag import Dag
     from gdag.executors import Executor
     from gdag.lease import NodeLeases
 
@@ -179,6 +180,7 @@ class Watcher:
             return False
         try:
             ticked = schedule.publish_due(ws, dag, at) if dag.schedules else []
+            stale = self._publish_stale(ws, dag, at.timestamp())
         except GdagError as exc:
             # A remote that is down, say: tried again next round, reported once.
             if exc.message != self._tick_error:
@@ -189,9 +191,26 @@ class Watcher:
         for t in ticked:
             self.report("tick", {"node": "", "output": t.published.output, "time": t.time})
         upcoming = schedule.next_due(dag, at)
-        self._next_tick = upcoming.timestamp() if upcoming is not None else None
+        times = [upcoming.timestamp()] if upcoming is not None else []
+        if any(d.fresh_within is not None for d in dag.outputs.values()):
+            from gdag.freshness import next_check
+
+            soon = next_check(ws.store, ws.store.read_commit(ws.log.require_tip()).tree, dag)
+            times += [soon] if soon is not None else []
+        self._next_tick = min(times) if times else None
         self._tick_key = (ws.log.name, ws.log.tip(), _stamp(self.definition))
-        return bool(ticked)
+        return bool(ticked or stale)
+
+    def _publish_stale(self, ws: Workspace, dag: Dag, at: float) -> list[str]:
+        """`gdag/stale/<output>` for each output older than its `fresh_within`."""
+        if not any(d.fresh_within is not None for d in dag.outputs.values()):
+            return []
+        from gdag.freshness import publish_stale, stale_output
+
+        done = publish_stale(ws, dag, at)
+        for name in done:
+            self.report("stale", {"node": "", "output": stale_output(name)})
+        return done
 
     def _pause(self) -> float:
         """Seconds until the next round: the interval, or less when a tick comes sooner.

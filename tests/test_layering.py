@@ -48,7 +48,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "features",
         {"gdag.replay", "gdag.graphview", "gdag.doctor", "gdag.hooks", "gdag.hookqueue"}
         | {"gdag.hookevents"}
-        | {"gdag.watch", "gdag.schedule", "gdag.maintenance"},
+        | {"gdag.watch", "gdag.schedule", "gdag.maintenance", "gdag.freshness"},
     ),
     ("output", {"gdag.output", "gdag.render", "gdag.progress"}),
     ("commands", {"gdag.commands", "gdag.cli", "gdag.main", "gdag.__main__"}),

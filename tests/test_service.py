@@ -102,3 +102,46 @@ def test_watch_waits_while_the_store_cannot_be_written(repo: Path) -> None:
         err = stop(watcher)
     assert b"cannot write" in err, err
     fsck(repo)
+
+
+FRESH = """
+[outputs.x]
+type = "int"
+fresh_within = "1s"
+
+[nodes.alert]
+run = 'cat "$GDAG_IN_S" >> "$GDAG_REPO/alerts"; echo >> "$GDAG_REPO/alerts"'
+inputs = { s = "gdag/stale/x" }
+mode = "each"
+"""
+
+
+def test_an_output_gone_stale_is_reported_once_per_value(repo: Path) -> None:
+    """Two watchers: `gdag/stale/x` once for each value of x left unchanged for longer
+    than its fresh_within, and its subscriber once each time."""
+    import json
+
+    define(repo, FRESH)
+    assert gdag("publish", "x", "1", "--no-run", cwd=repo).returncode == 0
+    watchers = [watch(repo), watch(repo)]
+    alerts = repo / "alerts"
+    try:
+        assert wait_until(lambda: len(lines(alerts)) >= 1)
+        time.sleep(1.5)  # both watchers look again: nothing new for this value
+        assert gdag("publish", "x", "2", "--no-run", cwd=repo).returncode == 0
+        assert wait_until(lambda: len(lines(alerts)) >= 2)
+        time.sleep(1.5)
+    finally:
+        for w in watchers:
+            stop(w)
+    reported = [json.loads(line) for line in lines(alerts)]
+    assert [(r["output"], r["version"]) for r in reported] == [("x", 1), ("x", 2)]
+    log = gdag("log", "--output", "gdag/stale/x", "--json", cwd=repo)
+    assert len(json.loads(log.stdout)) == 2
+    fsck(repo)
+
+
+def test_fresh_within_must_be_a_duration(repo: Path) -> None:
+    define(repo, '[outputs.x]\nfresh_within = "soon"\n')
+    r = gdag("check", cwd=repo)
+    assert r.returncode == 3 and "is not a positive duration" in r.stderr, r.stderr
