@@ -46,7 +46,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "features",
         {"gdag.replay", "gdag.graphview", "gdag.doctor", "gdag.hooks", "gdag.hookqueue"}
         | {"gdag.hookevents"}
-        | {"gdag.watch"},
+        | {"gdag.watch", "gdag.metrics"},
     ),
     ("output", {"gdag.output", "gdag.render", "gdag.progress"}),
     ("commands", {"gdag.commands", "gdag.cli", "gdag.main", "gdag.__main__"}),
