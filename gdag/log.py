@@ -363,17 +363,22 @@ def follow(
     log: Log, after: int | None = None, poll: float = 0.1, clock: Clock = SYSTEM_CLOCK
 ) -> Iterator[Event]:
     """Events oldest first as they are appended after offset `after` (default: the tip's
-    offset when called; -1 for every event), for as long as the caller iterates.
+    offset now, when `follow` is called; -1 for every event), for as long as the caller
+    iterates.
 
     The log ref is polled every `poll` seconds; each new tip is walked back by first
     parents to the last offset delivered, so every event is yielded once, in log order,
     however many were appended between two looks. Offsets are what is followed: after a
     replay replaced the chain, events up to the last offset delivered are not repeated.
     """
-    seen = log.tip()
     if after is None:
-        after = log.event(seen).offset if seen is not None else -1
-    last, seen = after, None
+        tip = log.tip()
+        after = log.event(tip).offset if tip is not None else -1
+    return _follow(log, after, poll, clock)
+
+
+def _follow(log: Log, last: int, poll: float, clock: Clock) -> Iterator[Event]:
+    seen = None
     while True:
         tip = log.tip()
         if tip is not None and tip != seen:

@@ -49,6 +49,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         | {"gdag.watch", "gdag.metrics"},
     ),
     ("output", {"gdag.output", "gdag.render", "gdag.progress"}),
+    ("api", {"gdag.api"}),
     ("commands", {"gdag.commands", "gdag.cli", "gdag.main", "gdag.__main__"}),
 ]
 # Each outside library is imported by these modules only.
