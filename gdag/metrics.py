@@ -65,7 +65,7 @@ class LogStats:
             if event.offset == self.top:
                 break
             new.append(event)
-        for event in new:
+        for event in reversed(new):  # in log order: float sums come out the same either way
             self._count(event)
         self.tip, self.top, self.tip_time = tip, new[0].offset, new[0].time
 
@@ -116,7 +116,7 @@ def render(stats: LogStats, states: dict[str, str]) -> str:
         for bound, n in zip(BUCKETS, hist.counts, strict=True):
             le = "+Inf" if bound == math.inf else _number(bound)
             sample("gdag_session_duration_seconds_bucket", {"node": node, "le": le}, n)
-        sample("gdag_session_duration_seconds_sum", {"node": node}, hist.sum)
+        sample("gdag_session_duration_seconds_sum", {"node": node}, round(hist.sum, 6))
         sample("gdag_session_duration_seconds_count", {"node": node}, hist.count)
     by_state = Counter(states.values())
     family("gdag_nodes", "gauge", "Nodes in each state (up-to-date, stale, failed, ...).")
