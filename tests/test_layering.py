@@ -46,7 +46,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "features",
         {"gdag.replay", "gdag.graphview", "gdag.doctor", "gdag.hooks", "gdag.hookqueue"}
         | {"gdag.hookevents"}
-        | {"gdag.watch", "gdag.metrics"},
+        | {"gdag.watch", "gdag.metrics", "gdag.serve", "gdag.servepage"},
     ),
     ("output", {"gdag.output", "gdag.render", "gdag.progress"}),
     ("api", {"gdag.api"}),

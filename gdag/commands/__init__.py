@@ -171,6 +171,9 @@ COMMANDS: dict[str, Entry] = {
     "metrics": _entry(
         "metrics", "Print the log's and the nodes' metrics in the Prometheus text format."
     ),
+    "serve": _entry(
+        "serve", "Serve a read-only, live web view of the log on this machine, until interrupted."
+    ),
     "hooks": _entry("hooks", "Install, remove or list gdag's git hooks."),
     "hook": _entry(
         "hook", "Run by the hook shims: publish the git event, then run its subscribers.", True
