@@ -114,7 +114,6 @@ async function drawGraph() {
   const t = ticket('graph');
   const g = await get('/api/graph');
   if (stale('graph', t)) return;
-  document.getElementById('where').textContent = `log ${g.log} at offset ${g.offset}`;
   state.vertices = g.vertices;
   const pane = document.getElementById('graph');
   pane.innerHTML = '<svg xmlns="http://www.w3.org/2000/svg" width="' + g.width + '" height="'
@@ -125,6 +124,7 @@ async function drawGraph() {
     v.classList.toggle('selected', v.dataset.id === state.selected);
     v.addEventListener('click', () => select(v.dataset.id));
   });
+  document.getElementById('where').textContent = `log ${g.log} at offset ${g.offset}`;
   const filter = document.getElementById('node-filter');
   const nodes = Object.values(g.vertices).filter(v => v.kind === 'node').map(v => v.name);
   const have = Array.from(filter.options).map(o => o.value);
@@ -244,12 +244,24 @@ async function refresh() {
   if (state.tab === 'log') await drawLog(false);
 }
 
+// Changes arriving while a refresh is under way make one more refresh after it, not
+// one each: on a busy log a large DAG is still redrawn, never starved.
+let refreshing = false, again = false;
+function scheduleRefresh() {
+  if (refreshing) { again = true; return; }
+  refreshing = true;
+  refresh().catch(e => console.log(e.message)).finally(() => {
+    refreshing = false;
+    if (again) { again = false; scheduleRefresh(); }
+  });
+}
+
 function connect() {
   const live = document.getElementById('live');
   const source = new EventSource(url('/events'));
   source.onopen = () => { live.textContent = 'live'; live.className = 'on'; };
   source.onerror = () => { live.textContent = 'reconnecting'; live.className = 'off'; };
-  source.addEventListener('change', () => refresh().catch(e => console.log(e.message)));
+  source.addEventListener('change', scheduleRefresh);
 }
 
 document.querySelectorAll('nav button').forEach(b => b.addEventListener('click', () => {
