@@ -370,7 +370,7 @@ def log_page(ws: Workspace, before: str | None, limit: str | None) -> dict[str, 
 def value_view(ws: Workspace, name: str, at: str | None) -> dict[str, Any]:
     """An output's value (a text preview), size, metadata and provenance."""
     from gdag import values
-    from gdag.provenance import show_output
+    from gdag.provenance import provenance_of
     from gdag.types import parse_type, stored_to_display
 
     st = ws.lookup(name, at)
@@ -385,7 +385,7 @@ def value_view(ws: Workspace, name: str, at: str | None) -> dict[str, Any]:
         shown = head if typ.is_raw else stored_to_display(head, typ)
         doc["preview"] = shown.decode("utf-8", "replace")
         doc["truncated"] = len(head) >= PREVIEW_BYTES
-    doc["provenance"] = show_output(ws, name)["provenance"] if at is None else None
+    doc["provenance"] = provenance_of(ws, name, st.meta)
     return doc
 
 

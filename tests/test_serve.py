@@ -244,6 +244,8 @@ def test_live_page_in_headless_chromium(dag_repo: Path, tmp_path: Path) -> None:
         first.click()
         details.locator("pre.value", has_text="one").wait_for()
         assert details.locator("pre.value").inner_text() == "one"
+        provenance = json.loads(details.locator("pre.provenance").inner_text())
+        assert provenance["version"] == 1 and provenance["event"] == "publish"
         _shot(page, tmp_path, "outputs")
 
         # Sessions, filtered by node; a failed session's log.
@@ -268,3 +270,15 @@ def test_live_page_in_headless_chromium(dag_repo: Path, tmp_path: Path) -> None:
     assert not problems, problems
     base = url.rstrip("/")
     assert requests and all(r.startswith(base + "/") for r in requests), requests
+
+
+def test_open_hands_the_url_to_the_web_browser(dag_repo: Path, tmp_path: Path) -> None:
+    """`--open` starts the browser `$BROWSER` names (Python's webbrowser rules) on the URL."""
+    opened = tmp_path / "opened"
+    browser = tmp_path / "browser.py"
+    browser.write_text(f"import sys; open({str(opened)!r}, 'w').write(sys.argv[1])\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BROWSER", f"{sys.executable} {browser} %s")
+        with serving(dag_repo, tmp_path, "--open") as (url, _):
+            assert wait_for(opened) == url
+            assert fetch(url)[0] == 200
