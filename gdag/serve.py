@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import secrets
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -213,7 +215,10 @@ class Handler(BaseHTTPRequestHandler):
     def session(self, query: dict[str, str]) -> None:
         from gdag.provenance import show_session
 
-        self._json(show_session(self.server.workspace(), _required(query, "id")))
+        ws = self.server.workspace()
+        sid = _required(query, "id")
+        running = running_session(ws, sid)
+        self._json(running if running is not None else show_session(ws, sid))
 
     def log_page(self, query: dict[str, str]) -> None:
         self._json(log_page(self.server.workspace(), query.get("before"), query.get("limit")))
@@ -324,12 +329,59 @@ def output_grid(ws: Workspace, events: int = GRID_EVENTS) -> dict[str, Any]:
     }
 
 
+def sessions_in_flight(ws: Workspace) -> dict[str, Path | None]:
+    """Session refs not merged yet: id -> the file its output is being written to, when
+    it runs here (None: running elsewhere, starting, or left by a killed run)."""
+    from gdag.execute import running_log_pointer
+    from gdag.session import list_sessions
+
+    found: dict[str, Path | None] = {}
+    for sid in list_sessions(ws.log):
+        try:
+            found[sid] = Path(running_log_pointer(ws.store, ws.log.name, sid).read_text())
+        except OSError:
+            found[sid] = None
+    return found
+
+
+def running_session(ws: Workspace, sid: str) -> dict[str, Any] | None:
+    """A session in flight with the end of its output so far; None when it is not in
+    flight (merged, or no such session)."""
+    flight = sessions_in_flight(ws)
+    if sid not in flight:
+        return None
+    path, tail = flight[sid], b""
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - PREVIEW_BYTES))
+                tail = f.read(PREVIEW_BYTES)
+        except OSError:
+            path = None  # it finished meanwhile
+    return {
+        "session": sid,
+        "node": sid.rsplit(".", 2)[0],
+        "status": "running" if path is not None else "in flight",
+        "offset": None,
+        "log_tail": tail.decode("utf-8", "replace"),
+    }
+
+
 def session_list(ws: Workspace, node: str | None, limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
-    """Merged sessions, newest first: start, duration, status, node, cached."""
+    """Sessions in flight, then merged sessions newest first: start, duration, status,
+    node, cached."""
     from gdag.log import select_events
     from gdag.session import read_done
 
-    found = []
+    found: list[dict[str, Any]] = []
+    for sid, path in sorted(sessions_in_flight(ws).items(), reverse=True):
+        name = sid.rsplit(".", 2)[0]
+        if node is None or name == node:
+            status = "running" if path is not None else "in flight"
+            found.append(
+                {"offset": None, "node": name, "session": sid, "status": status}
+                | {"duration": None, "start": None, "cached": None}
+            )
     for event in select_events(ws.log, node=node):
         if event.kind != trailers.SESSION:
             continue

@@ -66,7 +66,8 @@ nav button.on { background: #fff; font-weight: bold; }
 table { border-collapse: collapse; font-size: 12px; }
 td, th { border: 1px solid #ddd; padding: 1px 4px; text-align: left; white-space: nowrap; }
 td.cell { cursor: pointer; background: #dde9f7; text-align: center; }
-tr.failed td { background: #fbe0de; } tr.click { cursor: pointer; }
+tr.failed td { background: #fbe0de; } tr.running td { background: #dbeefa; }
+tr.click { cursor: pointer; }
 pre { background: #f6f6f6; padding: .5em; white-space: pre-wrap; word-break: break-all; }
 h1 { font-size: 16px; } h2 { font-size: 14px; }
 """
@@ -202,7 +203,7 @@ async function drawSessions() {
   body.textContent = '';
   list.forEach(s => {
     const took = s.duration === null ? '' : s.duration + ' s';
-    const cls = 'click ' + (s.status === 'failed' ? 'failed' : '');
+    const cls = 'click ' + (s.status === 'failed' || s.status === 'running' ? s.status : '');
     const tr = row([s.offset, s.start || '', took, s.status, s.node, s.session,
       s.cached ? 'cached' : ''], cls);
     tr.addEventListener('click', () => showSession(s.session));
@@ -214,6 +215,10 @@ async function showSession(id) {
   const t = ticket('details');
   const s = await get('/api/session', { id });
   if (stale('details', t)) return;
+  // A running session's log grows: look again each second while it is shown and running.
+  if (s.status === 'running') {
+    setTimeout(() => { if (!stale('details', t)) showSession(id).catch(() => {}); }, 1000);
+  }
   const line = `${s.node} · ${s.status} · offset ${s.offset}`;
   const parts = [el('h1', 'session ' + id), el('p', line)];
   parts.push(el('h2', 'log'), el('pre', s.log_tail || '(empty)', 'session-log'));

@@ -29,7 +29,14 @@ from test_html_report import REPO_ROOT, _chromium_or_fail, _env_flag, _headless_
 
 DEFINITION = """
 [nodes.slow]
-run = 'while [ ! -f go ]; do sleep 0.05; done; cp "$GDAG_IN_X" "$GDAG_OUT/y"'
+run = '''
+echo "started on $(cat "$GDAG_IN_X")"
+while [ ! -f go ]; do
+  if [ -f half ] && [ ! -f half.done ]; then echo "half way"; touch half.done; fi
+  sleep 0.05
+done
+cp "$GDAG_IN_X" "$GDAG_OUT/y"
+'''
 inputs = { x = "x" }
 publishes = ["y"]
 
@@ -206,6 +213,7 @@ def test_live_page_in_headless_chromium(dag_repo: Path, tmp_path: Path) -> None:
         state_of("broken", "failed")
         _shot(page, tmp_path, "graph")
 
+        details = page.locator("#details")
         # Another process publishes: the node turns stale, with no reload.
         page.evaluate("() => { window.notReloaded = true; }")
         assert gdag("publish", "x", "two", "--no-run", cwd=dag_repo).returncode == 0
@@ -220,15 +228,23 @@ def test_live_page_in_headless_chromium(dag_repo: Path, tmp_path: Path) -> None:
         try:
             state_of("slow", "running")
             _shot(page, tmp_path, "running")
+            # Its session's log as it is written, in the open panel.
+            page.locator('nav button[data-tab="sessions"]').click()
+            page.locator("#sessions tbody tr.running").first.click()
+            details.locator("pre.session-log", has_text="started on two").wait_for()
+            (dag_repo / "half").touch()
+            details.locator("pre.session-log", has_text="half way").wait_for()
+            _shot(page, tmp_path, "running-log")
+            page.locator('nav button[data-tab="outputs"]').click()
             (dag_repo / "go").touch()
             state_of("slow", "up-to-date")
         finally:
             run.wait(timeout=60)
         assert run.returncode == 1  # broken failed again
+        assert list((dag_repo / ".git" / "gdag" / "running" / "main").iterdir()) == []
         assert page.evaluate("() => window.notReloaded") is True
 
         # A click on an output: its value and where it came from.
-        details = page.locator("#details")
         page.locator('g.v[data-id="output:y"]').click()
         details.locator("pre.value", has_text="two").wait_for()
         assert details.locator("pre.value").inner_text() == "two"
