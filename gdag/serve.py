@@ -331,16 +331,22 @@ def output_grid(ws: Workspace, events: int = GRID_EVENTS) -> dict[str, Any]:
 
 def sessions_in_flight(ws: Workspace) -> dict[str, Path | None]:
     """Session refs not merged yet: id -> the file its output is being written to, when
-    it runs here (None: running elsewhere, starting, or left by a killed run)."""
+    a live process holds the node's lease for it and runs it here (None: running
+    elsewhere, starting, or left by a killed run, whose pointer is stale)."""
     from gdag.execute import running_log_pointer
+    from gdag.lease import Leases
     from gdag.session import list_sessions
 
+    leases = Leases(ws.store, ws.log.name)
     found: dict[str, Path | None] = {}
     for sid in list_sessions(ws.log):
-        try:
-            found[sid] = Path(running_log_pointer(ws.store, ws.log.name, sid).read_text())
-        except OSError:
-            found[sid] = None
+        holder = leases.holder(sid.rsplit(".", 2)[0])
+        found[sid] = None
+        if holder is not None and holder.session == sid:
+            try:
+                found[sid] = Path(running_log_pointer(ws.store, ws.log.name, sid).read_text())
+            except OSError:
+                pass
     return found
 
 
