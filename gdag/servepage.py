@@ -28,7 +28,8 @@ PAGE = """<!doctype html>
   <div id="sessions" class="tab" hidden>
     <label>node <select id="node-filter"><option value="">all</option></select></label>
     <table><thead><tr><th>offset</th><th>start</th><th>duration</th><th>status</th>
-    <th>node</th><th>session</th><th>cached</th></tr></thead><tbody></tbody></table>
+    <th>node</th><th>session</th><th>cached</th><th class="timeline">timeline</th></tr></thead>
+    <tbody></tbody></table>
   </div>
   <div id="log" class="tab" hidden>
     <table><thead><tr><th>offset</th><th>event</th><th>time</th><th>what</th></tr></thead>
@@ -68,6 +69,8 @@ td, th { border: 1px solid #ddd; padding: 1px 4px; text-align: left; white-space
 td.cell { cursor: pointer; background: #dde9f7; text-align: center; }
 tr.failed td { background: #fbe0de; } tr.running td { background: #dbeefa; }
 tr.click { cursor: pointer; }
+td.timeline, th.timeline { width: 20em; min-width: 20em; }
+.span { height: 8px; background: #7fbf7f; } .span.failed { background: #e0625a; }
 pre { background: #f6f6f6; padding: .5em; white-space: pre-wrap; word-break: break-all; }
 h1 { font-size: 16px; } h2 { font-size: 14px; }
 """
@@ -201,11 +204,26 @@ async function drawSessions() {
   if (stale('sessions', t)) return;
   const body = document.querySelector('#sessions tbody');
   body.textContent = '';
+  // The timeline column: each session's span between the earliest start and the
+  // latest end of those listed.
+  const spans = list.filter(s => s.start && s.duration !== null)
+    .map(s => [Date.parse(s.start), Date.parse(s.start) + 1000 * s.duration]);
+  const first = Math.min(...spans.map(x => x[0])), last = Math.max(...spans.map(x => x[1]));
+  const width = Math.max(last - first, 1);
   list.forEach(s => {
+    const bar = el('td', null, 'timeline');
+    if (s.start && s.duration !== null) {
+      const span = el('div', null, 'span ' + s.status);
+      const from = Date.parse(s.start) - first;
+      span.style.marginLeft = (100 * from / width).toFixed(2) + '%';
+      span.style.width = Math.max(0.5, 100 * 1000 * s.duration / width).toFixed(2) + '%';
+      span.title = `${s.node} ${s.status}: ${s.start}, ${s.duration} s`;
+      bar.append(span);
+    }
     const took = s.duration === null ? '' : s.duration + ' s';
     const cls = 'click ' + (s.status === 'failed' || s.status === 'running' ? s.status : '');
     const tr = row([s.offset, s.start || '', took, s.status, s.node, s.session,
-      s.cached ? 'cached' : ''], cls);
+      s.cached ? 'cached' : '', bar], cls);
     tr.addEventListener('click', () => showSession(s.session));
     body.append(tr);
   });

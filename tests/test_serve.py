@@ -270,6 +270,7 @@ def test_live_page_in_headless_chromium(dag_repo: Path, tmp_path: Path) -> None:
         page.locator("#sessions tbody tr.failed").nth(1).wait_for()
         page.locator("#sessions tbody tr:not(.failed)").first.wait_for(state="detached")
         assert page.locator("#sessions tbody tr").count() == 2
+        assert page.locator("#sessions tbody tr td.timeline .span.failed").count() == 2
         page.locator("#sessions tbody tr").first.click()
         details.locator("pre.session-log", has_text="it broke on two").wait_for()
         _shot(page, tmp_path, "session-log")
