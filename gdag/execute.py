@@ -290,6 +290,16 @@ def running_log_pointer(store: Store, log_name: str, session_id: str) -> Path:
     return store.gdag_dir / RUNNING_LOGS / log_name / session_id
 
 
+def sweep_log_pointers(store: Store, log_name: str, sessions: set[str]) -> None:
+    """Remove the pointers a killed run left: those of sessions no longer in flight."""
+    try:
+        names = os.listdir(store.gdag_dir / RUNNING_LOGS / log_name)
+    except OSError:
+        return
+    for name in set(names) - sessions:
+        (store.gdag_dir / RUNNING_LOGS / log_name / name).unlink(missing_ok=True)
+
+
 def _point_at_log(executor: Executor, store: Store, log_name: str, job_id: str) -> Path | None:
     """Record where a running job's output is written, when the executor says (a local
     job's file), so `gdag serve` can show it as it grows; None otherwise."""

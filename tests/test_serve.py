@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -299,3 +300,34 @@ def test_open_hands_the_url_to_the_web_browser(dag_repo: Path, tmp_path: Path) -
         with serving(dag_repo, tmp_path, "--open") as (url, _):
             assert wait_for(opened) == url
             assert fetch(url)[0] == 200
+
+
+def test_a_killed_runs_session_shows_in_flight_until_recovered(
+    dag_repo: Path, tmp_path: Path
+) -> None:
+    assert gdag("publish", "x", "two", "--no-run", cwd=dag_repo).returncode == 0
+    pointers = dag_repo / ".git" / "gdag" / "running" / "main"
+    with serving(dag_repo, tmp_path) as (url, _):
+        run = subprocess.Popen([sys.executable, "-m", "gdag", "run", "slow"], cwd=dag_repo)
+        try:
+            end = time.monotonic() + 60
+            while not (pointers.is_dir() and any(pointers.glob("slow.*"))):
+                assert run.poll() is None and time.monotonic() < end, "no session started"
+                time.sleep(0.05)
+            sid = next(pointers.glob("slow.*")).name
+            running = json.loads(fetch(url + "api/session?id=" + sid)[1])
+            assert running["status"] == "running" and running["node"] == "slow"
+        finally:
+            run.kill()  # SIGKILL: its pointer and session ref stay behind
+            run.wait()
+        (dag_repo / "go").touch()  # the orphaned node process finishes too
+        listed = json.loads(fetch(url + "api/sessions?node=slow")[1])
+        assert listed[0]["session"] == sid and listed[0]["status"] == "in flight"
+        left = json.loads(fetch(url + "api/session?id=" + sid)[1])
+        assert left["status"] == "in flight" and left["log_tail"] == ""
+        r = gdag("run", "slow", cwd=dag_repo)  # recovery drops it; the node runs again
+        assert r.returncode == 0, r.stderr
+        assert list(pointers.iterdir()) == []
+        listed = json.loads(fetch(url + "api/sessions?node=slow")[1])
+        assert all(s["status"] == "ok" for s in listed)
+    fsck(dag_repo)
