@@ -172,7 +172,7 @@ COMMANDS: dict[str, Entry] = {
         "metrics", "Print the log's and the nodes' metrics in the Prometheus text format."
     ),
     "serve": _entry(
-        "serve", "Serve a read-only, live web view of the log on this machine, until interrupted."
+        "serve", "Serve a read-only web view of the log that follows it live, until interrupted."
     ),
     "hooks": _entry("hooks", "Install, remove or list gdag's git hooks."),
     "hook": _entry(
