@@ -131,3 +131,28 @@ def test_stats_follow_new_events_incrementally(dag_repo: Path) -> None:
     collect(ws, stats)
     assert gdag("publish", "x", "3", cwd=dag_repo).returncode == 1
     assert collect(ws, stats) == collect(ws)
+
+
+def test_stats_count_afresh_when_the_chain_is_replaced(dag_repo: Path) -> None:
+    """A replay moves the log ref to another chain: the kept counts start over, whether
+    the new chain is as long as the old one or shorter."""
+    from conftest import git
+
+    from gdag.metrics import LogStats, collect
+    from gdag.workspace import Workspace
+
+    ws = Workspace.open(dag_repo)
+    stats = LogStats(ws.log)
+    collect(ws, stats)
+    tip = stats.top
+    earlier = json.loads(gdag("log", "--json", cwd=dag_repo).stdout)[3]["commit"]
+    git("update-ref", "refs/gdag/logs/main", earlier, cwd=dag_repo)
+    for value in ("q", "r", "s"):  # back to the same length, on another chain
+        assert gdag("publish", "x", value, "--no-run", cwd=dag_repo).returncode == 0
+    assert collect(ws, stats) == collect(ws)
+    fresh = LogStats(ws.log)
+    fresh.update()
+    assert stats.top == tip and stats.events == fresh.events and stats.sessions == fresh.sessions
+    git("update-ref", "refs/gdag/logs/main", earlier, cwd=dag_repo)  # shorter
+    assert collect(ws, stats) == collect(ws)
+    assert stats.top == tip - 3
