@@ -125,3 +125,23 @@ def test_follow_without_a_log_is_refused(tmp_path: Path) -> None:
     assert r.stderr.startswith("gdag: error: no log 'main'"), r.stderr
     assert "hint: run `gdag init`" in r.stderr
     assert os.listdir(tmp_path / "bare" / ".git" / "refs" / "heads") == []
+
+
+def test_follow_goes_by_offset_when_the_chain_is_replaced(repo: Path) -> None:
+    """After a replay moved the log to another chain, events are delivered from the
+    offset after the last one delivered: none twice, none skipped past it."""
+    from conftest import git
+
+    import gdag as api
+
+    for i in range(3):
+        assert gdag("publish", "x", str(i), cwd=repo).returncode == 0
+    r = api.Repository(repo)
+    events = r.follow()  # from offset 3 on
+    earlier = json.loads(gdag("log", "--json", cwd=repo).stdout)[2]["commit"]  # offset 1
+    git("update-ref", "refs/gdag/logs/main", earlier, cwd=repo)
+    for value in ("a", "b", "c", "d"):  # offsets 2, 3, 4, 5 on the new chain
+        assert gdag("publish", "y", value, cwd=repo).returncode == 0
+    got = [next(events) for _ in range(2)]
+    assert [(e.offset, e.outputs) for e in got] == [(4, ["y"]), (5, ["y"])]
+    assert [e.summary for e in got] == ["publish y v3", "publish y v4"]
