@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import define, gdag
+from conftest import define, fsck, gdag
 from prometheus_client.parser import text_string_to_metric_families
 
 DEFINITION = """
@@ -101,6 +101,7 @@ def test_metrics_parse_and_count(dag_repo: Path) -> None:
     by_state = {dict(k)["state"]: v for k, v in m["gdag_nodes"].items()}
     assert by_state["stale"] == 1 and by_state["failed"] == 1 and by_state["up-to-date"] == 1
     assert sum(by_state.values()) == 4
+    fsck(dag_repo)
 
 
 def test_metrics_of_a_fresh_log(repo: Path) -> None:
