@@ -36,6 +36,7 @@ KEEPALIVE = 10.0  # seconds between comments on an idle event stream
 PREVIEW_BYTES = 64 * 1024
 GRID_EVENTS = 100
 LIST_LIMIT = 200
+SESSION_SCAN = 10_000  # events read back for the sessions of every node
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -375,8 +376,8 @@ def running_session(ws: Workspace, sid: str) -> dict[str, Any] | None:
 
 def session_list(ws: Workspace, node: str | None, limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
     """Sessions in flight, then merged sessions newest first: start, duration, status,
-    node, cached."""
-    from gdag.log import select_events
+    node, cached (at most `limit`; of every node, those among the last SESSION_SCAN
+    events)."""
     from gdag.session import read_done
 
     found: list[dict[str, Any]] = []
@@ -388,30 +389,38 @@ def session_list(ws: Workspace, node: str | None, limit: int = LIST_LIMIT) -> li
                 {"offset": None, "node": name, "session": sid, "status": status}
                 | {"duration": None, "start": None, "cached": None}
             )
-    for event in select_events(ws.log, node=node):
+    if node is not None:
+        # A node's sessions: its @done.json records, each naming the offset of the one
+        # before (O(its sessions), however long the log).
+        from gdag.provenance import node_sessions
+
+        found += [_session_row(d, d.get("offset")) for d in node_sessions(ws, node, limit)]
+        return found[:limit]
+    for scanned, event in enumerate(ws.log.events()):
+        if len(found) >= limit or scanned >= SESSION_SCAN:
+            break  # the page lists recent sessions; a node's own go further back
         if event.kind != trailers.SESSION:
             continue
         name = event.first(trailers.NODE) or "?"
         done = read_done(ws.store, ws.store.read_commit(event.sha).tree, name) or {}
-        duration = done.get("duration")
-        finished = done.get("finished")
-        start = None
-        if isinstance(duration, int | float) and isinstance(finished, int | float):
-            start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(finished - duration))
-        found.append(
-            {
-                "offset": event.offset,
-                "node": name,
-                "session": event.first(trailers.SESSION_ID),
-                "status": event.first(trailers.STATUS),
-                "duration": duration,
-                "start": start,
-                "cached": done.get("cached"),
-            }
-        )
-        if len(found) >= limit:
-            break
+        found.append(_session_row({"node": name, **done}, event.offset))
     return found
+
+
+def _session_row(done: dict[str, Any], offset: Any) -> dict[str, Any]:
+    duration, finished = done.get("duration"), done.get("finished")
+    start = None
+    if isinstance(duration, int | float) and isinstance(finished, int | float):
+        start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(finished - duration))
+    return {
+        "offset": offset,
+        "node": done.get("node"),
+        "session": done.get("session"),
+        "status": done.get("status"),
+        "duration": duration,
+        "start": start,
+        "cached": done.get("cached"),
+    }
 
 
 def log_page(ws: Workspace, before: str | None, limit: str | None) -> dict[str, Any]:
