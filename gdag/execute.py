@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gdag import state
+from gdag.dirs import make_dirs
 from gdag.errors import GdagError
 from gdag.job import MODE_DIR, PYTHON, Emitted, Input, Job, TreeFile, Value, check_publishable
 from gdag.names import is_pattern
@@ -336,10 +337,46 @@ def run_session(
     except GdagError as exc:  # e.g. an input that cannot be read
         return Outcome("failed", None, f"gdag: {exc.message}\n".encode(), error=exc.message)
     executor.submit(job, recorder.emit)
+    pointer = _point_at_log(executor, store, log_name, job.id)
     try:
         return record(executor, job.id, recorder)
     finally:
+        if pointer is not None:
+            pointer.unlink(missing_ok=True)
         executor.forget(job.id)
+
+
+RUNNING_LOGS = "running"  # .git/gdag/running/<log>/<session>: where a running job writes
+
+
+def running_log_pointer(store: Store, log_name: str, session_id: str) -> Path:
+    return store.gdag_dir / RUNNING_LOGS / log_name / session_id
+
+
+def sweep_log_pointers(store: Store, log_name: str, sessions: set[str]) -> None:
+    """Remove the pointers a killed run left: those of sessions no longer in flight."""
+    try:
+        names = os.listdir(store.gdag_dir / RUNNING_LOGS / log_name)
+    except OSError:
+        return
+    for name in set(names) - sessions:
+        (store.gdag_dir / RUNNING_LOGS / log_name / name).unlink(missing_ok=True)
+
+
+def _point_at_log(executor: Executor, store: Store, log_name: str, job_id: str) -> Path | None:
+    """Record where a running job's output is written, when the executor says (a local
+    job's file), so `gdag serve` can show it as it grows; None otherwise."""
+    log_file = getattr(executor, "log_file", None)
+    path = log_file(job_id) if log_file is not None else None
+    if path is None:
+        return None
+    pointer = running_log_pointer(store, log_name, job_id)
+    try:
+        make_dirs(pointer.parent)
+        pointer.write_text(str(path))
+    except OSError:
+        return None  # only a view depends on it
+    return pointer
 
 
 def record(executor: Executor, job_id: str, recorder: Recorder) -> Outcome:

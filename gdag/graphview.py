@@ -229,8 +229,9 @@ def _edge_path(x1: float, y1: float, x2: float, y2: float) -> str:
     return f"M{x1},{y1} C{x1 + bend},{y1 + (12 if x2 - x1 > 200 else 0)} {x2 - bend},{y2} {x2},{y2}"
 
 
-def to_html(model: dict[str, Any]) -> str:
-    """One self-contained page: an SVG drawing and a details panel, no network needed."""
+def to_svg(model: dict[str, Any]) -> tuple[str, int, int]:
+    """The DAG drawn as SVG elements (a `g.v` per vertex, with `data-id` and
+    `data-state`), and the drawing's width and height."""
     import sys
 
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 10000))
@@ -251,18 +252,23 @@ def to_html(model: dict[str, Any]) -> str:
         rx = 6 if v["kind"] == "node" else 22
         label = escape(_label(v).replace("\n", " · "))
         parts.append(
-            f'<g class="v {v["kind"]}" data-id="{escape(v["id"])}" tabindex="0">'
+            f'<g class="v {v["kind"]}" data-id="{escape(v["id"])}"'
+            f' data-state="{escape(v.get("state") or "")}" tabindex="0">'
             f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="{rx}" fill="{fill}"/>'
             f'<text x="{x + w / 2}" y="{y + h / 2 + 4}">{label}</text></g>'
         )
     cols = max((c for c, _ in pos.values()), default=0) + 1
     rows = max((r for _, r in pos.values()), default=0) + 1
+    return "\n".join(parts), cols * gx + 20, rows * gy + 20
+
+
+def to_html(model: dict[str, Any]) -> str:
+    """One self-contained page: an SVG drawing and a details panel, no network needed."""
+    svg, width, height = to_svg(model)
     data = json.dumps({v["id"]: v for v in model["vertices"]}, ensure_ascii=False)
     data = data.replace("</", "<\\/")
     title = escape(f"gdag: log {model['log']} at offset {model['offset']}")
-    return _HTML.format(
-        title=title, width=cols * gx + 20, height=rows * gy + 20, svg="\n".join(parts), data=data
-    )
+    return _HTML.format(title=title, width=width, height=height, svg=svg, data=data)
 
 
 _HTML = """<!doctype html>

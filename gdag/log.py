@@ -16,7 +16,7 @@ from gdag.errors import GdagError, NoLogError, StoreError, UnknownError
 from gdag.names import check_simple_name
 from gdag.records import Record
 from gdag.repo import MODE_BLOB, Entry, Store
-from gdag.retry import CAS, Backoff
+from gdag.retry import CAS, SYSTEM_CLOCK, Backoff, Clock
 
 LOG_PREFIX = "refs/gdag/logs/"
 # Where a replaced chain is kept whole (by replay and by sync).
@@ -343,6 +343,25 @@ def parse_since(text: str) -> float:
     return when.timestamp()
 
 
+def event_filter(output: str | None = None, node: str | None = None) -> Callable[[Event], bool]:
+    """Whether an event changed `output` (a name or pattern) and is a session of `node`."""
+    from gdag.names import check_output_name, is_pattern, matches
+
+    if output is not None:
+        check_output_name(output, allow_pattern=True)
+    if node is not None:
+        check_simple_name(node, "node")
+
+    def wanted(event: Event) -> bool:
+        if output is not None and not any(
+            matches(output, o) if is_pattern(output) else o == output for o in event.outputs
+        ):
+            return False
+        return node is None or event.first(trailers.NODE) == node
+
+    return wanted
+
+
 def select_events(
     log: Log,
     *,
@@ -350,26 +369,54 @@ def select_events(
     output: str | None = None,
     node: str | None = None,
     since: str | None = None,
+    start: bytes | None = None,
 ) -> list[Event]:
-    """Events newest first, filtered by output (name or pattern), node and time."""
-    from gdag.names import check_output_name, is_pattern, matches
-
-    if output is not None:
-        check_output_name(output, allow_pattern=True)
-    if node is not None:
-        check_simple_name(node, "node")
+    """Events newest first from `start` (default: the tip), filtered by output (name or
+    pattern), node and time."""
+    wanted = event_filter(output, node)
     after = parse_since(since) if since is not None else None
     shown: list[Event] = []
-    for event in log.events():
+    for event in log.events(start):
         if after is not None and event.time < after:
             break  # the first-parent chain is in time order
-        if output is not None and not any(
-            matches(output, o) if is_pattern(output) else o == output for o in event.outputs
-        ):
-            continue
-        if node is not None and event.first(trailers.NODE) != node:
+        if not wanted(event):
             continue
         shown.append(event)
         if limit is not None and len(shown) >= limit:
             break
     return shown
+
+
+def follow(
+    log: Log, after: int | None = None, poll: float = 0.1, clock: Clock = SYSTEM_CLOCK
+) -> Iterator[Event]:
+    """Events oldest first as they are appended after offset `after` (default: the tip's
+    offset now, when `follow` is called; -1 for every event), for as long as the caller
+    iterates.
+
+    The log ref is polled every `poll` seconds; each new tip is walked back by first
+    parents to the last offset delivered, so every event is yielded once, in log order,
+    however many were appended between two looks. Offsets are what is followed: after a
+    replay replaced the chain, events up to the last offset delivered are not repeated.
+    """
+    if after is None:
+        tip = log.tip()
+        after = log.event(tip).offset if tip is not None else -1
+    return _follow(log, after, poll, clock)
+
+
+def _follow(log: Log, last: int, poll: float, clock: Clock) -> Iterator[Event]:
+    seen = None
+    while True:
+        tip = log.tip()
+        if tip is not None and tip != seen:
+            new = []
+            for event in log.events(tip):
+                if event.offset <= last:
+                    break
+                new.append(event)
+            for event in reversed(new):
+                last = event.offset
+                yield event
+            seen = tip
+        clock.sleep(poll)

@@ -230,7 +230,7 @@ def _maintain() -> None:
             from gdag.maintenance import after_command
 
             after_command(due)
-    except Exception:  # maintenance never changes how the command ended
+    except (Exception, KeyboardInterrupt):  # maintenance never changes how it ended
         pass
 
 

@@ -174,61 +174,44 @@ class ObjectStore:
         return self._typed(sha, b"blob").as_raw_string()
 
     def stream_blob(self, sha: bytes, out: IO[bytes], size: int | None = None) -> None:
-        """Write a blob's content to `out` a chunk at a time: a loose object inflated
-        here, a packed one of `size` over BIG_PACKED (or unknown) through `git cat-file`.
-        Smaller packed blobs are read whole by dulwich, which is quicker than a process."""
+        """Write a blob's content to `out` a chunk at a time (see `blob_chunks`)."""
+        for chunk in self.blob_chunks(sha, size):
+            out.write(chunk)
+
+    def blob_chunks(self, sha: bytes, size: int | None = None) -> Iterator[bytes]:
+        """A blob's content a chunk at a time, at most about one chunk held: a loose
+        object inflated here, a packed one of `size` over BIG_PACKED (or unknown) through
+        `git cat-file`. Smaller packed blobs are read whole by dulwich, which is quicker
+        than a process. Closing the iterator early stops the git process."""
         try:
             f = open(self._loose_path(sha), "rb")
         except FileNotFoundError:
             from gdag import gitcmd  # here: a loose value (the common case) needs no git
 
-            big = size is None or size > BIG_PACKED
-            if not (big and gitcmd.available() and self._stream_packed(sha, out)):
-                out.write(self.read_blob(sha))
+            if (size is None or size > BIG_PACKED) and gitcmd.available():
+                # Below core.bigFileThreshold (512 MiB) git would inflate the blob whole.
+                chunks = gitcmd.stream(
+                    ["cat-file", "blob", sha.decode()],
+                    git_dir=self.git_dir,
+                    config=["core.bigFileThreshold=1m"],
+                    chunk=CHUNK,
+                )
+                wrote = False
+                try:
+                    for chunk in chunks:
+                        wrote = True
+                        yield chunk
+                    return
+                except gitcmd.GitError:
+                    if wrote:
+                        raise StoreError(
+                            f"object {sha.decode()} is unreadable (git cat-file failed)"
+                        ) from None
+                    # nothing read: dulwich's own read below names the problem
+            yield self.read_blob(sha)
             return
         with f:
-            inflate = zlib.decompressobj()
-            header: bytes | None = b""
-            try:
-                while chunk := f.read(CHUNK):
-                    data = inflate.decompress(chunk)
-                    if header is not None:
-                        header += data
-                        if b"\0" not in header:
-                            continue
-                        kind, _, data = header.partition(b"\0")
-                        if not kind.startswith(b"blob "):
-                            raise StoreError(f"object {sha.decode()} is not a blob")
-                        header = None
-                    out.write(data)
-                out.write(inflate.flush())
-            except zlib.error as exc:
-                raise StoreError(f"object {sha.decode()} is unreadable: {exc}") from None
-
-    def _stream_packed(self, sha: bytes, out: IO[bytes]) -> bool:
-        """Copy a packed blob to `out` through `git cat-file`; False (nothing written)
-        when git cannot read it, so the caller's own read names the problem."""
-        from gdag import gitcmd
-
-        # Below core.bigFileThreshold (512 MiB) git would inflate the blob whole itself.
-        chunks = gitcmd.stream(
-            ["cat-file", "blob", sha.decode()],
-            git_dir=self.git_dir,
-            config=["core.bigFileThreshold=1m"],
-            chunk=CHUNK,
-        )
-        wrote = False
-        try:
-            for chunk in chunks:
-                out.write(chunk)
-                wrote = True
-        except gitcmd.GitError:
-            if wrote:
-                raise StoreError(
-                    f"object {sha.decode()} is unreadable (git cat-file failed)"
-                ) from None
-            return False
-        return True
+            yield from _inflate_blob(f, sha)
 
     def expand_prefix(self, prefix: str) -> list[bytes]:
         """Object ids starting with a hex `prefix` (at least 4 digits)."""
@@ -432,3 +415,30 @@ class ObjectStore:
                 yield from self.walk_tree(entry.sha, path + b"/")
             else:
                 yield path, entry
+
+
+def _inflate_blob(f: IO[bytes], sha: bytes) -> Iterator[bytes]:
+    """A loose blob's content, inflated at most CHUNK bytes at a time (a highly
+    compressible value never comes out whole)."""
+    inflate = zlib.decompressobj()
+    header: bytes | None = b""
+    try:
+        while True:
+            chunk = inflate.unconsumed_tail or f.read(CHUNK)
+            if not chunk:
+                break
+            data = inflate.decompress(chunk, CHUNK)
+            if header is not None:
+                header += data
+                if b"\0" not in header:
+                    continue
+                kind, _, data = header.partition(b"\0")
+                if not kind.startswith(b"blob "):
+                    raise StoreError(f"object {sha.decode()} is not a blob")
+                header = None
+            if data:
+                yield data
+        if rest := inflate.flush():
+            yield rest
+    except zlib.error as exc:
+        raise StoreError(f"object {sha.decode()} is unreadable: {exc}") from None

@@ -112,6 +112,11 @@ def show_output(ws: Workspace, name: str, depth: int = 3) -> dict[str, Any]:
     }
 
 
+def provenance_of(ws: Workspace, name: str, meta: dict[str, Any], depth: int = 3) -> dict[str, Any]:
+    """Where the version of `name` that `meta` describes came from, `depth` steps back."""
+    return _provenance(ws, name, meta, depth)
+
+
 def _provenance(ws: Workspace, name: str, meta: dict[str, Any], depth: int) -> dict[str, Any]:
     step: dict[str, Any] = {
         "output": name,

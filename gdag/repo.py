@@ -323,6 +323,9 @@ class Store:
     def stream_blob(self, sha: bytes, out: IO[bytes], size: int | None = None) -> None:
         self.objects.stream_blob(sha, out, size)
 
+    def blob_chunks(self, sha: bytes, size: int | None = None) -> Iterator[bytes]:
+        return self.objects.blob_chunks(sha, size)
+
     def expand_prefix(self, prefix: str) -> list[bytes]:
         return self.objects.expand_prefix(prefix)
 

@@ -387,6 +387,7 @@ class Engine:
         Speculative sessions come after the rest (their producers first, in chains),
         and merge only if their producer's session merged with status ok.
         """
+        from gdag.execute import sweep_log_pointers
         from gdag.speculate import producer_merged
 
         self.ws.store.sweep()
@@ -414,6 +415,7 @@ class Engine:
                     self.report("dropped", {"node": session.spec.node, "session": session.id})
                     continue
                 self._recover_one(session, summary, dag)
+        sweep_log_pointers(self.ws.store, self.ws.log.name, set(list_sessions(self.ws.log)))
 
     def _recover_one(self, session: Session, summary: Summary, dag: Dag | None) -> None:
         node = dag.nodes.get(session.spec.node) if dag is not None else None

@@ -261,6 +261,33 @@ def encode_value(value: Any) -> bytes:
     return canonical_json(value)
 
 
+def decode_stored(data: bytes, typ: Type) -> Any:
+    """A stored typed value as a Python value: its JSON decoded, and a `module:Name`
+    type's value (at any depth of `list`, `dict`, `| None`) as an instance of it."""
+    value = json.loads(data)
+    if not _has_model(typ):
+        return value
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(_python_type(typ)).validate_python(value)
+
+
+def _has_model(typ: Type) -> bool:
+    return typ.kind == "model" or (typ.arg is not None and _has_model(typ.arg))
+
+
+def _python_type(typ: Type) -> Any:
+    if typ.kind == "model":
+        return load_model(typ.ref or "")
+    if typ.kind == "list":
+        return list[_python_type(typ.arg)]  # type: ignore[arg-type, misc]
+    if typ.kind == "dict":
+        return dict[str, _python_type(typ.arg)]  # type: ignore[arg-type, misc]
+    if typ.kind == "optional":
+        return _python_type(typ.arg) | None  # type: ignore[arg-type]
+    return Any
+
+
 def stored_to_display(data: bytes, typ: Type) -> bytes:
     """A stored value as it was published, byte for byte what `gdag lookup` prints and
     what a shell node's input file holds: raw values as they are, a `str` as its text,

@@ -7,12 +7,13 @@ can make it write outside the target.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from gdag.errors import GdagError, StoreError
 from gdag.repo import CHUNK, MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE, Entry, Store
@@ -168,3 +169,38 @@ def describe_tree(store: Store, tree: bytes) -> Iterator[str]:
         kind = {MODE_LINK: "link", MODE_EXEC: "exec"}.get(entry.mode, "file")
         size = len(store.read_blob(entry.sha))
         yield f"{kind}\t{size}\t{os.fsdecode(rel)}"
+
+
+class _ChunkReader(io.RawIOBase):
+    """A binary file object over an iterator of chunks (a blob being inflated)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._chunk = memoryview(b"")
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while self._pos >= len(self._chunk):
+            try:
+                self._chunk, self._pos = memoryview(next(self._chunks)), 0
+            except StopIteration:
+                return 0
+        n = min(len(buffer), len(self._chunk) - self._pos)
+        buffer[:n] = self._chunk[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()  # stops a `git cat-file` reading a packed blob
+        self._chunk, self._pos = memoryview(b""), 0
+        super().close()
+
+
+def open_blob(store: Store, sha: bytes, size: int | None = None) -> BinaryIO:
+    """A blob as a binary file object, read a chunk at a time as the caller reads it."""
+    return io.BufferedReader(_ChunkReader(store.blob_chunks(sha, size)), buffer_size=1 << 16)

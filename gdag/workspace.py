@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -14,6 +14,7 @@ from gdag.errors import (
     DefinitionError,
     GdagError,
     NotARepositoryError,
+    StoreError,
     UnknownError,
     ValueRefusedError,
 )
@@ -411,6 +412,49 @@ class Workspace:
                 hint="`gdag lookup '**'` lists the outputs that have one",
             )
         return found
+
+    def large_object(self, st: state.OutputState) -> tuple[Any, Path] | None:
+        """A value kept as a git LFS object: its pointer and the path of its object here
+        (fetched on demand, as `gdag lookup` does); None for a value kept in git."""
+        if st.meta.get("kind") != "lfs":
+            return None
+        from gdag.lfsclient import resolve
+
+        dag = read_dag(self.store, self.store.read_commit(self.log.require_tip()).tree)
+        return resolve(self.store, st.value, dag.values_remote if dag else None)
+
+    def value_bytes(self, st: state.OutputState) -> bytes:
+        """A blob value's stored bytes, wherever it is kept (checked when it is LFS)."""
+        large = self.large_object(st)
+        if large is None:
+            return self.store.read_blob(st.value.sha)
+        from gdag import lfs
+
+        pointer, path = large
+        return lfs.read_verified(path, pointer)
+
+    def value_chunks(self, st: state.OutputState) -> Iterator[bytes]:
+        """A blob value's stored bytes a chunk at a time, wherever it is kept; an LFS
+        object is checked as it is read (a damaged one raises at its end)."""
+        large = self.large_object(st)
+        if large is None:
+            size = st.meta.get("size")
+            yield from self.store.blob_chunks(st.value.sha, size if isinstance(size, int) else None)
+            return
+        import hashlib
+
+        pointer, path = large
+        hasher, size = hashlib.sha256(), 0
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                hasher.update(chunk)
+                size += len(chunk)
+                yield chunk
+        if size != pointer.size or hasher.hexdigest() != pointer.oid:
+            raise StoreError(
+                f"large value {pointer.oid[:12]} is damaged: {path} does not hash to its id",
+                hint=f"remove {path}; the next read fetches it again from the remote",
+            )
 
     def list_matching(self, pattern: str, at: str | None = None) -> list[state.OutputState]:
         check_output_name(pattern, allow_pattern=True, what="pattern")

@@ -186,6 +186,11 @@ USUAL = [
     ["status", "--json", "--log", "exp"],
     ["log", "--limit", "1"],
     ["log", "--output", "x", "--node", "a", "--since", "2h", "--graph", "--json"],
+    ["log", "--follow", "--json", "-n", "5"],
+    ["metrics"],
+    ["metrics", "-C", "r", "--log", "exp"],
+    ["serve"],
+    ["serve", "--host", "0.0.0.0", "--port", "0", "--open"],
 ]
 
 

@@ -48,9 +48,11 @@ LAYERS: list[tuple[str, set[str]]] = [
         "features",
         {"gdag.replay", "gdag.graphview", "gdag.doctor", "gdag.hooks", "gdag.hookqueue"}
         | {"gdag.hookevents"}
-        | {"gdag.watch", "gdag.schedule", "gdag.maintenance", "gdag.freshness"},
+        | {"gdag.watch", "gdag.schedule", "gdag.maintenance", "gdag.freshness"}
+        | {"gdag.metrics", "gdag.serve", "gdag.servepage"},
     ),
     ("output", {"gdag.output", "gdag.render", "gdag.progress"}),
+    ("api", {"gdag.api"}),
     ("commands", {"gdag.commands", "gdag.cli", "gdag.main", "gdag.__main__"}),
 ]
 # Each outside library is imported by these modules only.

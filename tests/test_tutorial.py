@@ -115,6 +115,12 @@ def test_tutorial_runs_as_written(tmp_path: Path) -> None:
     assert "groceries: 3\npoem: 5\ntodo: 3\ntotal: 11\n" in out
     final_report = "groceries: 3\nmy-list: 2\npoem: 5\ntodo: 3\ntotal: 13\n"
     assert out.count(final_report) == 2  # after the replay, and the backup after the kill
+    # The Python section: what `explore.py` prints is what the tutorial shows.
+    python_out = re.search(
+        r"^```sh\npython3 explore.py\n```\n\n```text\n(.*?)^```", TUTORIAL.read_text(), re.M | re.S
+    )
+    assert python_out, "the tutorial no longer runs explore.py"
+    assert python_out[1] in out
 
     repo = Path(out.split(REPO_MARK, 1)[1].strip())
     assert repo.is_relative_to(tmp_path) and (repo / "gdag.toml").is_file()
@@ -131,7 +137,7 @@ def test_tutorial_runs_as_written(tmp_path: Path) -> None:
     by_offset = {e["offset"]: e for e in events}
     assert by_offset[offset]["event"] == "replay"
     notes = [e["offset"] for e in events if e["event"] == "publish" and "notes/new" in e["outputs"]]
-    assert len(notes) == 4 and min(notes) == offset + 1
+    assert len(notes) == 5 and min(notes) == offset + 1  # the last one from explore.py
 
     # The kill left nothing behind: no session, an archive of the replaced log, a clean store.
     assert git("for-each-ref", "refs/gdag/sessions", cwd=repo) == ""

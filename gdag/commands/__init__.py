@@ -172,6 +172,12 @@ COMMANDS: dict[str, Entry] = {
     ),
     "status": _entry("status", "Show every node: up to date, stale (and why), running, failed."),
     "log": _entry("log", "List the log's events, newest first."),
+    "metrics": _entry(
+        "metrics", "Print the log's and the nodes' metrics in the Prometheus text format."
+    ),
+    "serve": _entry(
+        "serve", "Serve a read-only web view of the log that follows it live, until interrupted."
+    ),
     "hooks": _entry("hooks", "Install, remove or list gdag's git hooks."),
     "hook": _entry(
         "hook", "Run by the hook shims: publish the git event, then run its subscribers.", True

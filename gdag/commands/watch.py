@@ -53,10 +53,10 @@ def run(
         name = log_name(log, watcher.store)
         if explicit is not None or name == "main":
             Log(watcher.store, name).require_tip()
-    if not quiet:
-        where = watcher.store.workdir or watcher.store.gitdir
-        view.emit([(f"watching {where} every {interval:g}s; Ctrl-C stops", "dim")])
     try:
+        if not quiet:
+            where = watcher.store.workdir or watcher.store.gitdir
+            view.emit([(f"watching {where} every {interval:g}s; Ctrl-C stops", "dim")])
         watcher.loop()
     except KeyboardInterrupt:
         view.stop()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gdag.errors import UnknownError
 from gdag.executors import run_job
-from gdag.executors.child import Child
+from gdag.executors.child import LOG_FILE, Child
 from gdag.job import PYTHON, Emit, Job, JobResult, away_from_the_work_tree
 
 
@@ -27,6 +27,7 @@ class LocalExecutor:
         self._idle: list[Child] = []
         self._pycache: str | None = None  # bytecode of user modules, for worker processes
         self._lock = threading.Lock()
+        self._logs: dict[str, Path] = {}  # job id -> the file its output is written to
 
     def submit(self, job: Job, emit: Emit) -> None:
         tmp = Path(tempfile.mkdtemp(prefix=f"gdag-{job.node}-"))
@@ -37,6 +38,12 @@ class LocalExecutor:
         future = self._pool.submit(run, job, tmp, emit, cancel)
         with self._lock:
             self._jobs[job.id] = (future, tmp, cancel)
+            self._logs[job.id] = tmp / (LOG_FILE if job.kind == PYTHON else "log")
+
+    def log_file(self, job_id: str) -> Path | None:
+        """Where the running job's output is being written (`gdag serve` shows it live)."""
+        with self._lock:
+            return self._logs.get(job_id)
 
     def _run_python(self, job: Job, tmp: Path, emit: Emit, cancel: threading.Event) -> JobResult:
         with self._lock:
@@ -80,6 +87,7 @@ class LocalExecutor:
     def forget(self, job_id: str) -> None:
         with self._lock:
             found = self._jobs.pop(job_id, None)
+            self._logs.pop(job_id, None)
         if found is not None:
             shutil.rmtree(found[1], ignore_errors=True)
 
