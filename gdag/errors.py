@@ -48,5 +48,9 @@ class UnknownError(GdagError):
     """An output, offset, node or session that does not exist."""
 
 
+class SecretMissingError(GdagError):
+    """A node declares a secret that is not in gdag's environment: it was not started."""
+
+
 class StoreError(GdagError):
     """The git store is damaged or unreadable."""

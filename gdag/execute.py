@@ -383,20 +383,18 @@ def record(executor: Executor, job_id: str, recorder: Recorder) -> Outcome:
     """Wait for a job's result and record its files; the session's outcome (its log and
     error with the node's secrets redacted: they are committed to the log)."""
     result = executor.result(job_id)
-    values = secret_values(recorder.node)
-    outcome = Outcome(
-        result.status,
-        result.exit_code,
-        redact(result.log, values),
-        result.duration,
-        None if result.error is None else redact(result.error.encode(), values).decode(),
-    )
+    outcome = Outcome(result.status, result.exit_code, result.log, result.duration, result.error)
     if result.status == "ok" and result.out_dir is not None:
         try:
             recorder.collect(Path(result.out_dir))
-        except GdagError as exc:
+        except GdagError as exc:  # its message may quote the value (a secret, say)
             outcome.status, outcome.error = "failed", exc.message
             outcome.log += f"gdag: {exc.message}\n".encode()
+    values = secret_values(recorder.node)
+    if values:  # last: whatever the node or gdag wrote about it
+        outcome.log = redact(outcome.log, values)
+        if outcome.error is not None:
+            outcome.error = redact(outcome.error.encode(), values).decode()
     return outcome
 
 

@@ -9,8 +9,9 @@ event is published, so a killed drainer loses nothing: the next hook, or
 `gdag hook --drain`, picks up what is left. Nor does it publish twice: the
 drainer names the event it is publishing in `spool/inflight` first, and the
 next drainer, finding that name, is told which event may already be in the log
-(`Event.resumed`, when that drainer began it) so that the outputs already
-published under its publish id are skipped. The file format is the shim's:
+(`Event.resumed`, when that drainer began it; a drainer resuming an event
+leaves the marker as it is, so a third still has the first one's time) so that
+the outputs already published under its publish id are skipped. The file format is the shim's:
 
     gdag-event 1
     <hook>
@@ -234,7 +235,8 @@ def drain(
             for event in events:
                 assert event.path is not None
                 event.resumed = interrupted_at if event.path.name == interrupted else 0.0
-                (spool / INFLIGHT).write_text(event.path.name + "\n")
+                if not event.resumed:  # a resumed one keeps the first drainer's time
+                    (spool / INFLIGHT).write_text(event.path.name + "\n")
                 try:
                     publish(event)
                 except Exception as exc:  # noqa: BLE001 - recorded; the queue moves on

@@ -75,6 +75,8 @@ class RunView:
                 ("definition does not compile, waiting for a fix: ", "bold red"),
                 (data["error"], ""),
             ]
+        if kind == "refused":
+            return [("not started: ", "bold red"), (data["error"], "")]
         if kind == "stale":
             return [("stale: ", "yellow"), (data["output"], "")]
         if kind == "write-error":

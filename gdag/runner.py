@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from gdag import cache, state, trailers
 from gdag.dag import FAILURES, failure_output
-from gdag.errors import GdagError, UnknownError
+from gdag.errors import SecretMissingError, UnknownError
 from gdag.lease import Leases, NodeLeases
 from gdag.names import is_pattern
 from gdag.nodestates import FAILED, NEVER_RUN, RUNNING, STALE, UP_TO_DATE, WAITING
@@ -173,6 +173,8 @@ class Engine:
         self._jobs_lock = threading.Lock()
         self._stopping = threading.Event()
         self._waiting = 0  # sessions waiting to retry: they hold a thread, not a job slot
+        self._active = 0  # jobs executing now (a retry resumes only below `jobs`)
+        self._refused: dict[str, str] = {}  # nodes not started for want of their secrets
         self._redone: set[tuple[str, str]] = set()  # failed "each" events tried this run
         # Output name -> {version: offset that published it}, learned by `_offset_of`.
         self._version_offsets: dict[str, dict[int, int]] = {}
@@ -476,6 +478,13 @@ class Engine:
         try:
             self.recover(summary, dag)
             self._schedule(dag, order, plan, shape, summary, keep_going, retry_failed)
+            if self._refused:
+                names = sorted(self._refused)
+                raise SecretMissingError(
+                    "; ".join(self._refused[n] for n in names),
+                    hint="export the variable before running gdag (its value never enters "
+                    "the log); the other nodes ran",
+                )
         finally:
             if self._local is not None:
                 self._local.close()
@@ -506,6 +515,7 @@ class Engine:
         speculator = self._speculator(dag)
         rank = {name: i for i, name in enumerate(order)}
         running: dict[Future[Any], str] = {}
+        started: dict[Future[Any], Pending] = {}  # what each normal run was started on
         retried: set[str] = set()  # --retry-failed re-runs a failed node once per run
         known: dict[str, Pending] = {}  # nodes with work, as of the last look
         dirty, last_tip, stop = set(order), b"", False
@@ -544,7 +554,9 @@ class Engine:
                         if self._pool_full(dag, dag.nodes[name]):
                             elsewhere.append(name)  # its pool's slots are taken: wait
                             continue
-                        self._check_secrets(dag.nodes[name])
+                        if self._refuse_without_secrets(dag.nodes[name]):
+                            known.pop(name)
+                            continue
                         p = known.pop(name)
                         if p.reason == "retry":
                             retried.add(name)
@@ -553,7 +565,9 @@ class Engine:
                         sid = new_session_id(name)
                         if speculator is not None:
                             speculator.watch(name, sid)
-                        running[pool.submit(self._run_one, dag, p, tip, sid, speculator)] = name
+                        fut = pool.submit(self._run_one, dag, p, tip, sid, speculator)
+                        running[fut] = name
+                        started[fut] = p
                     if speculator is not None and not stop:
                         busy = set(running.values())
                         for prod_node, prod_sid, head, output in speculator.poll():
@@ -562,6 +576,8 @@ class Engine:
                                     prod_node, sub
                                 ):
                                     continue
+                                if dag.nodes[sub].secrets and self._lacks_secrets(dag.nodes[sub]):
+                                    continue  # not without them; the plain run refuses it
                                 sid = new_session_id(sub)
                                 speculator.watch(sub, sid)
                                 fut = pool.submit(
@@ -585,6 +601,13 @@ class Engine:
                     for fut in done:
                         name = running.pop(fut)
                         dirty.add(name)
+                        began = started.pop(fut, None)
+                        if began is not None and fut.result() is None:
+                            # Not run after all (its lease or its pool's last slot went to
+                            # another process): a retry is still owed.
+                            retried.discard(name)
+                            key = (name, json.dumps(began.inputs, sort_keys=True))
+                            self._redone.discard(key)
                         stop = self._record(name, fut.result(), summary) and not keep_going or stop
             except BaseException:
                 self._stop_jobs()  # Ctrl-C or SIGTERM: running nodes are stopped, not waited for
@@ -683,14 +706,11 @@ class Engine:
             if speculator is not None:
                 speculator.resolve(sid, resolution)
             return None
-        slot = self._take_pool_slot(dag, node, sid)
-        if slot is False:  # another process took the pool's last slot meanwhile
-            if held is not None:
-                held.release()
-            if speculator is not None:
-                speculator.resolve(sid, resolution)
-            return None
+        slot: Any = None
         try:
+            slot = self._take_pool_slot(dag, node, sid)
+            if slot is False:  # another process took the pool's last slot meanwhile
+                return None
             state_root = self.ws.store.read_commit(p.state_at).tree
             key = cache.cache_key(self.ws.store, state_root, node) if node.cache else None
             spec = Spec(p.node, node.code, p.inputs, tip, p.state_at, p.attempt, key, redo=p.redo)
@@ -742,17 +762,25 @@ class Engine:
         return False if slots else None
 
     @staticmethod
-    def _check_secrets(node: Node) -> None:
-        """A node starts only with every secret it declares in gdag's environment."""
+    def _lacks_secrets(node: Node) -> list[str]:
         from gdag.execute import missing_secrets
 
-        missing = missing_secrets(node)
-        if missing:
-            raise GdagError(
+        return missing_secrets(node)
+
+    def _refuse_without_secrets(self, node: Node) -> bool:
+        """A node starts only with every secret it declares in gdag's environment;
+        without, it is not started (the others go on) and the run ends with exit 3."""
+        missing = self._lacks_secrets(node) if node.secrets else []
+        if not missing:
+            return False
+        if node.name not in self._refused:
+            message = (
                 f"node {node.name!r} needs the secret {', '.join(missing)}, which is not set "
-                "in gdag's environment",
-                hint=f"export {missing[0]}=… before running gdag (its value never enters the log)",
+                "in gdag's environment"
             )
+            self._refused[node.name] = message
+            self.report("refused", {"node": node.name, "error": message})
+        return True
 
     def _attempts(self, session: Session, node: Node, dag: Dag) -> Outcome | None:
         """Run the session's node, again after a failure while its `retries` last and
@@ -789,7 +817,14 @@ class Engine:
                     return None
             finally:
                 with self._jobs_lock:
-                    self._waiting -= 1
+                    self._waiting -= 1  # counted as running again: no new job takes its slot
+            while True:  # and its slot back before it runs again (`-j` holds)
+                with self._jobs_lock:
+                    if self._active < self.jobs:
+                        break
+                if self._stopping.wait(0.02):
+                    return None
+            session.restart()
         if done:
             outcome.attempts = done
             outcome.log = b"".join(logs) + outcome.log
@@ -805,6 +840,7 @@ class Engine:
             if self._stopping.is_set():
                 return None
             self._jobs[session.id] = executor
+            self._active += 1
         try:
             outcome = run_session(
                 executor, self.ws.store, session, node, dag, self.ws.log.name, attempt
@@ -812,6 +848,7 @@ class Engine:
         finally:
             with self._jobs_lock:
                 self._jobs.pop(session.id, None)
+                self._active -= 1
         return None if self._stopping.is_set() else outcome
 
     def _stop_jobs(self) -> None:

@@ -243,6 +243,18 @@ class Session:
 
     # -- writing -----------------------------------------------------------------
 
+    def restart(self) -> None:
+        """Back to the start commit, before another attempt: what a failed attempt
+        wrote (outputs, `gdag publish` from inside the node) is not merged."""
+        start = self._find_start(self.store, self.head)
+        while True:
+            head = self.store.read_ref(self.ref)
+            if head is None:
+                raise GdagError(f"session {self.id} was dropped while it ran")
+            if self.store.cas_ref(self.ref, head, start):
+                self.head = start
+                return
+
     def _advance(self, build: Any, summary: str, lines: list[tuple[str, str]]) -> None:
         backoff = Backoff(CAS, f"writing to session {self.id} (every attempt lost a race)")
         while True:

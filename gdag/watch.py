@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gdag.errors import DefinitionError, GdagError
+from gdag.errors import DefinitionError, GdagError, SecretMissingError
 from gdag.repo import Store
 from gdag.workspace import Workspace, log_name
 
@@ -147,6 +147,8 @@ class Watcher:
             # when a file changes; events published meanwhile wait in the log.
             self.report("definition-error", {"node": "", "error": exc.message})
             return seen
+        except SecretMissingError:
+            return seen  # reported as its nodes were refused; the others ran
 
         if summary.ran or summary.failed:
             self.report(

@@ -240,3 +240,27 @@ def test_gdag_run_publishes_events_no_drainer_published(tmp_path: Path) -> None:
     assert json.loads(gdag("lookup", "git/commit", cwd=repo).stdout)["sha"] == head
     assert not list((repo / ".git" / "gdag" / "spool").glob("*.event"))
     fsck(repo)
+
+
+def test_a_drainer_killed_twice_keeps_the_first_drainers_time(work: Path) -> None:
+    """The in-flight marker of an event that a second drainer resumes keeps the first
+    drainer's time, so a third still finds what the first published. The second
+    drainer is "killed" by an interrupt raised from its publish, in-process."""
+    from gdag.hookqueue import drain
+
+    queued = queue_without_drainer(work, 1)
+    marker = spool(work) / "inflight"
+    marker.write_text(queued[0].name + "\n")
+    first = time.time() - 30
+    os.utime(marker, (first, first))
+    seen: list[float] = []
+
+    def killed(event) -> None:  # type: ignore[no-untyped-def]
+        seen.append(event.resumed)
+        raise KeyboardInterrupt  # as SIGINT would end the drainer here
+
+    with pytest.raises(KeyboardInterrupt):
+        drain(spool(work), lambda events: None, killed, lambda events: None, lambda p, e: None)
+    assert len(seen) == 1 and abs(seen[0] - first) < 1  # resumed, from the first time
+    assert marker.read_text().strip() == queued[0].name
+    assert abs(marker.stat().st_mtime - first) < 1  # not rewritten by the second drainer

@@ -72,3 +72,24 @@ def test_bad_pools_are_definition_errors(repo: Path, toml: str, words: str) -> N
     define(repo, toml)
     r = gdag("check", cwd=repo)
     assert r.returncode == 3 and words in r.stderr, r.stderr
+
+
+def test_retry_failed_runs_every_failed_node_of_a_full_pool(repo: Path) -> None:
+    """Two failed nodes of a pool of one, retried with two job slots: one waits for the
+    other's slot, and both run again."""
+    body = 'run = \'[ -e "$GDAG_REPO/fixed" ] || exit 1; echo ok > "$GDAG_OUT/{o}"\'\n'
+    define(
+        repo,
+        "[pools]\ngpu = 1\n"
+        + "".join(
+            f'[nodes.{n}]\n{body.format(o=n + "o")}inputs = {{ x = "x" }}\n'
+            f'publishes = ["{n}o"]\npool = "gpu"\n'
+            for n in ("a", "b")
+        ),
+    )
+    assert gdag("publish", "x", "1", cwd=repo).returncode == 1
+    (repo / "fixed").write_text("")
+    r = gdag("run", "--retry-failed", "-j", "2", cwd=repo)
+    assert r.returncode == 0, r.stderr
+    assert gdag("lookup", "ao", cwd=repo).stdout == b"ok\n"
+    assert gdag("lookup", "bo", cwd=repo).stdout == b"ok\n"

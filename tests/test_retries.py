@@ -132,3 +132,55 @@ def test_bad_retry_settings_are_definition_errors(repo: Path, lines: str, words:
     define(repo, f'[nodes.n]\nrun = "true"\ninputs = {{ x = "x" }}\n{lines}\n')
     r = gdag("check", cwd=repo)
     assert r.returncode == 3 and words in r.stderr, r.stderr
+
+
+def test_what_a_failed_attempt_published_is_not_merged(repo: Path) -> None:
+    define(
+        repo,
+        """
+        [nodes.a]
+        run = 'n=$(cat "$GDAG_REPO/count" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$GDAG_REPO/count"; if [ $n -lt 2 ]; then gdag publish side "from attempt $n"; exit 75; fi; echo ok > "$GDAG_OUT/main"'
+        inputs = { x = "x" }
+        publishes = ["main", "side"]
+        retries = 1
+        retry_delay = 0
+        """,
+    )
+    r = gdag("publish", "x", "1", cwd=repo)
+    assert r.returncode == 0, r.stderr
+    assert gdag("lookup", "main", cwd=repo).stdout == b"ok\n"
+    assert gdag("lookup", "side", cwd=repo).returncode == 3  # attempt 1's value is gone
+    fsck(repo)
+
+
+def test_a_retry_takes_its_job_slot_back_before_it_runs(repo: Path) -> None:
+    """With one job slot, another node runs while a session waits to retry, and the
+    retry starts only once that node is done: never two at once."""
+    define(
+        repo,
+        """
+        [nodes.a]
+        run = 'echo "start $(date +%s%N)" >> "$GDAG_REPO/times"; n=$(cat "$GDAG_REPO/count" 2>/dev/null || echo 0); echo $((n+1)) > "$GDAG_REPO/count"; sleep 0.3; echo "end $(date +%s%N)" >> "$GDAG_REPO/times"; [ $n -ge 1 ] || exit 1; echo ok > "$GDAG_OUT/y"'
+        inputs = { x = "x" }
+        publishes = ["y"]
+        retries = 1
+        retry_delay = "100ms"
+        [nodes.b]
+        run = 'echo "start $(date +%s%N)" >> "$GDAG_REPO/times"; sleep 1; echo "end $(date +%s%N)" >> "$GDAG_REPO/times"; echo ok > "$GDAG_OUT/z"'
+        inputs = { x = "x" }
+        publishes = ["z"]
+        """,
+    )
+    assert gdag("publish", "x", "1", "--no-run", cwd=repo).returncode == 0
+    r = gdag("run", "-j", "1", cwd=repo)
+    assert r.returncode == 0, r.stderr
+    events = sorted(
+        (int(t), 1 if kind == "start" else -1)
+        for kind, t in (line.split() for line in (repo / "times").read_text().splitlines())
+    )
+    assert len(events) == 6  # a twice, b once
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    assert peak == 1

@@ -91,6 +91,18 @@ def test_a_missing_secret_refuses_to_start_the_node(repo: Path) -> None:
         inputs = { x = "x" }
         publishes = ["o"]
         secrets = ["API_TOKEN", "OTHER_KEY"]
+
+        [nodes.spec]
+        run = 'echo ran > "$GDAG_OUT/s"'
+        inputs = { x = "x" }
+        publishes = ["s"]
+        secrets = ["API_TOKEN"]
+        speculative = true
+
+        [nodes.other]
+        run = 'sleep 0.5; echo fine > "$GDAG_OUT/p"'
+        inputs = { x = "x" }
+        publishes = ["p"]
         """,
     )
     env = {k: v for k, v in os.environ.items() if k not in ("API_TOKEN", "OTHER_KEY")}
@@ -102,10 +114,14 @@ def test_a_missing_secret_refuses_to_start_the_node(repo: Path) -> None:
         text=True,
     )
     assert r.returncode == 3, r.stderr
-    assert r.stderr.startswith("gdag: error: node 'n' needs the secret API_TOKEN")
+    assert "gdag: error: node 'n' needs the secret API_TOKEN, which is not set" in r.stderr
+    assert "node 'spec' needs the secret API_TOKEN" in r.stderr  # speculative or not
     assert "present" not in r.stderr and "Traceback" not in r.stderr
     assert gdag("lookup", "x", cwd=repo).stdout == b"1"  # the publish itself is kept
-    assert not git("for-each-ref", "refs/gdag/sessions/", cwd=repo).strip()  # nothing started
+    assert gdag("lookup", "p", cwd=repo).stdout == b"fine\n"  # the other node ran, whole
+    for name in ("o", "s"):
+        assert gdag("lookup", name, cwd=repo).returncode == 3  # the refused ones did not
+    assert not git("for-each-ref", "refs/gdag/sessions/", cwd=repo).strip()
     assert gdag("status", "--json", cwd=repo).returncode == 0
 
 
@@ -119,3 +135,24 @@ def test_bad_secrets_are_definition_errors(repo: Path) -> None:
         define(repo, f'[nodes.n]\nrun = "true"\ninputs = {{ x = "x" }}\n{line}\n')
         r = gdag("check", cwd=repo)
         assert r.returncode == 3 and words in r.stderr, (line, r.stderr)
+
+
+def test_a_secret_quoted_by_an_error_about_the_value_is_redacted(repo: Path) -> None:
+    """gdag's own refusal of an output quotes the value: redacted too."""
+    define(
+        repo,
+        """
+        [outputs.n]
+        type = "int"
+        [nodes.count]
+        run = 'printf "%s" "$API_TOKEN" > "$GDAG_OUT/n"'
+        inputs = { x = "x" }
+        publishes = ["n"]
+        secrets = ["API_TOKEN"]
+        """,
+    )
+    r = gdag("publish", "x", "1", cwd=repo, env={"API_TOKEN": TOKEN})
+    assert r.returncode == 1, r.stderr
+    assert TOKEN not in r.stderr
+    assert "<secret API_TOKEN>" in gdag("why", "count", cwd=repo).text
+    assert TOKEN.encode() not in everything_git_holds(repo)
