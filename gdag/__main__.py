@@ -1,5 +1,5 @@
 """`python -m gdag`: the same entry point as the `gdag` command."""
 
-from gdag.main import main
+from gdag.main import entry
 
-raise SystemExit(main())
+raise SystemExit(entry())

@@ -218,6 +218,19 @@ def main(argv: list[str] | None = None) -> int:
         _maintain()
 
 
+def entry() -> int:
+    """The `gdag` command and `python -m gdag`: `main`, with the status it returns.
+
+    CPython marks a KeyboardInterrupt raised inside `exec()` of a string (the code
+    the dataclass decorator generates, while a module is first imported, say) as
+    unhandled even when gdag catches it, and then ends the process by SIGINT
+    whatever status it exits with: `gdag watch` stopped by Ctrl-C during such an
+    import exited -2 instead of 0. A completed `exec()` clears the mark."""
+    status = main()
+    exec("")  # noqa: S102 - clears CPython's "unhandled KeyboardInterrupt" mark
+    return status
+
+
 def _maintain() -> None:
     """After a command that wrote objects: pack in the background when git would."""
     repo = sys.modules.get("gdag.repo")
