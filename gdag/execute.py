@@ -93,6 +93,9 @@ def prepare_job(
             inputs[arg] = {name: job_value(iv) for name, iv in value.items()}
         else:
             inputs[arg] = job_value(value)
+    # The node's own files go with the job to a machine without the work tree (`ship`),
+    # and always from a bare repository, which has none.
+    carried = _files_root(store) if ship or store.workdir is None else None
     return Job(
         id=session.id,
         node=node.name,
@@ -114,32 +117,27 @@ def prepare_job(
         cwd=node.cwd,
         workdir=None if store.workdir is None else str(store.workdir),
         log=log_name,
-        files=_files(store, node, ship),
-        source=_source(store, node) if ship and node.kind == PYTHON else "",
+        files=tuple(node_files(carried, node)) if carried is not None else (),
+        source=_source(carried, node) if ship and node.kind == PYTHON else "",
     )
 
 
-def _source(store: Store, node: Node) -> str:
+def _files_root(store: Store) -> Path | None:
+    """Where a node's files are: the work tree, or in a bare repository the tree of its
+    definition's commit (unpacked under the gdag dir); None without either."""
+    if store.workdir is not None:
+        return store.workdir
+    from gdag.definition import read_stored_source, with_stored_files
+
+    src = with_stored_files(store, read_stored_source(store))
+    return src.path.parent if src.path is not None else None
+
+
+def _source(root: Path | None, node: Node) -> str:
     """The function source hash the runner must find (see `Job.source`)."""
     from gdag.usercode import function_identity
 
-    if store.workdir is not None:
-        return function_identity(node.command, store.workdir)[0]
-    from gdag.definition import read_stored_source, with_stored_files
-
-    src = with_stored_files(store, read_stored_source(store))
-    return function_identity(node.command, src.path.parent if src.path else None)[0]
-
-
-def _files(store: Store, node: Node, ship: bool) -> tuple[TreeFile, ...]:
-    """What a job takes along: with `ship`, the node's files from the work tree; in a
-    bare repository, from its definition's commit (unpacked under the gdag dir)."""
-    if store.workdir is not None:
-        return tuple(node_files(store.workdir, node)) if ship else ()
-    from gdag.definition import read_stored_source, with_stored_files
-
-    src = with_stored_files(store, read_stored_source(store))
-    return tuple(node_files(src.path.parent, node)) if src.path is not None else ()
+    return function_identity(node.command, root)[0]
 
 
 def node_files(root: Path, node: Node) -> list[TreeFile]:

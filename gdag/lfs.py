@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -145,16 +146,28 @@ def copy_verified(path: Path, pointer: Pointer, out: IO[bytes]) -> None:
     """Copy the object at `path` to `out` a chunk at a time, checking its size and
     SHA-256 (the bytes are out already when a damaged object is found: the caller
     must not keep what it wrote then)."""
+    for chunk in verified_chunks(path, pointer):
+        out.write(chunk)
+
+
+def verified_chunks(path: Path, pointer: Pointer) -> Iterator[bytes]:
+    """The object at `path` a chunk at a time; a damaged one (not the pointer's size
+    and SHA-256) raises after its last chunk."""
     try:
         f = open(path, "rb")
     except FileNotFoundError:
         raise MissingObjectError(pointer) from None
+    hasher, size = hashlib.sha256(), 0
     with f:
-        if not copy_stream(f, pointer, out):
-            raise StoreError(
-                f"large value {pointer.oid[:12]} is damaged: {path} does not hash to its id",
-                hint=f"remove {path}; the next read fetches it again from the remote",
-            )
+        while chunk := f.read(CHUNK):
+            hasher.update(chunk)
+            size += len(chunk)
+            yield chunk
+    if size != pointer.size or hasher.hexdigest() != pointer.oid:
+        raise StoreError(
+            f"large value {pointer.oid[:12]} is damaged: {path} does not hash to its id",
+            hint=f"remove {path}; the next read fetches it again from the remote",
+        )
 
 
 def copy_stream(f: IO[bytes], pointer: Pointer, out: IO[bytes]) -> bool:

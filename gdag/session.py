@@ -371,7 +371,10 @@ class Session:
             tree = parent
             for name in outputs:
                 tree = self._merge_output(tree, head_tree, name, offset, result)
-            if done["status"] == "failed" and self._reports_failures(parent):
+            dag = state.read_dag(self.store, parent)
+            node = dag.nodes.get(self.spec.node) if dag is not None else None
+            # A failure is an event, unless the node itself watches failure events.
+            if done["status"] == "failed" and (node is None or not node.watches_failures):
                 tree = self._record_failure(tree, head_tree, done, offset, result)
             record = {**done, "offset": offset, "outputs": result.outputs}
             if self.spec.speculates_on:
@@ -379,7 +382,8 @@ class Session:
             last = read_done(self.store, parent, self.spec.node)
             if not self.spec.redo or (last or {}).get("inputs") == self.spec.inputs:
                 tree = self._copy_node_files(tree, head_tree, record)
-            tree = self._update_failed(tree, parent, failed, done, offset)
+            if node is not None and node.mode == "each":
+                tree = self._update_failed(tree, failed, done)
             if done["status"] == "ok" and self.spec.cache_key:
                 from gdag import cache
 
@@ -479,19 +483,10 @@ class Session:
         return state.write_output(self.store, tree, name, new.value, meta, f"session {self.id}")
 
     def _update_failed(
-        self,
-        tree: bytes | None,
-        parent: bytes | None,
-        failed: list[dict[str, Any]],
-        done: dict[str, Any],
-        offset: int,
+        self, tree: bytes | None, failed: list[dict[str, Any]], done: dict[str, Any]
     ) -> bytes | None:
         """Keep an "each" node's failed events: add this session's event when it failed
         (a redo that fails again updates its entry), drop it once redone."""
-        dag = state.read_dag(self.store, parent)
-        node = dag.nodes.get(self.spec.node) if dag is not None else None
-        if node is None or node.mode != "each":
-            return tree
         kept = [e for e in failed if e["inputs"] != self.spec.inputs]
         if done["status"] == "failed":
             kept.append(
@@ -519,13 +514,6 @@ class Session:
         return self.store.tree_update(
             tree, paths.node_path(self.spec.node), {paths.node_failed: entry}
         )
-
-    def _reports_failures(self, root: bytes | None) -> bool:
-        """Whether a failure of this node is an event (`gdag/failures/<node>`): unless the
-        node itself watches failure events."""
-        dag = state.read_dag(self.store, root)
-        node = dag.nodes.get(self.spec.node) if dag is not None else None
-        return node is None or not node.watches_failures
 
     def _record_failure(
         self,

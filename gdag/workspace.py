@@ -14,7 +14,6 @@ from gdag.errors import (
     DefinitionError,
     GdagError,
     NotARepositoryError,
-    StoreError,
     UnknownError,
     ValueRefusedError,
 )
@@ -441,20 +440,10 @@ class Workspace:
             size = st.meta.get("size")
             yield from self.store.blob_chunks(st.value.sha, size if isinstance(size, int) else None)
             return
-        import hashlib
+        from gdag import lfs
 
         pointer, path = large
-        hasher, size = hashlib.sha256(), 0
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                hasher.update(chunk)
-                size += len(chunk)
-                yield chunk
-        if size != pointer.size or hasher.hexdigest() != pointer.oid:
-            raise StoreError(
-                f"large value {pointer.oid[:12]} is damaged: {path} does not hash to its id",
-                hint=f"remove {path}; the next read fetches it again from the remote",
-            )
+        yield from lfs.verified_chunks(path, pointer)
 
     def list_matching(self, pattern: str, at: str | None = None) -> list[state.OutputState]:
         check_output_name(pattern, allow_pattern=True, what="pattern")
