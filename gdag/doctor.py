@@ -212,7 +212,7 @@ def _pack_loose(store: Store, repair: bool) -> list[Finding]:
             Finding(
                 "warning",
                 f"about {count:,} loose objects in the store",
-                "`gdag doctor --repair` packs them (with git's `repack`)",
+                "`gdag doctor --repair` packs them (with `git pack-objects`)",
             )
         ]
     proc = maintenance.repack(store)
@@ -220,7 +220,7 @@ def _pack_loose(store: Store, repair: bool) -> list[Finding]:
         return [
             Finding(
                 "error",
-                f"git repack failed: {proc.stderr.strip() or proc.returncode}",
+                f"packing failed: {proc.stderr.strip() or proc.returncode}",
                 "nothing was lost: the loose objects are still there",
             )
         ]

@@ -8,6 +8,7 @@ timeout raise). Nothing else in gdag starts git.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -104,12 +105,14 @@ def run(
     git_dir: Path | str | None = None,
     config: Sequence[str] = (),
     input: str | None = None,
+    stdin: Path | None = None,
     check: bool = True,
     timeout: float | None = TIMEOUT,
     what: str | None = None,
 ) -> Result:
     """Run `git [--git-dir=…] [-c key=value…] args…` and wait for it.
 
+    `input` is written to git's stdin, or `stdin` names a file to read it from.
     `check`: a non-zero exit raises GitError; pass False to inspect the result.
     `what`: what the caller was doing, put before the error message.
     """
@@ -118,13 +121,14 @@ def run(
     argv = _argv(args, git_dir, config, what)
     prefix = f"{what}: " if what else ""
     try:
-        proc = subprocess.run(
-            argv,
-            input=input.encode() if input is not None else None,
-            capture_output=True,
-            timeout=timeout,
-            stdin=None if input is not None else subprocess.DEVNULL,
-        )
+        with open(stdin, "rb") if stdin is not None else contextlib.nullcontext() as source:
+            proc = subprocess.run(
+                argv,
+                input=input.encode() if input is not None else None,
+                capture_output=True,
+                timeout=timeout,
+                stdin=source or (None if input is not None else subprocess.DEVNULL),
+            )
     except subprocess.TimeoutExpired:
         raise GitError(
             f"{prefix}{_name(args)} did not finish within {timeout:g} s",

@@ -6,10 +6,20 @@ some, `gdag.main` looks at `objects/17/` as `git gc --auto` does
 git's threshold (`gc.auto`, read from every config file git reads; default
 6700, 0 turns it off) it starts `python -m gdag.maintenance` detached, unless
 one is packing already or `[store] auto_pack = false`. That process holds
-`.git/gdag/pack.lock` (one at a time) and runs `git repack --cruft -d`
-(`-A -d` before git 2.37): nothing is dropped, so it is safe beside running
-commands. A packer that fails says why in `.git/gdag/pack.failed`, and none is
-started again for an hour. `gdag doctor --repair` packs through the same function.
+`.git/gdag/pack.lock` (one at a time) and packs.
+
+Packing never takes a file away from a process reading the store. Every loose
+object (reachable or not: an object in flight is not yet) goes into a new pack
+(`git pack-objects`), then `git prune-packed` removes the loose copies, as git's
+own incremental repack does; a reader that misses a loose object finds it in
+the new pack (git and `gdag.objects` look again). Past `gc.autoPackLimit`
+packs (default 50) the packer writes one pack of everything in the ordinary
+packs and the loose objects instead, and *retires* the packs it replaced: they
+stay on disk, redundant, and a later packer deletes them once RETIRE_AFTER
+seconds have passed, so a `git fsck` or a long read that listed them never finds
+them gone. Packs with a `.keep` or `.promisor` file are left alone. A packer
+that fails says why in `.git/gdag/pack.failed`, and none is started again for an
+hour. `gdag doctor --repair` packs through the same function.
 """
 
 from __future__ import annotations
@@ -18,7 +28,8 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 from gdag.dirs import make_dirs
 from gdag.repo import Store
@@ -32,6 +43,13 @@ PID = "pack.pid"  # the last packer started (its pid): written before the comman
 # say): no packer is started again for RETRY seconds, rather than one per command.
 FAILED = "pack.failed"
 RETRY = 3600.0
+# Packs replaced by a whole repack, with when (`delete_retired`), and the ids a
+# packer is packing (removed when it ends).
+RETIRED = "pack.retired"
+IDS = "pack.ids"
+RETIRE_AFTER = 3600.0
+AUTO_PACK_LIMIT = 50  # git's own `gc.autoPackLimit` default
+HEX = frozenset("0123456789abcdef")
 
 
 def loose_sample(store: Store) -> int:
@@ -139,23 +157,152 @@ def pack_lock(store: Store, wait: bool = True) -> Iterator[bool]:
 
 
 def repack(store: Store) -> gitcmd.Result:
-    """`git repack --cruft -d` (the caller holds `pack_lock`): reachable objects into
-    one pack, unreachable ones (in flight, or left by killed or losing writers) into a
-    cruft pack with no expiry, then the loose copies go. Nothing is dropped, so it is
-    safe beside running commands, and no `-l`: a private store must keep its own copy
-    of objects it borrows."""
-
+    """Pack the store (the caller holds `pack_lock`), deleting no pack that is still
+    fresh: the loose objects into a new pack, or past `gc.autoPackLimit` everything
+    into one, retiring the packs it replaces; then the loose copies go. Retired packs
+    older than RETIRE_AFTER are deleted first. Nothing is dropped, and nothing is
+    taken from under a reader."""
     from gdag import gitcmd  # here: a command that packs nothing starts no git
+    from gdag.gitconfig import read_all
 
-    def run(*mode: str) -> gitcmd.Result:  # no timeout: as long as the store is large
-        return gitcmd.run(
-            ["repack", "-d", "-q", *mode], git_dir=store.gitdir, check=False, timeout=None
+    config = read_all(store.commondir, store.gitdir)
+    if config.get_bool("extensions.preciousobjects"):
+        return gitcmd.Result(
+            ("pack-objects",),
+            1,
+            "",
+            "the repository's objects are precious (extensions.preciousObjects): "
+            "gdag does not pack them",
         )
+    pack_dir = store.objects.path / "pack"
+    delete_retired(store)
+    packs = ordinary_packs(pack_dir, retired=set(read_retired(store)))
+    limit = read_all(store.user_commondir, store.user_gitdir).get_int(
+        "gc.autopacklimit", AUTO_PACK_LIMIT
+    )
+    # As git: more than the limit, kept ones aside. Not beside a multi-pack-index (git's
+    # own maintenance writes one), which would name the packs deleted later.
+    whole = 0 < limit < len(packs) and not (pack_dir / "multi-pack-index").exists()
+    ids = store.gdag_dir / IDS
+    try:
+        with open(ids, "w") as out:
+            count = write_loose_ids(store.objects.path, out)
+            if whole:
+                for pack in packs:
+                    shown = gitcmd.run(
+                        ["show-index"],
+                        git_dir=store.gitdir,
+                        stdin=pack.with_suffix(".idx"),
+                        check=False,
+                        timeout=None,
+                    )
+                    if not shown.ok:
+                        return shown
+                    for line in shown.stdout.splitlines():
+                        out.write(line.split()[1] + "\n")
+                        count += 1
+        if count == 0:
+            return gitcmd.Result(("pack-objects",), 0, "", "")
+        # no timeout: as long as the store is large
+        proc = gitcmd.run(
+            ["pack-objects", "-q", "--delta-base-offset", str(pack_dir / "pack")],
+            git_dir=store.gitdir,
+            stdin=ids,
+            check=False,
+            timeout=None,
+        )
+    finally:
+        ids.unlink(missing_ok=True)
+    if not proc.ok:
+        return proc
+    if whole:
+        new = proc.stdout.strip()
+        retire(store, [p.stem for p in packs if not p.stem.endswith(new)])
+    return gitcmd.run(["prune-packed", "-q"], git_dir=store.gitdir, check=False, timeout=None)
 
-    proc = run("--cruft")
-    if not proc.ok and "cruft" in proc.stderr:  # git before 2.37
-        proc = run("-A")
-    return proc
+
+def write_loose_ids(objects: Path, out: IO[str]) -> int:
+    """Write the id of every loose object under `objects` to `out`, one per line; how many.
+    Files come and go as this reads (writers, `git prune-packed`): what is gone is skipped."""
+    count = 0
+    for fan in sorted(os.listdir(objects)):
+        if len(fan) != 2 or not all(c in HEX for c in fan):
+            continue
+        try:
+            names = os.listdir(objects / fan)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            if len(name) in (38, 62) and all(c in HEX for c in name):
+                out.write(fan + name + "\n")
+                count += 1
+    return count
+
+
+def ordinary_packs(pack_dir: Path, retired: set[str]) -> list[Path]:
+    """The store's packs that a whole repack may replace: complete (an index beside
+    them), not kept (`.keep`), not a partial clone's (`.promisor`), not git's cruft
+    pack (`.mtimes`: git gc expires its objects by those times), not retired."""
+    try:
+        names = set(os.listdir(pack_dir))
+    except FileNotFoundError:
+        return []
+    return sorted(
+        pack_dir / name
+        for name in names
+        if name.startswith("pack-")
+        and name.endswith(".pack")
+        and name[:-5] not in retired
+        and all(name[:-5] + suffix in names for suffix in (".idx",))
+        and not any(name[:-5] + suffix in names for suffix in (".keep", ".promisor", ".mtimes"))
+    )
+
+
+def read_retired(store: Store) -> dict[str, float]:
+    """Retired packs (`pack-<hash>`) and when they were retired."""
+    try:
+        text = (store.gdag_dir / RETIRED).read_text()
+    except FileNotFoundError:
+        return {}
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        when, _, name = line.partition(" ")
+        try:
+            found[name] = float(when)
+        except ValueError:
+            continue  # a line cut short by a kill: that pack stays (a later repack retires it)
+    return found
+
+
+def retire(store: Store, names: list[str]) -> None:
+    """Add packs to the retired list (appended: a kill loses at most the last line)."""
+    now = store.objects.clock.time()
+    with open(store.gdag_dir / RETIRED, "a") as f:
+        f.writelines(f"{now:.0f} {name}\n" for name in names)
+
+
+def delete_retired(store: Store) -> None:
+    """Delete the packs retired more than RETIRE_AFTER seconds ago (index first, so no
+    reader finds an index without its pack) and rewrite the list without them."""
+    retired = read_retired(store)
+    if not retired:
+        return
+    now = store.objects.clock.time()
+    pack_dir = store.objects.path / "pack"
+    keep = {}
+    for name, when in retired.items():
+        if now - when < RETIRE_AFTER:
+            keep[name] = when
+            continue
+        for suffix in (".idx", ".bitmap", ".rev", ".pack"):
+            (pack_dir / (name + suffix)).unlink(missing_ok=True)
+    path = store.gdag_dir / RETIRED
+    if keep:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(f"{when:.0f} {name}\n" for name, when in keep.items()))
+        os.replace(tmp, path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def pack_in_background(store: Store) -> int:
@@ -169,7 +316,7 @@ def pack_in_background(store: Store) -> int:
         if proc.ok:
             failed.unlink(missing_ok=True)
             return 0
-        failed.write_text(f"git repack failed: {proc.stderr.strip() or proc.returncode}\n")
+        failed.write_text(f"packing failed: {proc.stderr.strip() or proc.returncode}\n")
         return 1
 
 

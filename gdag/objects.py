@@ -120,19 +120,22 @@ class ObjectStore:
         obj = self._cache.get(sha)
         if obj is not None:
             return obj
-        try:
-            obj = self._read_loose(sha) or self._objdb()[sha]
-        except KeyError:
-            self._db = None  # packs may have changed under us (git gc): look again
+        for look in range(2):
             try:
-                obj = self._objdb()[sha]
-            except KeyError:
-                raise StoreError(
-                    f"object {sha.decode()} is missing from the store",
-                    hint="run `git fsck` to see what is damaged",
-                ) from None
-        except (ValueError, zlib.error, OSError) as exc:
-            raise StoreError(f"object {sha.decode()} is unreadable: {exc}") from None
+                obj = self._read_loose(sha) or self._objdb()[sha]
+                break
+            except (KeyError, FileNotFoundError):
+                if look:
+                    raise StoreError(
+                        f"object {sha.decode()} is missing from the store",
+                        hint="run `git fsck` to see what is damaged",
+                    ) from None
+                # Packs may have changed under us (a packer, git gc): look again, loose
+                # too (a writer may have installed it meanwhile).
+                self._db = None
+            except (ValueError, zlib.error, OSError) as exc:
+                raise StoreError(f"object {sha.decode()} is unreadable: {exc}") from None
+        assert obj is not None
         size = len(obj.as_raw_string())
         # Trees are kept as their entries (`tree_entries`), not as parsed objects: a
         # parsed tree costs several times its entries.

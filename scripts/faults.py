@@ -69,6 +69,7 @@ command error was found (their repositories are kept under the work directory).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -80,6 +81,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -449,18 +451,32 @@ class Git:
         return dict(line.split(" ", 1) for line in out.splitlines())
 
     def fsck(self, repo: Path) -> str | None:
-        """None if `git fsck --strict --no-dangling` is clean, else what it said."""
-        proc = subprocess.run(
-            ["git", "fsck", "--strict", "--no-dangling"],
-            cwd=repo,
-            env=self.env,
-            capture_output=True,
-            text=True,
-        )
+        """None if `git fsck --strict --no-dangling` is clean, else what it said. Run
+        holding the pack lock, as `gdag doctor` does: a background packer removes the
+        loose copies of what it packed, which a concurrent fsck reports as missing."""
+        with packer_waited(repo):
+            proc = subprocess.run(
+                ["git", "fsck", "--strict", "--no-dangling"],
+                cwd=repo,
+                env=self.env,
+                capture_output=True,
+                text=True,
+            )
         text = proc.stdout + proc.stderr
         if proc.returncode != 0 or "error" in text.lower() or "warning" in text.lower():
             return f"exit {proc.returncode}: {text.strip()[:2000]}"
         return None
+
+
+@contextlib.contextmanager
+def packer_waited(repo: Path) -> Iterator[None]:
+    """Hold the repository's pack lock (`gdag.maintenance`): no background packer moves
+    objects meanwhile."""
+    from gdag.maintenance import pack_lock
+    from gdag.repo import Store
+
+    with pack_lock(Store.find(repo)):
+        yield
 
 
 @dataclass
@@ -948,7 +964,7 @@ class Trial:
             self._pack_refs(pair.crash, "the recovery")
         if p.killed and rng.random() < 0.1:
             # The user's other way back: doctor settles the dead run's sessions and, with
-            # gc.auto = 1, packs every object (a cruft pack for what nothing refers to).
+            # gc.auto = 1, packs every loose object, what nothing refers to too.
             git(pair.crash, "config", "gc.auto", "1")
             lane.launcher.run(
                 [on(pair.crash, ["doctor", "--repair"])], "`gdag doctor --repair` after the kill"
@@ -1095,7 +1111,8 @@ class Trial:
         dest = self.lane.root.parent / "failures" / f"trial-{self.number}-{self.kind}"
         dest.mkdir(parents=True, exist_ok=True)
         for repo, name in ((pair.ref, "ref"), (pair.crash, "crash")):
-            shutil.copytree(repo, dest / name, symlinks=True, dirs_exist_ok=True)
+            with packer_waited(repo):  # a copy taken mid-pack misses what moved
+                shutil.copytree(repo, dest / name, symlinks=True, dirs_exist_ok=True)
         self.out.notes[f"kept in {dest}"] += 1
         self.out.label += f" [kept in {dest}]"
         self.lane.launcher.used = []  # their stderr files stay too

@@ -309,7 +309,7 @@ def test_doctor_packs_loose_objects_and_values_still_stream(
     assert r.returncode == 0 and "packed about" in r.stderr and "(0 left loose)" in r.stderr
     assert "loose objects" not in gdag("doctor", cwd=repo).stderr  # nothing left to pack
     assert not list((store / "objects" / "17").glob("*"))
-    for data in unreachable:  # packed (in the cruft pack), not dropped
+    for data in unreachable:  # packed too, not dropped
         subprocess.run(["git", f"--git-dir={store}", "cat-file", "-e", blob_id(data)], check=True)
     assert (
         subprocess.run(
