@@ -10,7 +10,6 @@ import json
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from gdag import layout as tree_layout
 from gdag import nodestates, state
 from gdag.names import is_pattern
 from gdag.workspace import Workspace
@@ -58,7 +57,7 @@ def _node_vertex(ws: Workspace, dag: Dag, name: str, st: Any) -> dict[str, Any]:
     log_tail = ""
     if last:
         root = ws.store.read_commit(ws.log.require_tip()).tree
-        entry = ws.store.tree_get(root, tree_layout.of(ws.store, root).node_log_path(name))
+        entry = state.node_log(ws.store, root, name)
         if entry is not None:
             log_tail = ws.store.read_blob(entry.sha)[-2000:].decode("utf-8", "replace")
     return {

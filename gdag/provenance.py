@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gdag import layout, state, trailers
+from gdag import state, trailers
 from gdag.errors import UnknownError
 from gdag.session import read_done
 from gdag.workspace import Workspace
@@ -30,8 +30,7 @@ def session_record(ws: Workspace, done: dict[str, Any]) -> dict[str, Any]:
         head = commit.parents[1]
         record["session_head"] = head.decode()
         record["branch"] = session_branch(ws, head)
-        paths = layout.of(ws.store, commit.tree)
-        entry = ws.store.tree_get(commit.tree, paths.node_log_path(done["node"]))
+        entry = state.node_log(ws.store, commit.tree, done["node"])
         if entry is not None:
             text = ws.store.read_blob(entry.sha)[-LOG_TAIL:]
             record["log_tail"] = text.decode("utf-8", "replace")

@@ -113,14 +113,16 @@ def read_failed(store: Store, root: bytes | None, node: str) -> list[dict[str, A
     state commit of the event, the session that failed, its error and attempt."""
     if not root:
         return []
-    entry = store.tree_get(root, layout.of(store, root).node_failed_path(node))
+    paths = layout.of(store, root)
+    entry = paths.get(store, root, paths.node_failed_path(node))
     return list(state.read_json_blob(store, entry.sha)) if entry is not None else []
 
 
 def read_done(store: Store, root: bytes | None, node: str) -> dict[str, Any] | None:
     if not root:
         return None
-    entry = store.tree_get(root, layout.of(store, root).node_done_path(node))
+    paths = layout.of(store, root)
+    entry = paths.get(store, root, paths.node_done_path(node))
     return state.read_json_blob(store, entry.sha) if entry is not None else None
 
 
@@ -303,7 +305,7 @@ class Session:
                 paths.node_done: Entry(MODE_BLOB, done_blob),
                 paths.node_log: Entry(MODE_BLOB, log_blob),
             }
-            return self.store.tree_update(root, paths.node_path(self.spec.node), files)
+            return paths.update(self.store, root, paths.node_path(self.spec.node), files)
 
         self._advance(
             build,
@@ -511,8 +513,8 @@ class Session:
             if kept
             else None
         )
-        return self.store.tree_update(
-            tree, paths.node_path(self.spec.node), {paths.node_failed: entry}
+        return paths.update(
+            self.store, tree, paths.node_path(self.spec.node), {paths.node_failed: entry}
         )
 
     def _record_failure(
@@ -527,9 +529,7 @@ class Session:
         (applied once, as the merge is): node, session, inputs, error, exit code and the
         log's last lines, so notifications are nodes subscribing to `gdag/failures/*`."""
         name = failure_output(self.spec.node)
-        log_entry = self.store.tree_get(
-            head_tree, layout.of(self.store, head_tree).node_log_path(self.spec.node)
-        )
+        log_entry = state.node_log(self.store, head_tree, self.spec.node)
         log = self.store.read_blob(log_entry.sha) if log_entry is not None else b""
         value = {
             "node": self.spec.node,
@@ -561,14 +561,12 @@ class Session:
     def _copy_node_files(self, tree: bytes | None, head_tree: bytes, record: dict) -> bytes:
         node = self.spec.node
         paths = layout.of(self.store, tree)
-        log_entry = self.store.tree_get(
-            head_tree, layout.of(self.store, head_tree).node_log_path(node)
-        )
+        log_entry = state.node_log(self.store, head_tree, node)
         blob = self.store.write_blob(json.dumps(record, sort_keys=True, indent=1).encode())
         changes: dict[bytes, Entry | None] = {paths.node_done: Entry(MODE_BLOB, blob)}
         if log_entry is not None:
             changes[paths.node_log] = log_entry
-        return self.store.tree_update(tree, paths.node_path(node), changes)
+        return paths.update(self.store, tree, paths.node_path(node), changes)
 
     def drop(self) -> None:
         if self.adopted:

@@ -57,7 +57,7 @@ def read_output(store: Store, root: bytes | None, name: str) -> OutputState | No
     if root is None:
         return None
     paths = layout.of(store, root)
-    entry = store.tree_get(root, paths.output_path(name))
+    entry = paths.get(store, root, paths.output_path(name))
     if entry is None or not entry.is_tree:
         return None
     files = store.tree_entries(entry.sha)
@@ -79,7 +79,7 @@ def write_output(
         paths.meta: Entry(MODE_BLOB, meta_blob),
         paths.done: Entry(MODE_BLOB, done_blob),
     }
-    return store.tree_update(root, paths.output_path(name), files)
+    return paths.update(store, root, paths.output_path(name), files)
 
 
 def list_outputs(store: Store, root: bytes | None, pattern: str | None = None) -> Iterator[str]:
@@ -93,7 +93,7 @@ def list_outputs(store: Store, root: bytes | None, pattern: str | None = None) -
     if root is None:
         return
     paths = layout.of(store, root)
-    entry = store.tree_get(root, paths.output_path("/".join(head))[: len(head) + 1])
+    entry = paths.get(store, root, paths.output_path("/".join(head))[: len(head) + 1])
     if entry is None or not entry.is_tree:
         return
     for name in _walk(store, paths, entry.sha, head):
@@ -102,12 +102,21 @@ def list_outputs(store: Store, root: bytes | None, pattern: str | None = None) -
 
 
 def _walk(store: Store, paths: Layout, tree: bytes, prefix: list[str]) -> Iterator[str]:
-    entries = store.tree_entries(tree)
+    entries = paths.children(store, tree)
     if prefix and paths.value in entries and paths.meta in entries:
         yield "/".join(prefix)
     for name, entry in sorted(entries.items()):
         if entry.is_tree and paths.is_output_segment(name):
             yield from _walk(store, paths, entry.sha, [*prefix, name.decode()])
+
+
+def node_log(store: Store, root: bytes | None, node: str) -> Entry | None:
+    """The `@log` entry of node `node`'s last session merged into tree `root` (or of the
+    session whose tree `root` is), or None."""
+    if root is None:
+        return None
+    paths = layout.of(store, root)
+    return paths.get(store, root, paths.node_log_path(node))
 
 
 def read_dag_json(store: Store, root: bytes | None) -> dict[str, Any] | None:

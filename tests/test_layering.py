@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         | {"gdag.dirs"}
         | {"gdag.clock", "gdag.cron"},
     ),
-    ("values and user code", {"gdag.types", "gdag.schema", "gdag.usercode", "gdag.layout"}),
+    ("values and user code", {"gdag.types", "gdag.schema", "gdag.usercode"}),
     ("definition model", {"gdag.dag", "gdag.binding", "gdag.graph", "gdag.stubs"}),
     (
         "jobs (no git)",
@@ -39,7 +39,10 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     ("git binary", {"gdag.gitcmd", "gdag.gitconfig"}),
     ("store", {"gdag.objects", "gdag.refs", "gdag.repo", "gdag.private", "gdag.lfs"}),
-    ("state and log", {"gdag.state", "gdag.values", "gdag.cache", "gdag.log", "gdag.lease"}),
+    (
+        "state and log",
+        {"gdag.layout", "gdag.state", "gdag.values", "gdag.cache", "gdag.log", "gdag.lease"},
+    ),
     ("remote", {"gdag.remote", "gdag.netsem", "gdag.lfsclient", "gdag.lfstransfer"}),
     ("sessions", {"gdag.session", "gdag.definition"}),
     ("workspace", {"gdag.workspace", "gdag.branch"}),

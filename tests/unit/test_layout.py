@@ -79,8 +79,8 @@ def test_a_tree_naming_version_1_reads_as_version_1(store: Store) -> None:
 def test_a_newer_layout_is_refused_not_misread(store: Store) -> None:
     value = Entry(MODE_BLOB, store.write_blob(b"v"))
     root = state.write_output(store, None, "a", value, {"version": 1}, "publish p1")
-    root = with_layout(store, root, b"2\n")
-    with pytest.raises(StoreError, match="layout version 2: it was written by a newer gdag"):
+    root = with_layout(store, root, b"3\n")
+    with pytest.raises(StoreError, match="layout version 3: it was written by a newer gdag"):
         layout.of(store, root)
     with pytest.raises(StoreError, match="newer gdag"):
         state.read_output(store, root, "a")
@@ -92,3 +92,81 @@ def test_an_unreadable_layout_file_is_named(store: Store) -> None:
     root = with_layout(store, None, b"two\n")
     with pytest.raises(StoreError, match="unreadable @layout"):
         layout.of(store, root)
+
+
+def ls_tree(store: Store, treeish: str) -> list[str]:
+    return subprocess.run(
+        ["git", "ls-tree", "--name-only", treeish],
+        cwd=store.workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+
+
+def test_a_directory_past_shard_at_is_sharded_and_reads_the_same(store: Store) -> None:
+    """The SHARD_AT+1st member of a family shards its directory (and marks the tree
+    version 2); every member reads and lists as before, the family's own value stays
+    beside the shards, and later writes go to one shard each."""
+    n = layout.SHARD_AT
+    root: bytes | None = None
+    value = {i: Entry(MODE_BLOB, store.write_blob(b"%d" % i)) for i in range(n + 2)}
+    own = Entry(MODE_BLOB, store.write_blob(b"the family's own value"))
+    root = state.write_output(store, root, "fam", own, {"version": 1}, "publish p")
+    for i in range(n):
+        root = state.write_output(store, root, f"fam/m{i}", value[i], {"version": 1}, "p")
+    assert layout.of(store, root) is V1 and b"@layout" not in store.tree_entries(root)
+    assert "@sharded" not in ls_tree(store, f"{root.decode()}:outputs/fam")
+
+    root = state.write_output(store, root, f"fam/m{n}", value[n], {"version": 1}, "p")
+    assert layout.of(store, root) is layout.LAYOUTS[2]
+    assert store.read_blob(store.tree_entries(root)[b"@layout"].sha) == b"2\n"
+    top = ls_tree(store, f"{root.decode()}:outputs/fam")
+    files = {"@sharded", "@value", "@meta.json", "@done"}
+    assert files <= set(top)
+    assert all(layout.is_shard(name.encode()) for name in set(top) - files)
+    members = [
+        m
+        for name in set(top) - files
+        for m in ls_tree(store, f"{root.decode()}:outputs/fam/{name}")
+    ]
+    assert sorted(members) == sorted(f"m{i}" for i in range(n + 1))
+    shard = layout.shard_of(b"m7").decode()
+    assert "m7" in ls_tree(store, f"{root.decode()}:outputs/fam/{shard}")
+    for i in (0, 7, n):
+        got = state.read_output(store, root, f"fam/m{i}")
+        assert got is not None and got.value == value[i]
+    fam = state.read_output(store, root, "fam")
+    assert fam is not None and fam.value == own
+    names = list(state.list_outputs(store, root, "fam/*"))
+    assert names == sorted(f"fam/m{i}" for i in range(n + 1))
+    assert list(state.list_outputs(store, root)) == ["fam", *names]
+
+    # A later member (and a new version of an old one) changes one shard.
+    before = store.tree_entries(store.tree_get(root, [b"outputs", b"fam"]).sha)
+    root = state.write_output(store, root, "fam/m3", value[n + 1], {"version": 2}, "p")
+    after = store.tree_entries(store.tree_get(root, [b"outputs", b"fam"]).sha)
+    assert [k for k in after if after[k] != before.get(k)] == [layout.shard_of(b"m3")]
+    got = state.read_output(store, root, "fam/m3")
+    assert got is not None and got.value == value[n + 1]
+    fsck = subprocess.run(["git", "fsck", "--strict"], cwd=store.workdir, capture_output=True)
+    assert fsck.returncode == 0, fsck.stderr
+
+
+def test_the_outputs_and_nodes_directories_shard_too(store: Store) -> None:
+    """More than SHARD_AT top-level outputs, or nodes: the same, one level up."""
+    n = layout.SHARD_AT + 1
+    blob = Entry(MODE_BLOB, store.write_blob(b"{}"))
+    root: bytes | None = None
+    for i in range(n):
+        root = state.write_output(store, root, f"o{i}", blob, {"version": 1}, "p")
+        paths = layout.of(store, root)
+        root = paths.update(store, root, paths.node_path(f"n{i}"), {paths.node_log: blob})
+    top = ls_tree(store, f"{root.decode()}:outputs")
+    assert "@sharded" in top and all(layout.is_shard(t.encode()) for t in top if t != "@sharded")
+    assert "@sharded" in ls_tree(store, f"{root.decode()}:nodes")
+    assert len(list(state.list_outputs(store, root))) == n
+    for i in (0, n - 1):
+        assert state.read_output(store, root, f"o{i}") is not None
+        assert state.node_log(store, root, f"n{i}") == blob
+    assert state.node_log(store, root, "absent") is None
