@@ -321,6 +321,7 @@ class Dag(Frozen):
         "large",
         "values_remote",
         "pools",
+        "retention",
     )
     format: int
     source: str  # sha256 of the definition file
@@ -339,6 +340,9 @@ class Dag(Frozen):
     # LFS endpoint (hosts without LFS); None: the LFS endpoint.
     values_remote: str | None
     pools: Mapping[str, int]  # [pools]: name -> how many sessions of its nodes at once
+    # [retention]: {"grace": seconds, "rules": [{"pattern", "keep_last", "keep_for"}]}
+    # as compiled (see gdag.retention); empty when the definition has none.
+    retention: Mapping[str, Any]
 
     def __init__(
         self,
@@ -355,6 +359,7 @@ class Dag(Frozen):
         large: int | None = None,
         values_remote: str | None = None,
         pools: Mapping[str, int] = _EMPTY,
+        retention: Mapping[str, Any] = _EMPTY,
     ) -> None:
         self._set(
             format=format,
@@ -369,6 +374,7 @@ class Dag(Frozen):
             large=large,
             values_remote=values_remote,
             pools=pools,
+            retention=retention,
         )
 
     @classmethod
@@ -396,6 +402,7 @@ class Dag(Frozen):
             large=d.get("values", {}).get("large"),
             values_remote=d.get("values", {}).get("remote"),
             pools=_frozen(d.get("pools")),
+            retention=_frozen(d.get("retention")),
         )
 
     @classmethod
@@ -427,6 +434,8 @@ class Dag(Frozen):
             d["values"] = values
         if self.pools:
             d["pools"] = dict(self.pools)
+        if self.retention:
+            d["retention"] = dict(self.retention)
         return d
 
     @property

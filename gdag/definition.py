@@ -72,7 +72,18 @@ NODE_KEYS = {
 OUTPUT_KEYS = {"type", "description", "fresh_within"}
 DAG_KEYS = {"modules"}
 SCHEDULE_KEYS = {"cron", "every", "timezone", "catchup", "description"}
-TOP_KEYS = {"outputs", "nodes", "dag", "log", "cluster", "schedules", "values", "store", "pools"}
+TOP_KEYS = {
+    "outputs",
+    "nodes",
+    "dag",
+    "log",
+    "cluster",
+    "schedules",
+    "values",
+    "store",
+    "pools",
+    "retention",
+}
 SIZE_UNITS = {"b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
 
 
@@ -325,6 +336,9 @@ def compile_definition(src: Source, load_python: bool = True, digest: Digests | 
         doc.setdefault("values", {})["large"] = _size(values["large"], where, "[values] large")
     if "remote" in values:
         doc.setdefault("values", {})["remote"] = _values_remote(values["remote"], where)
+    retention = _retention(toml.get("retention", {}), where)
+    if retention:
+        doc["retention"] = retention
     dag = Dag.from_json(doc)
     if nodes:
         from gdag.graph import check_graph
@@ -372,6 +386,66 @@ def _values_remote(url: object, where: str) -> str:
             hint="any fsspec store works; `pip install 'gdag[s3]'` adds S3",
         )
     return url.rstrip("/")
+
+
+def _retention(table: object, where: str) -> dict[str, Any]:
+    """`[retention]`: `grace` (a duration) and, one table per output pattern, rules for
+    how long large values stay (`keep_last`, `keep_for`), in the order written."""
+    if not isinstance(table, dict):
+        raise DefinitionError(f"{where}: [retention] must be a table")
+    found: dict[str, Any] = {}
+    rules = []
+    for key, value in table.items():
+        if key == "grace":
+            grace = parse_duration(value)
+            if grace is None:
+                raise DefinitionError(
+                    f'{where}: [retention] grace must be a duration such as "24h" or "0s", '
+                    f"not {value!r}",
+                    hint="units are ms, s, m, h and d; a number is seconds",
+                )
+            found["grace"] = grace
+            continue
+        what = f'[retention."{key}"]'
+        if not isinstance(value, dict):
+            raise DefinitionError(
+                f"{where}: [retention] {key!r} must be grace or a table of rules for the "
+                "outputs matching it",
+                hint='e.g. [retention."raw/*"] keep_last = 10',
+            )
+        try:
+            check_output_name(key, allow_pattern=True, what="pattern")
+        except GdagError as exc:
+            raise DefinitionError(f"{where}: {what}: {exc}", hint=exc.hint) from None
+        _no_unknown(value, {"keep_last", "keep_for"}, where, what)
+        rule: dict[str, Any] = {"pattern": key}
+        if "keep_last" in value:
+            last = value["keep_last"]
+            if isinstance(last, bool) or not isinstance(last, int) or last < 1:
+                raise DefinitionError(
+                    f"{where}: {what}: keep_last must be a whole number of versions, 1 or "
+                    f"more, not {last!r}",
+                    hint="the current value is always kept: keep_last = 1 keeps only it",
+                )
+            rule["keep_last"] = last
+        if "keep_for" in value:
+            within = parse_duration(value["keep_for"])
+            if within is None:
+                raise DefinitionError(
+                    f'{where}: {what}: keep_for must be a duration such as "30d", '
+                    f"not {value['keep_for']!r}",
+                    hint="units are ms, s, m, h and d; a number is seconds",
+                )
+            rule["keep_for"] = within
+        if len(rule) == 1:
+            raise DefinitionError(
+                f"{where}: {what} says nothing to keep",
+                hint="give keep_last (versions) or keep_for (a duration), or both",
+            )
+        rules.append(rule)
+    if rules:
+        found["rules"] = rules
+    return found
 
 
 def _fold_types(outputs: dict[str, Any], nodes: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from gdag.dirs import make_dirs
-from gdag.errors import StoreError
+from gdag.errors import GdagError, StoreError
 
 CHUNK = 1 << 20
 VERSION = b"version https://git-lfs.github.com/spec/v1\n"
@@ -188,3 +188,51 @@ def read_verified(path: Path, pointer: Pointer) -> bytes:
     buf = io.BytesIO()
     copy_verified(path, pointer, buf)
     return buf.getvalue()
+
+
+# -- objects pruned by `gdag gc` (gdag.retention) -------------------------------------
+
+PRUNED = "pruned.jsonl"  # in `.git/gdag/`: one JSON record per object pruned
+
+
+class ExpiredError(GdagError):
+    """A large value `gdag gc` pruned under a retention rule (exit status 3)."""
+
+
+def record_pruned(gdag_dir: Path, record: dict[str, object]) -> None:
+    """Add an object's record to the ledger, before it is deleted."""
+    import json
+
+    make_dirs(gdag_dir)
+    with open(gdag_dir / PRUNED, "a") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def pruned_record(gdag_dir: Path, oid: str) -> dict[str, object] | None:
+    """The ledger's record of object `oid`, if `gdag gc` pruned it."""
+    import json
+
+    try:
+        lines = (gdag_dir / PRUNED).read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a kill
+        if isinstance(record, dict) and record.get("oid") == oid:
+            return record
+    return None
+
+
+def check_pruned(gdag_dir: Path, pointer: Pointer) -> None:
+    """Refuse to read (or fetch again) an object missing here that `gdag gc` pruned."""
+    record = pruned_record(gdag_dir, pointer.oid)
+    if record is not None:
+        raise ExpiredError(
+            f"the value of {record.get('output')} v{record.get('version')} (offset "
+            f"{record.get('offset')}) expired under {record.get('rule')}: `gdag gc` pruned "
+            f"it on {record.get('pruned')}",
+            hint="its event stays in the log; its bytes are gone from this repository",
+        )

@@ -229,12 +229,14 @@ def resolve(
 ) -> tuple[lfs.Pointer, Path]:
     """A large value's pointer and the path of its object here, downloaded first when
     missing: from the fsspec store `values_remote` (`[values] remote`), else from the
-    LFS endpoint of the remote last synced with (else `origin`, else the only remote)."""
+    LFS endpoint of the remote last synced with (else `origin`, else the only remote).
+    One that `gdag gc` pruned is refused (`lfs.ExpiredError`), not fetched again."""
     from gdag.values import large_pointer
 
     pointer = large_pointer(store, entry)
     path = lfs.object_path(store.user_commondir, pointer.oid)
     if not lfs.has_object(store.user_commondir, pointer):
+        lfs.check_pruned(store.gdag_dir, pointer)  # gone by a retention rule: not fetched
         if values_remote is not None:
             _install_fetched(store, pointer, lambda out: FsStore(values_remote).get(pointer, out))
             return pointer, path

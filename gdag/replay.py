@@ -100,6 +100,13 @@ class Replay:
         events = [
             e for e in publish_events(live, tip, max(start, 1)) if stop is None or e.offset <= stop
         ]
+        from gdag.retention import check_replayable
+
+        check_replayable(  # a value gc pruned cannot be replayed: refuse before starting
+            self.store,
+            self.store.read_commit(base).tree,
+            ((self.store.read_commit(e.sha).tree, e.outputs[0]) for e in events),
+        )
         result = ReplayResult(live.name, start)
         if dry_run:
             for e in events:

@@ -52,7 +52,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         {"gdag.replay", "gdag.graphview", "gdag.doctor", "gdag.hooks", "gdag.hookqueue"}
         | {"gdag.hookevents"}
         | {"gdag.watch", "gdag.schedule", "gdag.maintenance", "gdag.freshness"}
-        | {"gdag.metrics", "gdag.serve", "gdag.servepage"},
+        | {"gdag.metrics", "gdag.serve", "gdag.servepage", "gdag.retention"},
     ),
     ("output", {"gdag.output", "gdag.render", "gdag.progress"}),
     ("api", {"gdag.api"}),

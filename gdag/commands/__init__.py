@@ -167,6 +167,9 @@ COMMANDS: dict[str, Entry] = {
         "doctor",
         "Check gdag's store (objects, logs, leftovers of killed processes); repair what is safe.",
     ),
+    "gc": _entry(
+        "gc", "Prune the stored bytes of large values past the retention rules; keep the log."
+    ),
     "check": _entry(
         "check", "Compile the definition and report problems; change nothing in the log."
     ),
