@@ -469,18 +469,69 @@ def test_a_job_that_leaves_the_machine_carries_large_inputs(repo: Path) -> None:
     fsck(repo)
 
 
-def test_values_remote_keeps_large_values_in_an_fsspec_store(tmp_path: Path) -> None:
-    """For hosts without LFS: `[values] remote` names any fsspec store (here file://);
-    the log goes to the git remote, past its size limit, the values to the store."""
+S3_SERVER = """
+import sys
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+server.start()
+host, port = server.get_host_and_port()
+with open(sys.argv[1], "w") as f:
+    f.write(f"http://{host}:{port}")
+server._thread.join()
+"""
+
+
+@pytest.fixture
+def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An S3 API on 127.0.0.1 (moto's server, in a process of its own) with a bucket;
+    gdag's processes reach it through the standard AWS environment variables."""
+    url_file = tmp_path / "s3-url"
+    proc = subprocess.Popen([sys.executable, "-c", S3_SERVER, str(url_file)])
+    try:
+        endpoint = wait_for(url_file)
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_S3": endpoint,
+        }.items():
+            monkeypatch.setenv(key, value)
+        import fsspec
+
+        fsspec.filesystem("s3", endpoint_url=endpoint).mkdir("gdag-values")
+        yield endpoint
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+def read_store(url: str, key: str) -> bytes:
+    import fsspec
+
+    with fsspec.open(f"{url}/{key}", "rb") as f:
+        return f.read()
+
+
+@pytest.mark.parametrize("kind", ["file", "s3"])
+def test_values_remote_keeps_large_values_in_an_fsspec_store(
+    tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    """For hosts without LFS: `[values] remote` names any fsspec store (a directory, or
+    an S3 API on loopback); the log goes to the git remote, past its size limit, the
+    values to the store."""
+    if kind == "s3":
+        request.getfixturevalue("s3")
+        store_url = "s3://gdag-values/team/values"
+    else:
+        store_url = f"file://{tmp_path / 'values'}"
     remote = bare_remote(tmp_path)
-    values = tmp_path / "values"
     repo = tmp_path / "repo"
     assert gdag("init", "-C", str(repo), cwd=tmp_path).returncode == 0
     define(repo, DEFINITION)
     text = (
         (repo / "gdag.toml")
         .read_text()
-        .replace('large = "512KiB"', f'large = "512KiB"\nremote = "file://{values}"')
+        .replace('large = "512KiB"', f'large = "512KiB"\nremote = "{store_url}"')
     )
     (repo / "gdag.toml").write_text(text)
     git("add", "gdag.toml", cwd=repo)
@@ -491,7 +542,7 @@ def test_values_remote_keeps_large_values_in_an_fsspec_store(tmp_path: Path) -> 
     r = gdag("sync", "origin", cwd=repo)
     assert r.returncode == 0, r.stderr
     oid = __import__("hashlib").sha256(a).hexdigest()
-    assert (values / oid[:2] / oid[2:4] / oid).read_bytes() == a
+    assert read_store(store_url, f"{oid[:2]}/{oid[2:4]}/{oid}") == a
     assert not (remote / "lfs").exists()  # nothing went to the git remote's LFS store
 
     clone = tmp_path / "clone"
