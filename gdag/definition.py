@@ -331,7 +331,9 @@ def compile_definition(src: Source, load_python: bool = True, digest: Digests | 
     if not isinstance(store.get("auto_pack", True), bool):
         raise DefinitionError(f"{where}: [store] auto_pack must be true or false")
     values = toml.get("values", {})
-    _no_unknown(values, {"large", "remote"}, where, "[values]")
+    _no_unknown(values, {"large", "remote", "cache"}, where, "[values]")
+    if "cache" in values:  # a local limit, not part of what runs: checked, not compiled
+        _size(values["cache"], where, "[values] cache")
     if "large" in values:
         doc.setdefault("values", {})["large"] = _size(values["large"], where, "[values] large")
     if "remote" in values:

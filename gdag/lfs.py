@@ -236,3 +236,65 @@ def check_pruned(gdag_dir: Path, pointer: Pointer) -> None:
             f"it on {record.get('pruned')}",
             hint="its event stays in the log; its bytes are gone from this repository",
         )
+
+
+# -- the local cache of objects a remote holds ([values] cache, gdag.maintenance) ----
+
+HELD = "lfs-held"  # in `.git/gdag/`: ids of objects the remote holds (pushed or fetched)
+# Stores whose LFS store grew in this process: `gdag.main` trims them when it ends.
+GREW: dict[str, object] = {}
+
+
+def note_held(gdag_dir: Path, oids: list[str]) -> None:
+    """Remember that the remote holds `oids` (sent there, or fetched from there): only
+    such objects may be evicted from the local cache."""
+    if not oids:
+        return
+    make_dirs(gdag_dir)
+    with open(gdag_dir / HELD, "a") as f:
+        f.writelines(oid + "\n" for oid in oids)
+
+
+def held(gdag_dir: Path) -> set[str]:
+    try:
+        text = (gdag_dir / HELD).read_text()
+    except FileNotFoundError:
+        return set()
+    return {line for line in text.split("\n") if len(line) == 64}
+
+
+def mark_used(path: Path) -> None:
+    """A read of the object: its modification time orders the cache (least recently
+    used first), as access times are not kept on most mounts."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass  # a read-only store: the order is by write time there
+
+
+def trim(common_dir: Path, gdag_dir: Path, limit: int) -> tuple[int, int]:
+    """Evict the least recently used objects the remote holds until the local store is
+    at most `limit` bytes (objects the remote may not hold are never evicted); (objects
+    evicted, bytes freed)."""
+    found = []
+    total = 0
+    for path in (lfs_dir(common_dir) / "objects").glob("??/??/*"):
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        total += st.st_size
+        found.append((st.st_mtime, path.name, path, st.st_size))
+    if total <= limit:
+        return 0, 0
+    remote_has = held(gdag_dir)
+    count = freed = 0
+    for _, name, path, size in sorted(found):
+        if total <= limit:
+            break
+        if name not in remote_has:
+            continue
+        path.unlink(missing_ok=True)
+        total -= size
+        count, freed = count + 1, freed + size
+    return count, freed

@@ -184,6 +184,18 @@ def upload(
     cannot be sent."""
     if not pointers:
         return 0
+    sent = _upload(store, remote, pointers, start, values_remote)
+    lfs.note_held(store.gdag_dir, [p.oid for p in pointers])  # each is there now
+    return sent
+
+
+def _upload(
+    store: Store,
+    remote: str,
+    pointers: list[lfs.Pointer],
+    start: str | None,
+    values_remote: str | None,
+) -> int:
     if values_remote is not None:
         return FsStore(values_remote).put(store, pointers)
     where = endpoint(store, remote, upload=True, start=start)
@@ -244,6 +256,8 @@ def resolve(
         if remote is None:
             raise lfs.MissingObjectError(pointer)
         download(store, remote, pointer)
+    else:
+        lfs.mark_used(path)
     return pointer, path
 
 
@@ -294,6 +308,8 @@ def _install_fetched(store: Store, pointer: lfs.Pointer, fetch: Any) -> None:
         with os.fdopen(fd, "wb") as out:
             fetch(out)
         lfs.install(common, tmp, pointer)
+        lfs.note_held(store.gdag_dir, [pointer.oid])  # it came from there
+        lfs.GREW[str(common)] = store
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

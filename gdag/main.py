@@ -232,10 +232,12 @@ def entry() -> int:
 
 
 def _maintain() -> None:
-    """After a command that wrote objects: pack in the background when git would."""
+    """After a command that wrote objects: pack in the background when git would; after
+    one that wrote or fetched large values, keep them within `[values] cache`."""
     repo = sys.modules.get("gdag.repo")
-    if repo is None or not repo.WROTE:
+    if repo is None:
         return
+    lfs = sys.modules.get("gdag.lfs")
     try:
         due = [store for store in repo.WROTE.values() if store.past_gc_auto()]
         repo.WROTE.clear()
@@ -243,6 +245,12 @@ def _maintain() -> None:
             from gdag.maintenance import after_command
 
             after_command(due)
+        if lfs is not None and lfs.GREW:
+            from gdag.maintenance import trim_large
+
+            grew = list(lfs.GREW.values())
+            lfs.GREW.clear()
+            trim_large(grew)
     except (Exception, KeyboardInterrupt):  # maintenance never changes how it ended
         pass
 

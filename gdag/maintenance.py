@@ -67,8 +67,9 @@ def too_many_loose(store: Store) -> bool:
     return store.past_gc_auto()
 
 
-def auto_pack(store: Store) -> bool:
-    """`[store] auto_pack` of the repository's definition (default true)."""
+def _table(store: Store, name: str) -> dict:
+    """A table of the repository's definition, read without compiling it ({} when the
+    definition is broken: the commands that compile it report that)."""
     from gdag import definition
 
     try:
@@ -77,10 +78,38 @@ def auto_pack(store: Store) -> bool:
             if store.workdir is None
             else definition.read_source(store.workdir)
         )
-        table = definition.parse_source(src).get("store", {})
-    except Exception:  # a broken definition is reported by the commands that compile it
-        return True
-    return table.get("auto_pack", True) is not False if isinstance(table, dict) else True
+        table = definition.parse_source(src).get(name, {})
+    except Exception:
+        return {}
+    return table if isinstance(table, dict) else {}
+
+
+def auto_pack(store: Store) -> bool:
+    """`[store] auto_pack` of the repository's definition (default true)."""
+    return _table(store, "store").get("auto_pack", True) is not False
+
+
+def values_cache(store: Store) -> int | None:
+    """`[values] cache` of the repository's definition: the most bytes of large values
+    kept here (None: no limit)."""
+    from gdag.definition import parse_size
+
+    text = _table(store, "values").get("cache")
+    return None if text is None else parse_size(text)
+
+
+def trim_large(stores: list[Store]) -> None:
+    """After large values were written or fetched: evict the least recently used ones
+    that the remote holds, down to `[values] cache` (`lfs.trim`)."""
+    from gdag import lfs
+
+    for store in stores:
+        try:
+            limit = values_cache(store)
+            if limit is not None:
+                lfs.trim(store.user_commondir, store.gdag_dir, limit)
+        except Exception:  # maintenance never fails the command that wrote
+            continue
 
 
 def after_round() -> None:
@@ -93,6 +122,11 @@ def after_round() -> None:
     for store in stores:
         store.objects.on_first_write = store.note_write
     after_command([s for s in stores if s.past_gc_auto()])
+    lfs = sys.modules.get("gdag.lfs")
+    if lfs is not None and lfs.GREW:
+        grew = list(lfs.GREW.values())
+        lfs.GREW.clear()
+        trim_large(grew)  # type: ignore[arg-type]
 
 
 def after_command(stores: list[Store]) -> None:

@@ -73,6 +73,7 @@ def blob_from_open(store: Store, f: IO[bytes], size: int, large: int) -> tuple[E
         from gdag import lfs
 
         pointer = lfs.write_object(store.user_commondir, f, size)
+        lfs.GREW[str(store.user_commondir)] = store
         return Entry(MODE_BLOB, store.write_blob(pointer.to_bytes())), size, LFS
     return Entry(MODE_BLOB, store.write_blob_stream(f, size)), size, BLOB
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
@@ -368,6 +369,41 @@ def test_a_path_remote_keeps_large_values_in_its_lfs_directory(tmp_path: Path) -
     r = gdag("lookup", "big", "-C", "clone", cwd=tmp_path)  # fetched, from anywhere
     assert r.returncode == 0 and r.stdout == a, r.stderr
     fsck(clone)
+
+
+def test_the_cache_evicts_least_recently_used_values_the_remote_holds(tmp_path: Path) -> None:
+    """`[values] cache = "3MiB"`: past it, the least recently used objects that the
+    remote holds (pushed, or fetched from it) go; unpushed ones never do; a lookup marks
+    its value used, and an evicted value is fetched again when read."""
+    remote = tmp_path / "plain.git"
+    git("init", "-q", "--bare", str(remote), cwd=tmp_path)
+    repo = tmp_path / "repo"
+    assert gdag("init", "-C", str(repo), cwd=tmp_path).returncode == 0
+    define(repo, '[values]\nlarge = "512KiB"\ncache = "3MiB"\n')
+    objects = repo / ".git" / "lfs" / "objects"
+
+    def here() -> set[int]:
+        names = {p.name for p in objects.rglob("*/*/*")}
+        return {i for i, data in enumerate(values) if sha256(data).hexdigest() in names}
+
+    values = [publish_big(repo, tmp_path, f"v{i}", MiB) for i in range(4)]
+    assert here() == {0, 1, 2, 3}  # 4 MiB, but the remote holds none of them
+    assert gdag("sync", str(remote), cwd=repo).returncode == 0
+    assert lookup(repo, "v0") == values[0]  # v0 used now
+    values.append(publish_big(repo, tmp_path, "v4", MiB))  # 5 MiB: v1 and v2 go
+    assert here() == {0, 3, 4}
+    assert lookup(repo, "v1") == values[1]  # fetched again; v3 (least used) goes
+    assert here() == {0, 1, 4}
+    for i, data in enumerate(values):
+        assert lookup(repo, f"v{i}") == data
+    fsck(repo)
+
+
+@pytest.mark.parametrize("size", ["big", "-1"])
+def test_a_bad_cache_size_is_refused(repo: Path, size: str) -> None:
+    define(repo, f'[values]\ncache = "{size}"\n')
+    r = gdag("check", cwd=repo)
+    assert r.returncode == 3 and "[values] cache must be a size" in r.stderr, r.stderr
 
 
 def test_small_publish_and_lookup_import_no_lfs_code(repo: Path) -> None:
