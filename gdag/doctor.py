@@ -9,6 +9,7 @@ what to do, never "fixed" by guessing.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -161,11 +162,27 @@ def _leftovers(store: Store) -> tuple[int, int]:
 
 
 def _lfs_tmp(store: Store) -> list[Path]:
-    if not (store.user_commondir / "lfs").is_dir():
-        return []
-    from gdag import lfs
+    """Large values half written by killed writers, and the input files a killed run
+    spilled for its jobs (`execute.spill_dir`) whose session is gone."""
+    now = store.objects.clock.time()
+    found = []
+    if (store.user_commondir / "lfs").is_dir():
+        from gdag import lfs
 
-    return lfs.leftover_tmp(store.user_commondir, TMP_AGE, store.objects.clock.time())
+        found += lfs.leftover_tmp(store.user_commondir, TMP_AGE, now)
+    spilled = store.gdag_dir / "inputs"
+    if spilled.is_dir():
+        live = {ref.rpartition("/")[2] for ref in store.list_refs("refs/gdag/sessions/")}
+        for session in spilled.iterdir():
+            if session.name in live:
+                continue
+            for path in session.iterdir():
+                try:
+                    if now - path.stat().st_mtime > TMP_AGE:
+                        found.append(path)
+                except FileNotFoundError:
+                    continue
+    return found
 
 
 WORK_LOG = re.compile(r"\.(replay|sync)-([0-9a-f]+)-")
@@ -245,6 +262,8 @@ def _examine(ws: Workspace, repair: bool) -> list[Finding]:
         store.sweep(tmp_age=TMP_AGE)
         for path in _lfs_tmp(store):
             path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a spilled session's emptied directory
+                path.parent.rmdir()
         findings.append(
             Finding(
                 "repaired",

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from hashlib import sha256
 from pathlib import Path
@@ -502,6 +503,72 @@ def test_a_job_that_leaves_the_machine_carries_large_inputs(repo: Path) -> None:
     r = gdag("run", "--cluster", "local:1", cwd=repo, timeout=120)
     assert r.returncode == 0, r.stderr
     assert lookup(repo, "copy") == data and lookup(repo, "n") == b"65536\n"
+    fsck(repo)
+
+
+def test_a_large_git_blob_input_reaches_nodes_as_a_file_and_leaves_nothing(
+    repo: Path, tmp_path: Path
+) -> None:
+    """`large = 0`: a 6 MiB value is a git blob; a local job gets it as a file written a
+    chunk at a time under .git/gdag/inputs/<session>/ (removed when the job ends), and
+    both kinds of node read it byte for byte. A run killed mid-job leaves its file,
+    which `gdag doctor --repair` removes once the session is settled and it is old."""
+    gate = tmp_path / "gate"
+    (repo / "fns.py").write_text(
+        "import hashlib\n\ndef digest(x: bytes) -> str:\n    return hashlib.sha256(x).hexdigest()\n"
+    )
+    define(
+        repo,
+        f"""
+        [values]
+        large = 0
+        [nodes.copy]
+        run = 'cat "$GDAG_IN_X" > "$GDAG_OUT/copy"'
+        inputs = {{ x = "big" }}
+        publishes = ["copy"]
+        [nodes.digest]
+        python = "fns:digest"
+        inputs = {{ x = "big" }}
+        publishes = ["sha"]
+        [nodes.stuck]
+        run = 'while [ ! -e {gate} ]; do sleep 0.05; done; echo done > "$GDAG_OUT/late"'
+        inputs = {{ x = "big" }}
+        publishes = ["late"]
+        """,
+    )
+    data = os.urandom(6 * MiB)
+    assert gdag("publish", "big", "-", "--no-run", cwd=repo, input=data).returncode == 0
+    r = gdag("run", "copy", "digest", cwd=repo, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert lookup(repo, "copy") == data
+    assert lookup(repo, "sha").strip() == sha256(data).hexdigest().encode()
+    spilled = repo / ".git" / "gdag" / "inputs"
+    assert not spilled.exists() or not list(spilled.iterdir())
+
+    run = subprocess.Popen(
+        [sys.executable, "-m", "gdag", "run", "stuck"], cwd=repo, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (spilled.exists() and list(spilled.glob("*/*"))):
+            assert time.monotonic() < deadline and run.poll() is None, "no input was spilled"
+            time.sleep(0.05)
+        (left,) = spilled.glob("*/*")
+        assert left.read_bytes() == data
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+    assert gdag("doctor", "--repair", cwd=repo).returncode == 0  # settles the dead session
+    assert left.exists()  # young: a run may still be starting its job
+    old = time.time() - 3600
+    os.utime(left, (old, old))
+    r = gdag("doctor", cwd=repo)
+    assert "old temporary objects left by killed processes" in r.stderr, r.stderr
+    assert gdag("doctor", "--repair", cwd=repo).returncode == 0
+    assert not left.exists() and not left.parent.exists()
+    gate.touch()
+    assert gdag("run", "stuck", cwd=repo, timeout=120).returncode == 0
+    assert lookup(repo, "late") == b"done\n"
     fsck(repo)
 
 
