@@ -247,6 +247,11 @@ class ObjectStore:
             os.unlink(tmp)
             return
         os.chmod(tmp, 0o444)
+        try:  # the fan-out directory is there nearly always: no mkdir first
+            os.replace(tmp, final)
+            return
+        except FileNotFoundError:
+            pass
         backoff = Backoff(RACE, f"writing object {sha.decode()} under {self.path}")
         while True:
             make_dirs(final.parent)
