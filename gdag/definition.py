@@ -332,8 +332,13 @@ def compile_definition(src: Source, load_python: bool = True, digest: Digests | 
         raise DefinitionError(f"{where}: [store] auto_pack must be true or false")
     values = toml.get("values", {})
     _no_unknown(values, {"large", "remote", "cache"}, where, "[values]")
-    if "cache" in values:  # a local limit, not part of what runs: checked, not compiled
-        _size(values["cache"], where, "[values] cache")
+    if "cache" in values and parse_size(values["cache"]) is None:
+        # A local limit, not part of what runs: checked here, not compiled.
+        raise DefinitionError(
+            f'{where}: [values] cache must be a size such as "10GiB", not {values["cache"]!r}',
+            hint="units are B, KiB, MiB, GiB and TiB (powers of 1024); 0 keeps no synced "
+            "large value here",
+        )
     if "large" in values:
         doc.setdefault("values", {})["large"] = _size(values["large"], where, "[values] large")
     if "remote" in values:

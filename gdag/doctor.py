@@ -176,7 +176,11 @@ def _lfs_tmp(store: Store) -> list[Path]:
         for session in spilled.iterdir():
             if session.name in live:
                 continue
-            for path in session.iterdir():
+            try:  # a job that ends removes its directory at any moment
+                paths = list(session.iterdir())
+            except OSError:
+                continue
+            for path in paths:
                 try:
                     if now - path.stat().st_mtime > TMP_AGE:
                         found.append(path)
@@ -260,10 +264,12 @@ def _examine(ws: Workspace, repair: bool) -> list[Finding]:
     locks, tmp = _leftovers(store)
     if repair and (locks or tmp):
         store.sweep(tmp_age=TMP_AGE)
+        spilled = store.gdag_dir / "inputs"
         for path in _lfs_tmp(store):
             path.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):  # a spilled session's emptied directory
-                path.parent.rmdir()
+            if path.parent.parent == spilled:
+                with contextlib.suppress(OSError):  # a spilled session's emptied directory
+                    path.parent.rmdir()
         findings.append(
             Finding(
                 "repaired",

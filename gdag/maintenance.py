@@ -214,9 +214,10 @@ def repack(store: Store) -> gitcmd.Result:
     limit = read_all(store.user_commondir, store.user_gitdir).get_int(
         "gc.autopacklimit", AUTO_PACK_LIMIT
     )
-    # As git: more than the limit, kept ones aside. Not beside a multi-pack-index (git's
-    # own maintenance writes one), which would name the packs deleted later.
-    whole = 0 < limit < len(packs) and not (pack_dir / "multi-pack-index").exists()
+    # At half git's limit (kept ones aside): the retired packs and the new one then stay
+    # within it, so the user's `git gc --auto` is not set off by them. Not beside a
+    # multi-pack-index (git's own maintenance writes one), which names packs.
+    whole = 0 < limit // 2 < len(packs) and not (pack_dir / "multi-pack-index").exists()
     ids = store.gdag_dir / IDS
     try:
         with open(ids, "w") as out:
@@ -319,10 +320,10 @@ def delete_retired(store: Store) -> None:
     """Delete the packs retired more than RETIRE_AFTER seconds ago (index first, so no
     reader finds an index without its pack) and rewrite the list without them."""
     retired = read_retired(store)
-    if not retired:
-        return
-    now = store.objects.clock.time()
     pack_dir = store.objects.path / "pack"
+    if not retired or (pack_dir / "multi-pack-index").exists():
+        return  # a multi-pack-index (written since) may name them: git's gc removes them
+    now = store.objects.clock.time()
     keep = {}
     for name, when in retired.items():
         if now - when < RETIRE_AFTER:

@@ -250,8 +250,8 @@ class ObjectStore:
         try:  # the fan-out directory is there nearly always: no mkdir first
             os.replace(tmp, final)
             return
-        except FileNotFoundError:
-            pass
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # made (or a file in its way named) below
         backoff = Backoff(RACE, f"writing object {sha.decode()} under {self.path}")
         while True:
             make_dirs(final.parent)

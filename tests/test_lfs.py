@@ -708,3 +708,8 @@ def test_doctor_clears_what_a_killed_writer_left_in_lfs_tmp(repo: Path) -> None:
     r = gdag("doctor", "--repair", cwd=repo)
     assert r.returncode == 0, r.stderr
     assert not old.exists() and fresh.exists()
+    fresh.unlink()
+    old.write_bytes(b"the last leftover")
+    os.utime(old, (1, 1))
+    assert gdag("doctor", "--repair", cwd=repo).returncode == 0
+    assert not old.exists() and tmp.is_dir()  # the directory stays: writers are using it

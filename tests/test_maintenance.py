@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import define, fanout_17_values, fsck, gdag, git
+from conftest import blob_id, define, fanout_17_values, fsck, gdag, git
 
 from gdag.maintenance import gc_auto, loose_sample
 from gdag.repo import Store
@@ -204,7 +204,7 @@ def test_packing_deletes_no_pack_a_reader_may_have_listed(repo: Path) -> None:
     a kept pack is never replaced. Nothing is lost at any step (lookups, fsck)."""
     from gdag import maintenance
 
-    git("config", "gc.autoPackLimit", "2", cwd=repo)
+    git("config", "gc.autoPackLimit", "4", cwd=repo)  # one pack of all past 2 of ours
     git("config", "gc.auto", "0", cwd=repo)  # only the packing this test does
     store = Store.find(repo)
     stray = git_input(repo, "nothing refers to me\n", "hash-object", "-w", "--stdin")
@@ -249,3 +249,44 @@ def test_packing_deletes_no_pack_a_reader_may_have_listed(repo: Path) -> None:
     for sha in (stray, kept):
         git("cat-file", "-e", sha, cwd=repo)
     fsck(repo)
+
+
+def test_no_retired_pack_is_deleted_beside_a_multi_pack_index(repo: Path) -> None:
+    """git's maintenance may write a multi-pack-index naming the retired packs:
+    deleting them would break git's lookups, so they stay (git's repack removes them)."""
+    from gdag import maintenance
+
+    git("config", "gc.autoPackLimit", "4", cwd=repo)
+    git("config", "gc.auto", "0", cwd=repo)
+    store = Store.find(repo)
+    for i in range(4):  # the fourth round packs everything and retires three packs
+        assert gdag("publish", f"v/{i}", f"value {i}", "--no-run", cwd=repo).returncode == 0
+        with maintenance.pack_lock(store):
+            assert maintenance.repack(store).ok
+    retired = repo / ".git" / "gdag" / "pack.retired"
+    listed = retired.read_text().splitlines()
+    assert len(listed) == 3
+    git("multi-pack-index", "write", cwd=repo)
+    retired.write_text("".join(f"0 {line.split()[1]}\n" for line in listed))  # long ago
+    assert gdag("publish", "v/4", "value 4", "--no-run", cwd=repo).returncode == 0
+    with maintenance.pack_lock(store):
+        assert maintenance.repack(store).ok
+    assert {line.split()[1] for line in listed} <= pack_names(repo)
+    git("rev-list", "--objects", "--all", cwd=repo)
+    fsck(repo)
+    for i in range(5):
+        assert gdag("lookup", f"v/{i}", cwd=repo).stdout == f"value {i}".encode()
+
+
+def test_a_file_in_place_of_a_fan_out_directory_is_named(repo: Path) -> None:
+    data = b"a value whose object goes in a blocked directory"
+    fan = repo / ".git" / "objects" / blob_id(data)[:2]
+    if fan.exists():
+        for f in fan.iterdir():
+            f.chmod(0o644)
+            f.unlink()
+        fan.rmdir()
+    fan.write_text("not a directory")
+    r = gdag("publish", "x", "-", "--no-run", cwd=repo, input=data)
+    assert r.returncode == 3 and "is in the way of gdag's files" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
