@@ -216,7 +216,7 @@ def _job_value(
         from gdag import lfs
         from gdag.lfsclient import resolve
 
-        pointer, path = resolve(store, iv.entry, values_remote)
+        pointer, path = resolve(store, iv.entry, values_remote, (iv.name, iv.version))
         if ship:
             data = lfs.read_verified(path, pointer)
             return Value(iv.name, iv.version, str(iv.type), data=data)

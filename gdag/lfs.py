@@ -16,7 +16,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from gdag.dirs import make_dirs
 from gdag.errors import GdagError, StoreError
@@ -119,6 +119,7 @@ def install(common_dir: Path, tmp: str, pointer: Pointer) -> None:
     final = object_path(common_dir, pointer.oid)
     if has_object(common_dir, pointer):
         os.unlink(tmp)
+        mark_used(final)  # written again: `gdag gc` and the cache keep it
         return
     make_dirs(final.parent)
     os.chmod(tmp, 0o444)
@@ -208,34 +209,44 @@ def record_pruned(gdag_dir: Path, record: dict[str, object]) -> None:
         f.write(json.dumps(record, sort_keys=True) + "\n")
 
 
-def pruned_record(gdag_dir: Path, oid: str) -> dict[str, object] | None:
-    """The ledger's record of object `oid`, if `gdag gc` pruned it."""
+def pruned_records(gdag_dir: Path, oid: str) -> list[dict[str, Any]]:
+    """The ledger's records of object `oid` (`gdag gc` pruned it), oldest first: the
+    same bytes may be published again and pruned again later."""
     import json
 
     try:
         lines = (gdag_dir / PRUNED).read_text().splitlines()
     except FileNotFoundError:
-        return None
-    for line in reversed(lines):
+        return []
+    found = []
+    for line in lines:
+        if oid not in line:
+            continue
         try:
             record = json.loads(line)
         except ValueError:
             continue  # a line cut short by a kill
         if isinstance(record, dict) and record.get("oid") == oid:
-            return record
-    return None
+            found.append(record)
+    return found
 
 
-def check_pruned(gdag_dir: Path, pointer: Pointer) -> None:
-    """Refuse to read (or fetch again) an object missing here that `gdag gc` pruned."""
-    record = pruned_record(gdag_dir, pointer.oid)
-    if record is not None:
-        raise ExpiredError(
-            f"the value of {record.get('output')} v{record.get('version')} (offset "
-            f"{record.get('offset')}) expired under {record.get('rule')}: `gdag gc` pruned "
-            f"it on {record.get('pruned')}",
-            hint="its event stays in the log; its bytes are gone from this repository",
+def check_pruned(gdag_dir: Path, pointer: Pointer, value: tuple[str, int]) -> None:
+    """Refuse to read (or fetch again) version `value` (output, version) of a large value
+    whose object is missing here when `gdag gc` pruned that version. The same bytes as
+    another version (published again later, or under another output) are not refused."""
+    ref = f"{value[0]}@{value[1]}"
+    for record in pruned_records(gdag_dir, pointer.oid):
+        refs = record.get("refs")
+        named = (
+            refs if isinstance(refs, list) else [f"{record.get('output')}@{record.get('version')}"]
         )
+        if ref in named:
+            raise ExpiredError(
+                f"the value of {value[0]} v{value[1]} expired under {record.get('rule')}: "
+                f"`gdag gc` pruned it on {record.get('pruned')}",
+                hint="its event stays in the log; its bytes are gone from this repository",
+            )
 
 
 # -- the local cache of objects a remote holds ([values] cache, gdag.maintenance) ----

@@ -146,7 +146,8 @@ def _local_lfs_dir(path: Path) -> Path:
 
 def pointers_to_push(store: Store, new: bytes, have: Iterable[bytes]) -> list[lfs.Pointer]:
     """The LFS pointers held by the values of commits reachable from `new` and not from
-    `have`, whose objects are here (what is missing here came from elsewhere)."""
+    `have`, whose objects are here or were (evicted by `[values] cache`); what was
+    never here came from elsewhere."""
     names = {layout.value.decode() for layout in LAYOUTS.values()}
     args = ["rev-list", "--objects", new.decode(), "--not", *(h.decode() for h in have)]
     listed = gitcmd.run(args, git_dir=store.gitdir, what="listing the values to push")
@@ -163,13 +164,38 @@ def pointers_to_push(store: Store, new: bytes, have: Iterable[bytes]) -> list[lf
         input="\n".join(values) + "\n",
     )
     found: dict[str, lfs.Pointer] = {}
+    evicted = None
     for line in checked.stdout.splitlines():
         sha, kind, size = (line.split(" ") + ["", ""])[:3]
         if kind == "blob" and size.isdigit() and int(size) <= lfs.MAX_POINTER:
             pointer = lfs.parse_pointer(store.read_blob(sha.encode()))
-            if pointer is not None and lfs.has_object(store.user_commondir, pointer):
+            if pointer is None:
+                continue
+            if lfs.has_object(store.user_commondir, pointer):
+                found[pointer.oid] = pointer
+                continue
+            # Not here, but it was ([values] cache evicted it): another remote holds it,
+            # which may not be the one pushed to. `fetch_back` brings it first.
+            evicted = lfs.held(store.gdag_dir) if evicted is None else evicted
+            if pointer.oid in evicted:
                 found[pointer.oid] = pointer
     return sorted(found.values(), key=lambda p: p.oid)
+
+
+def fetch_back(store: Store, pointers: list[lfs.Pointer], values_remote: str | None) -> None:
+    """Fetch the objects of `pointers` missing here (evicted by `[values] cache`) from
+    where they were kept, so that a push to another remote can send them."""
+    for pointer in pointers:
+        if lfs.has_object(store.user_commondir, pointer):
+            continue
+        if values_remote is not None:
+            store_ = FsStore(values_remote)
+            _install_fetched(store, pointer, lambda out, s=store_, p=pointer: s.get(p, out))
+            continue
+        remote = default_remote(store)
+        if remote is None:
+            raise lfs.MissingObjectError(pointer)
+        download(store, remote, pointer)
 
 
 def upload(
@@ -237,18 +263,23 @@ def _copy_to_dir(store: Store, lfs_dir: Path, pointers: list[lfs.Pointer]) -> in
 
 
 def resolve(
-    store: Store, entry: Entry, values_remote: str | None = None
+    store: Store,
+    entry: Entry,
+    values_remote: str | None = None,
+    value: tuple[str, int] | None = None,
 ) -> tuple[lfs.Pointer, Path]:
     """A large value's pointer and the path of its object here, downloaded first when
     missing: from the fsspec store `values_remote` (`[values] remote`), else from the
     LFS endpoint of the remote last synced with (else `origin`, else the only remote).
-    One that `gdag gc` pruned is refused (`lfs.ExpiredError`), not fetched again."""
+    `value` (output, version) that `gdag gc` pruned is refused (`lfs.ExpiredError`), not
+    fetched again."""
     from gdag.values import large_pointer
 
     pointer = large_pointer(store, entry)
     path = lfs.object_path(store.user_commondir, pointer.oid)
     if not lfs.has_object(store.user_commondir, pointer):
-        lfs.check_pruned(store.gdag_dir, pointer)  # gone by a retention rule: not fetched
+        if value is not None:  # that version gone by a retention rule: not fetched
+            lfs.check_pruned(store.gdag_dir, pointer, value)
         if values_remote is not None:
             _install_fetched(store, pointer, lambda out: FsStore(values_remote).get(pointer, out))
             return pointer, path

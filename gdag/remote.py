@@ -176,6 +176,7 @@ class Remote:
         # The pushed log's own definition says where its large values go.
         dag = read_dag(self.store, self.store.read_commit(new).tree)
         where = dag.values_remote if dag is not None else None
+        lfsclient.fetch_back(self.store, pointers, where)
         sent = lfsclient.upload(self.store, self.given, pointers, self.start, where)
         self.uploaded += sent
         return sent

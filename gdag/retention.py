@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import calendar
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +61,8 @@ class Version:
 class Pruned:
     version: Version
     rule: str  # e.g. '[retention."raw/*"] keep_last = 10'
+    # Every version holding the same object ("output@version"), all let go.
+    refs: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         v = self.version
@@ -71,6 +73,7 @@ class Pruned:
             "oid": v.oid,
             "size": v.size,
             "rule": self.rule,
+            "refs": sorted(set(self.refs)),
         }
 
 
@@ -184,21 +187,58 @@ def plan(store: Store, dag: Dag | None, now: float | None = None) -> Plan:
     expired: dict[str, Pruned] = {}
     log = Log(store)
     for tip in chains(store):
+        owed = owed_versions(store, store.read_commit(tip).tree)
         for name, vs in versions(store, log, tip).items():
             rule = next((r for r in rules if matches(r["pattern"], name)), None)
             for i, v in enumerate(reversed(vs)):  # newest first: i versions are newer
-                if v.replaced is None or rule is None or _kept(rule, i, v, now, grace):
+                if (
+                    v.replaced is None
+                    or rule is None
+                    or _kept(rule, i, v, now, grace)
+                    or owed(name, v.version)
+                ):
                     if v.oid is not None:
                         keep.add(v.oid)
                 elif v.oid is None:
                     result.in_git += 1
-                elif v.oid not in expired:
-                    expired[v.oid] = Pruned(v, describe(rule))
+                else:
+                    expired.setdefault(v.oid, Pruned(v, describe(rule))).refs.append(
+                        f"{name}@{v.version}"
+                    )
     for oid in sorted(expired.keys() - keep):
         if lfs.object_path(store.user_commondir, oid).exists():  # not pruned already
             result.prune.append(expired[oid])
     result.prune.sort(key=lambda p: (p.version.output, p.version.version))
     return result
+
+
+def owed_versions(store: Store, root: bytes) -> Callable[[str, int], bool]:
+    """Which versions `each` nodes still have to process on the chain whose tip's tree is
+    `root`: those of their inputs newer than what their last session consumed, and the
+    events listed as failed, to be redone."""
+    from gdag.session import read_done, read_failed
+
+    dag = state.read_dag(store, root)
+    consumed: list[tuple[str, dict[str, Any]]] = []  # (input target, versions consumed)
+    failed: set[tuple[str, int]] = set()
+    for name, node in (dag.nodes if dag is not None else {}).items():
+        if node.mode != "each":
+            continue
+        done = read_done(store, root, name) or {}
+        for target in node.inputs.values():
+            consumed.append((target, done.get("inputs", {})))
+        for event in read_failed(store, root, name):
+            failed.update((n, int(v)) for n, v in event.get("inputs", {}).items())
+
+    def owed(output: str, version: int) -> bool:
+        if (output, version) in failed:
+            return True
+        return any(
+            (target == output or matches(target, output)) and version > int(seen.get(output, 0))
+            for target, seen in consumed
+        )
+
+    return owed
 
 
 def _kept(rule: dict[str, Any], newer: int, v: Version, now: float, grace: float) -> bool:
@@ -210,15 +250,21 @@ def _kept(rule: dict[str, Any], newer: int, v: Version, now: float, grace: float
     return "keep_for" in rule and now - v.replaced < rule["keep_for"]
 
 
-def prune(store: Store, chosen: Iterable[Pruned]) -> tuple[int, int]:
+def prune(store: Store, chosen: Iterable[Pruned], since: float | None = None) -> tuple[int, int]:
     """Delete the LFS objects of `chosen`, each recorded in the ledger first; (objects
-    deleted, bytes freed). An object already gone is not counted."""
+    deleted, bytes freed). An object already gone is not counted, nor one written or
+    read since `since` (when the plan was made: a publish of the same bytes meanwhile
+    finds the object there and only touches it)."""
     count = freed = 0
     now = clock.now()
+    since = time.time() if since is None else since
     for p in chosen:
         assert p.version.oid is not None
         obj = lfs.object_path(store.user_commondir, p.version.oid)
-        if not obj.exists():
+        try:
+            if obj.stat().st_mtime >= since:
+                continue  # published again meanwhile, or read: it may be current now
+        except FileNotFoundError:
             continue
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
         lfs.record_pruned(store.gdag_dir, {**p.to_json(), "pruned": when})
@@ -241,7 +287,7 @@ def check_replayable(store: Store, base: bytes, published: Iterable[tuple[bytes,
             if st is not None and st.meta.get("kind") == "lfs":
                 pointer = large_pointer(store, st.value)
                 if not lfs.has_object(store.user_commondir, pointer):
-                    lfs.check_pruned(store.gdag_dir, pointer)
+                    lfs.check_pruned(store.gdag_dir, pointer, (st.name, st.version))
 
     check(base, state.list_outputs(store, base))
     for root, name in published:

@@ -420,7 +420,9 @@ class Workspace:
         from gdag.lfsclient import resolve
 
         dag = read_dag(self.store, self.store.read_commit(self.log.require_tip()).tree)
-        return resolve(self.store, st.value, dag.values_remote if dag else None)
+        return resolve(
+            self.store, st.value, dag.values_remote if dag else None, (st.name, st.version)
+        )
 
     def value_bytes(self, st: state.OutputState) -> bytes:
         """A blob value's stored bytes, wherever it is kept (checked when it is LFS)."""

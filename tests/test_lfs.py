@@ -713,3 +713,26 @@ def test_doctor_clears_what_a_killed_writer_left_in_lfs_tmp(repo: Path) -> None:
     os.utime(old, (1, 1))
     assert gdag("doctor", "--repair", cwd=repo).returncode == 0
     assert not old.exists() and tmp.is_dir()  # the directory stays: writers are using it
+
+
+def test_a_push_to_another_remote_sends_values_the_cache_evicted(tmp_path: Path) -> None:
+    """Synced to A and evicted here, a value is fetched back from A and sent to B before
+    B takes the log: a pushed log never names a value its remote lacks."""
+    a_remote, b_remote = tmp_path / "A.git", tmp_path / "B.git"
+    for bare in (a_remote, b_remote):
+        git("init", "-q", "--bare", str(bare), cwd=tmp_path)
+    repo = tmp_path / "repo"
+    assert gdag("init", "-C", str(repo), cwd=tmp_path).returncode == 0
+    define(repo, '[values]\nlarge = "512KiB"\ncache = "1MiB"\n')
+    big = publish_big(repo, tmp_path, "big", MiB)
+    assert gdag("sync", str(a_remote), cwd=repo).returncode == 0
+    publish_big(repo, tmp_path, "other", MiB)  # past the cache: big (synced) is evicted
+    oid = sha256(big).hexdigest()
+    assert not (repo / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid).exists()
+    r = gdag("sync", str(b_remote), cwd=repo)
+    assert r.returncode == 0, r.stderr
+    clone = tmp_path / "clone"
+    git("init", "-q", str(clone), cwd=tmp_path)
+    assert gdag("sync", str(b_remote), cwd=clone).returncode == 0
+    assert lookup(clone, "big") == big
+    fsck(clone)

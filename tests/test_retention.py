@@ -218,3 +218,55 @@ def test_bad_rules_are_refused(repo: Path, toml: str, message: str) -> None:
     for cmd in (["check"], ["gc"]):
         r = gdag(*cmd, cwd=repo)
         assert r.returncode == 3 and message in r.stderr, r.stderr
+
+
+def test_the_same_bytes_published_again_are_not_refused(tmp_path: Path) -> None:
+    """gc pruned raw/a v1; v3 is the same bytes again. With its copy evicted by the
+    cache, reading v3 fetches it from the remote; reading v1 is still refused."""
+    remote = tmp_path / "plain.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    repo = tmp_path / "repo"
+    assert gdag("init", "-C", str(repo), cwd=tmp_path).returncode == 0
+    define(
+        repo,
+        LARGE + 'cache = "1KiB"\n[retention]\ngrace = "0s"\n[retention."raw/*"]\nkeep_last = 1\n',
+    )
+    a, _ = publish_versions(repo, "raw/a", 2)
+    assert gc(repo)["pruned"] == 1  # v1 (a) goes
+    (repo / "value.bin").write_bytes(a)
+    assert gdag("publish", "raw/a", "--file", str(repo / "value.bin"), cwd=repo).returncode == 0
+    assert gdag("sync", str(remote), cwd=repo).returncode == 0
+    publish_versions(repo, "other", 1)  # past the cache: the synced copy of a is evicted
+    assert gdag("lookup", "raw/a", cwd=repo).stdout == a
+    r = gdag("lookup", "raw/a", "--at", at_offsets(repo, "raw/a")[0], cwd=repo)
+    assert r.returncode == 3 and "raw/a v1 expired under" in r.stderr, r.stderr
+    fsck(repo)
+
+
+def test_events_an_each_node_still_owes_are_kept(repo: Path) -> None:
+    """Three photos published while nothing runs: an `each` node owes all three, so gc
+    keeps them however old; once processed, the rules apply."""
+    define(
+        repo,
+        LARGE
+        + """
+        [retention]
+        grace = "0s"
+        [retention."photos/*"]
+        keep_last = 1
+        [nodes.thumb]
+        run = 'mkdir -p "$GDAG_OUT/thumbs"; wc -c < "$GDAG_IN_P" > "$GDAG_OUT/thumbs/t$(cksum < "$GDAG_IN_P" | cut -d" " -f1)"'
+        inputs = { p = "photos/new" }
+        publishes = ["thumbs/*"]
+        mode = "each"
+        """,
+    )
+    publish_versions(repo, "photos/new", 3)
+    assert gc(repo, days=30)["prune"] == []
+    r = gdag("run", cwd=repo)
+    assert r.returncode == 0, r.stderr
+    assert len(gdag("lookup", "thumbs/*", cwd=repo).stdout.split()) == 3
+    assert {(p["output"], p["version"]) for p in gc(repo, days=30)["prune"]} == {
+        ("photos/new", 1),
+        ("photos/new", 2),
+    }

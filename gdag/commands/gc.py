@@ -18,16 +18,19 @@ SPEC = Spec(
 
 
 def run(*, dry_run: bool, json_out: bool, path: str | None, log: str | None) -> int:
+    import time
+
     from gdag import retention
     from gdag.workspace import Workspace
 
     ws = Workspace.open(path, log)
     tip = ws.log.require_tip()
     dag = ws.current_dag(tip, record=not dry_run)  # the rules pruned under are on the log
+    planned = time.time()
     plan = retention.plan(ws.store, dag)
     count = freed = 0
     if not dry_run:
-        count, freed = retention.prune(ws.store, plan.prune)
+        count, freed = retention.prune(ws.store, plan.prune, since=planned)
     if json_out:
         print_json(
             {

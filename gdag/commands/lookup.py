@@ -121,14 +121,11 @@ def _lookup_large(
     the definition in force, else the remote's LFS endpoint), its SHA-256 checked, raw
     bytes streamed (a typed value is decoded whole anyway)."""
     from gdag import lfs
-    from gdag.lfsclient import resolve
-    from gdag.state import read_dag
 
     store = ws.store
     if meta and not json_out and target is None:  # the metadata needs no bytes
         return _write(st, typ, b"", None, None, meta, json_out, store)
-    dag = read_dag(store, store.read_commit(ws.log.require_tip()).tree)
-    pointer, path = resolve(store, st.value, dag.values_remote if dag else None)
+    pointer, path = ws.large_object(st)
     if typ.is_raw and not (meta or json_out):
         if target is not None:
             with _replacing(target) as f:
