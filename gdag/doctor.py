@@ -157,11 +157,11 @@ def _check_logs(store: Store) -> list[Finding]:
 
 def _leftovers(store: Store) -> tuple[int, int]:
     """(stale ref locks, old temporary objects and large values) left by killed processes."""
-    tmp = len(store.objects.leftover_tmp(TMP_AGE)) + len(_lfs_tmp(store))
+    tmp = len(store.objects.leftover_tmp(TMP_AGE)) + len(_tmp_leftovers(store))
     return len(store.refs.stale_locks()), tmp
 
 
-def _lfs_tmp(store: Store) -> list[Path]:
+def _tmp_leftovers(store: Store) -> list[Path]:
     """Large values half written by killed writers, and the input files a killed run
     spilled for its jobs (`execute.spill_dir`) whose session is gone."""
     now = store.objects.clock.time()
@@ -170,7 +170,9 @@ def _lfs_tmp(store: Store) -> list[Path]:
         from gdag import lfs
 
         found += lfs.leftover_tmp(store.user_commondir, TMP_AGE, now)
-    spilled = store.gdag_dir / "inputs"
+    from gdag.execute import SPILL
+
+    spilled = store.gdag_dir / SPILL
     if spilled.is_dir():
         live = {ref.rpartition("/")[2] for ref in store.list_refs("refs/gdag/sessions/")}
         for session in spilled.iterdir():
@@ -264,8 +266,10 @@ def _examine(ws: Workspace, repair: bool) -> list[Finding]:
     locks, tmp = _leftovers(store)
     if repair and (locks or tmp):
         store.sweep(tmp_age=TMP_AGE)
-        spilled = store.gdag_dir / "inputs"
-        for path in _lfs_tmp(store):
+        from gdag.execute import SPILL
+
+        spilled = store.gdag_dir / SPILL
+        for path in _tmp_leftovers(store):
             path.unlink(missing_ok=True)
             if path.parent.parent == spilled:
                 with contextlib.suppress(OSError):  # a spilled session's emptied directory

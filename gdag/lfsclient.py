@@ -186,16 +186,8 @@ def fetch_back(store: Store, pointers: list[lfs.Pointer], values_remote: str | N
     """Fetch the objects of `pointers` missing here (evicted by `[values] cache`) from
     where they were kept, so that a push to another remote can send them."""
     for pointer in pointers:
-        if lfs.has_object(store.user_commondir, pointer):
-            continue
-        if values_remote is not None:
-            store_ = FsStore(values_remote)
-            _install_fetched(store, pointer, lambda out, s=store_, p=pointer: s.get(p, out))
-            continue
-        remote = default_remote(store)
-        if remote is None:
-            raise lfs.MissingObjectError(pointer)
-        download(store, remote, pointer)
+        if not lfs.has_object(store.user_commondir, pointer):
+            fetch(store, pointer, values_remote)
 
 
 def upload(
@@ -280,16 +272,22 @@ def resolve(
     if not lfs.has_object(store.user_commondir, pointer):
         if value is not None:  # that version gone by a retention rule: not fetched
             lfs.check_pruned(store.gdag_dir, pointer, value)
-        if values_remote is not None:
-            _install_fetched(store, pointer, lambda out: FsStore(values_remote).get(pointer, out))
-            return pointer, path
-        remote = default_remote(store)
-        if remote is None:
-            raise lfs.MissingObjectError(pointer)
-        download(store, remote, pointer)
+        fetch(store, pointer, values_remote)
     else:
         lfs.mark_used(path)
     return pointer, path
+
+
+def fetch(store: Store, pointer: lfs.Pointer, values_remote: str | None) -> None:
+    """Download one object here: from the fsspec store `values_remote`, else from the
+    LFS endpoint of the remote last synced with (else `origin`, else the only remote)."""
+    if values_remote is not None:
+        _install_fetched(store, pointer, lambda out: FsStore(values_remote).get(pointer, out))
+        return
+    remote = default_remote(store)
+    if remote is None:
+        raise lfs.MissingObjectError(pointer)
+    download(store, remote, pointer)
 
 
 def remember_remote(store: Store, remote: str) -> None:

@@ -246,11 +246,9 @@ def _maintain() -> None:
 
             after_command(due)
         if lfs is not None and lfs.GREW:
-            from gdag.maintenance import trim_large
+            from gdag.maintenance import trim_grown
 
-            grew = list(lfs.GREW.values())
-            lfs.GREW.clear()
-            trim_large(grew)
+            trim_grown()
     except (Exception, KeyboardInterrupt):  # maintenance never changes how it ended
         pass
 

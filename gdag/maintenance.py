@@ -12,12 +12,13 @@ Packing never takes a file away from a process reading the store. Every loose
 object (reachable or not: an object in flight is not yet) goes into a new pack
 (`git pack-objects`), then `git prune-packed` removes the loose copies, as git's
 own incremental repack does; a reader that misses a loose object finds it in
-the new pack (git and `gdag.objects` look again). Past `gc.autoPackLimit`
-packs (default 50) the packer writes one pack of everything in the ordinary
-packs and the loose objects instead, and *retires* the packs it replaced: they
-stay on disk, redundant, and a later packer deletes them once RETIRE_AFTER
-seconds have passed, so a `git fsck` or a long read that listed them never finds
-them gone. Packs with a `.keep` or `.promisor` file are left alone. A packer
+the new pack (git and `gdag.objects` look again). Past half of
+`gc.autoPackLimit` packs (default 50) the packer writes one pack of everything in
+the ordinary packs and the loose objects instead, and *retires* the packs it
+replaced: they stay on disk, redundant, and a later packer deletes them once
+RETIRE_AFTER seconds have passed, so a `git fsck` or a long read that listed them
+never finds them gone. Packs with a `.keep`, `.promisor` or `.mtimes` file are left
+alone, and nothing is replaced or deleted beside a multi-pack-index. A packer
 that fails says why in `.git/gdag/pack.failed`, and none is started again for an
 hour. `gdag doctor --repair` packs through the same function.
 """
@@ -98,6 +99,16 @@ def values_cache(store: Store) -> int | None:
     return None if text is None else parse_size(text)
 
 
+def trim_grown() -> None:
+    """Trim the stores whose LFS store grew in this process (`lfs.GREW`), if any."""
+    lfs = sys.modules.get("gdag.lfs")  # not imported: no large value was met
+    if lfs is None or not lfs.GREW:
+        return
+    grew = list(lfs.GREW.values())
+    lfs.GREW.clear()
+    trim_large(grew)
+
+
 def trim_large(stores: list[Store]) -> None:
     """After large values were written or fetched: evict the least recently used ones
     that the remote holds, down to `[values] cache` (`lfs.trim`)."""
@@ -122,11 +133,7 @@ def after_round() -> None:
     for store in stores:
         store.objects.on_first_write = store.note_write
     after_command([s for s in stores if s.past_gc_auto()])
-    lfs = sys.modules.get("gdag.lfs")
-    if lfs is not None and lfs.GREW:
-        grew = list(lfs.GREW.values())
-        lfs.GREW.clear()
-        trim_large(grew)  # type: ignore[arg-type]
+    trim_grown()
 
 
 def after_command(stores: list[Store]) -> None:
@@ -192,7 +199,7 @@ def pack_lock(store: Store, wait: bool = True) -> Iterator[bool]:
 
 def repack(store: Store) -> gitcmd.Result:
     """Pack the store (the caller holds `pack_lock`), deleting no pack that is still
-    fresh: the loose objects into a new pack, or past `gc.autoPackLimit` everything
+    fresh: the loose objects into a new pack, or past half `gc.autoPackLimit` everything
     into one, retiring the packs it replaces; then the loose copies go. Retired packs
     older than RETIRE_AFTER are deleted first. Nothing is dropped, and nothing is
     taken from under a reader."""
@@ -211,9 +218,9 @@ def repack(store: Store) -> gitcmd.Result:
     pack_dir = store.objects.path / "pack"
     delete_retired(store)
     packs = ordinary_packs(pack_dir, retired=set(read_retired(store)))
-    limit = read_all(store.user_commondir, store.user_gitdir).get_int(
-        "gc.autopacklimit", AUTO_PACK_LIMIT
-    )
+    same = store.user_gitdir == store.gitdir
+    user = config if same else read_all(store.user_commondir, store.user_gitdir)
+    limit = user.get_int("gc.autopacklimit", AUTO_PACK_LIMIT)
     # At half git's limit (kept ones aside): the retired packs and the new one then stay
     # within it, so the user's `git gc --auto` is not set off by them. Not beside a
     # multi-pack-index (git's own maintenance writes one), which names packs.
@@ -288,7 +295,7 @@ def ordinary_packs(pack_dir: Path, retired: set[str]) -> list[Path]:
         if name.startswith("pack-")
         and name.endswith(".pack")
         and name[:-5] not in retired
-        and all(name[:-5] + suffix in names for suffix in (".idx",))
+        and name[:-5] + ".idx" in names
         and not any(name[:-5] + suffix in names for suffix in (".keep", ".promisor", ".mtimes"))
     )
 

@@ -39,7 +39,6 @@ from gdag.log import ARCHIVE_PREFIX, LOG_PREFIX, Log
 from gdag.names import matches
 from gdag.repo import Store
 from gdag.session import SESSION_PREFIX
-from gdag.trailers import OUTPUT
 
 DEFAULT_GRACE = 24 * 3600.0
 
@@ -124,11 +123,10 @@ def versions(store: Store, log: Log, tip: bytes) -> dict[str, list[Version]]:
     """Every version of every output on the chain ending at `tip`, oldest first."""
     found: dict[str, list[Version]] = {}
     for event in log.events(tip):
-        names = event.trailers.get(OUTPUT, [])
-        if not names:
+        if not event.outputs:
             continue
         root = store.read_commit(event.sha).tree
-        for name in names:
+        for name in event.outputs:
             st = state.read_output(store, root, name)
             if st is None or st.meta.get("offset") != event.offset:
                 continue  # not set by this event (an unchanged output)
