@@ -24,6 +24,15 @@ ARCHIVE_PREFIX = "refs/gdag/archive/"
 CHECKPOINT = 64  # every 64th offset is a checkpoint (`layout.checkpoint_path`)
 
 
+# What an event is made by: (parent tree, offset) -> (tree, message, extra parents).
+Build = Callable[["bytes | None", int], "tuple[bytes, str, list[bytes]]"]
+
+
+class NotApplicable(Exception):  # noqa: N818 - a signal between a build and its caller
+    """Raised by a build whose event no longer applies on the tip it is made on
+    (superseded, merged already, unchanged): its caller drops the event."""
+
+
 def log_ref(name: str) -> str:
     return LOG_PREFIX + check_simple_name(name, "log")
 
@@ -131,7 +140,7 @@ class Log:
 
     def append(
         self,
-        build: Callable[[bytes | None, int], tuple[bytes, str, list[bytes]]],
+        build: Build,
         *,
         create: bool = False,
     ) -> tuple[bytes, int]:
@@ -146,25 +155,26 @@ class Log:
             tip = self.tip() if not create else None
             if tip is None and not create:
                 self.require_tip()
-            if tip is None:
-                parent_tree, offset = None, 0
-            else:
-                parent_tree = self.store.read_commit(tip).tree
-                offset = self.event(tip).offset + 1
-            tree, message, extra = build(parent_tree, offset)
-            if tip is not None and offset % CHECKPOINT == 1:
-                tree = self._add_checkpoint(tree, offset - 1, tip)
-            parents = ([tip] if tip else []) + extra
-            commit = self.store.make_commit(tree, parents, message)
-            if self.commit_point(tip, commit):
+            commit, offset = self.compose(tip, build)
+            if self._commit_point(self, tip, commit, build):
                 return commit, offset
             if create:
                 raise UnknownError(f"log {self.name!r} already exists")
             backoff.wait()
 
-    def commit_point(self, tip: bytes | None, commit: bytes) -> bool:
-        """Make `commit` the log's tip if the tip is still `tip` (a compare-and-swap)."""
-        return self._commit_point(self, tip, commit)
+    def compose(self, tip: bytes | None, build: Build) -> tuple[bytes, int]:
+        """The commit `build` makes on top of `tip` (None: a log's first event), its
+        offset checkpoint added; written, but no ref moved."""
+        if tip is None:
+            parent_tree, offset = None, 0
+        else:
+            parent_tree = self.store.read_commit(tip).tree
+            offset = self.event(tip).offset + 1
+        tree, message, extra = build(parent_tree, offset)
+        if tip is not None and offset % CHECKPOINT == 1:
+            tree = self._add_checkpoint(tree, offset - 1, tip)
+        parents = ([tip] if tip else []) + extra
+        return self.store.make_commit(tree, parents, message), offset
 
     def _add_checkpoint(self, tree: bytes, offset: int, sha: bytes) -> bytes:
         blob = self.store.write_blob(sha + b"\n")
@@ -255,11 +265,13 @@ class Log:
             cur = self.first_parent(cur)
 
 
-# Where an event commits: (log, expected tip, new commit) -> whether it is now the tip.
-CommitPoint = Callable[[Log, "bytes | None", bytes], bool]
+# Where an event commits: (log, expected tip, new commit, the build that made it) ->
+# whether it is now the tip. (A commit point that commits later, `groupcommit`, keeps
+# the build to make the event again on another tip.)
+CommitPoint = Callable[[Log, "bytes | None", bytes, Build], bool]
 
 
-def local_commit(log: Log, tip: bytes | None, commit: bytes) -> bool:
+def local_commit(log: Log, tip: bytes | None, commit: bytes, build: Build) -> bool:
     """The commit point of a local log: a compare-and-swap of its ref."""
     return log.store.cas_ref(log.ref, tip, commit)
 
@@ -295,18 +307,23 @@ def publish_events(log: Log, newest: bytes, stop_below: int) -> list[Event]:
 
 def republish(work: Log, event: Event) -> None:
     """Append the same value as `event` did, under a fresh version on the new chain."""
-    root = work.store.read_commit(event.sha).tree
+    work.append(republishing(work.store, event))
+
+
+def republishing(store: Store, event: Event) -> Build:
+    """The build of `republish`: `event`'s value again, its version the next one."""
+    root = store.read_commit(event.sha).tree
     name = event.outputs[0]
-    old = state.read_output(work.store, root, name)
+    old = state.read_output(store, root, name)
     if old is None:
         raise GdagError(f"publish event at offset {event.offset} holds no value for {name!r}")
 
     def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
-        prev = state.read_output(work.store, parent, name)
+        prev = state.read_output(store, parent, name)
         meta = {**old.meta, **state.next_version(prev, offset), "replayed_from": event.offset}
         version = meta["version"]
         tree = state.write_output(
-            work.store, parent, name, old.value, meta, f"publish {old.meta.get('id')}"
+            store, parent, name, old.value, meta, f"publish {old.meta.get('id')}"
         )
         lines = [
             (trailers.OFFSET, str(offset)),
@@ -318,7 +335,7 @@ def republish(work: Log, event: Event) -> None:
         ]
         return tree, format_message(f"publish {name} v{version}", lines), []
 
-    work.append(build)
+    return build
 
 
 def parse_since(text: str) -> float:

@@ -19,7 +19,15 @@ from typing import Any
 from gdag import gitcmd, trailers
 from gdag.errors import GdagError
 from gdag.lease import Leases
-from gdag.log import ARCHIVE_PREFIX, CommitPoint, Event, Log, publish_events, republish
+from gdag.log import (
+    ARCHIVE_PREFIX,
+    Build,
+    CommitPoint,
+    Event,
+    Log,
+    publish_events,
+    republish,
+)
 from gdag.repo import Store
 from gdag.retry import LOCK, ROUNDS, Backoff
 from gdag.state import read_dag
@@ -155,9 +163,16 @@ class Remote:
         if any(reason in text for reason in CAS_FAILURES):
             return False
         reasons = [line for line in text.splitlines() if line.startswith("!") or "rejected" in line]
+        # What the remote's hooks said (a host's size limit, a policy), in its words.
+        said = [
+            line[len("remote:") :].strip()
+            for line in text.splitlines()
+            if line.startswith("remote:") and line[len("remote:") :].strip()
+        ]
         raise GdagError(
             f"remote {self.name!r} refused to update {ref}: "
-            f"{reasons[0].strip() if reasons else gitcmd.last_line(text) or 'no message'}",
+            f"{reasons[0].strip() if reasons else gitcmd.last_line(text) or 'no message'}"
+            + (f"; it said: {' / '.join(said[:3])}" if said else ""),
             hint="nothing was lost locally; check permissions and hooks of the remote",
         )
 
@@ -234,7 +249,7 @@ def push_commit_point(remote: Remote) -> CommitPoint:
     a lost race on either side syncs the two before `Log.append` builds again."""
     refs = RemoteRefs(remote)
 
-    def commit(log: Log, tip: bytes | None, new: bytes) -> bool:
+    def commit(log: Log, tip: bytes | None, new: bytes, build: Build) -> bool:
         if refs.cas_ref(log.ref, tip, new):
             if not log.store.cas_ref(log.ref, tip, new):
                 sync_log(remote, log)  # a local publish arrived meanwhile: merge it

@@ -20,7 +20,7 @@ from typing import Any
 from gdag import layout, state, trailers
 from gdag.dag import failure_output
 from gdag.errors import GdagError, UnknownError
-from gdag.log import Log
+from gdag.log import Log, NotApplicable
 from gdag.repo import MODE_BLOB, Entry, Store
 from gdag.retry import CAS, Backoff
 from gdag.trailers import format_message
@@ -81,11 +81,11 @@ class Merged:
     unchanged: list[str] = field(default_factory=list)
 
 
-class _Superseded(Exception):
+class _Superseded(NotApplicable):
     pass
 
 
-class _AlreadyMerged(Exception):
+class _AlreadyMerged(NotApplicable):
     pass
 
 

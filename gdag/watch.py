@@ -121,10 +121,14 @@ class Watcher:
         if self.store.workdir is not None:  # no node runs now: drop changed modules
             refresh_user_modules(self.store.workdir)
         leases: NodeLeases | None = None
+        group = None
         if self.remote is not None:
+            from gdag.groupcommit import GroupCommit
             from gdag.remote import remote_leases
 
-            ws = self._committing(ws, name)
+            # The round's merges commit here; a pusher sends them, many to a push.
+            group = GroupCommit(self.store, name, self.remote)
+            ws = Workspace(self.store, name, group.log())
             if self.cluster and not self.cluster.startswith("local"):
                 from gdag.netsem import ClusterLeases  # the cluster's semaphores
 
@@ -142,6 +146,11 @@ class Watcher:
                 self.executor = executor_for(spec_for(self.cluster, dag.cluster))
             engine.executor = self.executor
             summary = engine.run()
+            if group is not None:
+                try:
+                    group.flush()
+                except GdagError as exc:  # kept here; the next round's sync pushes it
+                    self.report("offline", {"node": "", "error": exc.message})
         except DefinitionError as exc:
             # A broken gdag.toml (or node module) mid-edit: say so once, and look again
             # when a file changes; events published meanwhile wait in the log.
@@ -149,6 +158,9 @@ class Watcher:
             return seen
         except SecretMissingError:
             return seen  # reported as its nodes were refused; the others ran
+        finally:
+            if group is not None:
+                group.close()
 
         if summary.ran or summary.failed:
             self.report(

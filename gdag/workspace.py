@@ -17,7 +17,7 @@ from gdag.errors import (
     UnknownError,
     ValueRefusedError,
 )
-from gdag.log import Log, format_message
+from gdag.log import Log, NotApplicable, format_message
 from gdag.names import check_output_name, check_simple_name
 from gdag.repo import Entry, Store
 from gdag.state import read_dag
@@ -81,7 +81,7 @@ class Initialised:
         self.notes: list[str] = notes if notes is not None else []
 
 
-class _Unchanged(Exception):
+class _Unchanged(NotApplicable):
     def __init__(self, prev: state.OutputState | None) -> None:
         self.prev = prev
 

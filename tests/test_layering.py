@@ -43,7 +43,10 @@ LAYERS: list[tuple[str, set[str]]] = [
         "state and log",
         {"gdag.layout", "gdag.state", "gdag.values", "gdag.cache", "gdag.log", "gdag.lease"},
     ),
-    ("remote", {"gdag.remote", "gdag.netsem", "gdag.lfsclient", "gdag.lfstransfer"}),
+    (
+        "remote",
+        {"gdag.remote", "gdag.netsem", "gdag.lfsclient", "gdag.lfstransfer", "gdag.groupcommit"},
+    ),
     ("sessions", {"gdag.session", "gdag.definition"}),
     ("workspace", {"gdag.workspace", "gdag.branch"}),
     ("running", {"gdag.execute", "gdag.speculate", "gdag.provenance", "gdag.runner"}),

@@ -143,11 +143,15 @@ def run_nodes(
         sync_log(shared, ws.log)
     leases: NodeLeases | None = None
     netsem = None
+    group = None
     if shared is not None:
-        from gdag.remote import remote_leases, remote_log
+        from gdag.groupcommit import GroupCommit
+        from gdag.remote import remote_leases
         from gdag.workspace import Workspace
 
-        ws = Workspace(ws.store, ws.log.name, remote_log(ws.store, ws.log.name, shared))
+        # Merges commit here; a pusher sends them to the remote, many to a push.
+        group = GroupCommit(ws.store, ws.log.name, shared)
+        ws = Workspace(ws.store, ws.log.name, group.log())
         if cluster and not cluster.startswith("local"):
             from gdag.netsem import ClusterLeases  # the cluster's semaphores: no lease pushes
 
@@ -166,8 +170,12 @@ def run_nodes(
         summary = engine.run(
             targets, dry_run=dry_run, keep_going=keep_going, retry_failed=retry_failed
         )
+        if group is not None:
+            group.flush()
     finally:
         view.stop()
+        if group is not None:
+            group.close()
         if netsem is not None:
             netsem.close()
     if not dry_run:
