@@ -10,7 +10,9 @@ objects never change.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
+import threading
 import time
 import zlib
 from binascii import unhexlify
@@ -45,6 +47,7 @@ CACHE_BYTES = 32 << 20
 OBJECT_COST = 1200  # bytes of a parsed object beyond its content (measured)
 ENTRY_COST = 250  # bytes of one cached tree entry (measured)
 TMP_PREFIX = "tmp_obj_"
+_TMP_COUNT = itertools.count()
 _TYPE_NUMS = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 
 
@@ -99,8 +102,11 @@ class ObjectStore:
         return self._db
 
     def _loose_path(self, sha: bytes) -> Path:
+        return Path(self._loose_name(sha))
+
+    def _loose_name(self, sha: bytes) -> str:
         hexs = sha.decode()
-        return self.path / hexs[:2] / hexs[2:]
+        return f"{self.path}/{hexs[:2]}/{hexs[2:]}"
 
     def _read_loose(self, sha: bytes) -> ShaFile | None:
         """A loose object read directly: no pack lookup, no directory scan."""
@@ -242,16 +248,16 @@ class ObjectStore:
         if first is not None:
             self.on_first_write = None
             first()
-        final = self._loose_path(sha)
-        if final.exists():
+        name = self._loose_name(sha)
+        if os.path.exists(name):
             os.unlink(tmp)
             return
-        os.chmod(tmp, 0o444)
         try:  # the fan-out directory is there nearly always: no mkdir first
-            os.replace(tmp, final)
+            os.replace(tmp, name)
             return
         except (FileNotFoundError, NotADirectoryError):
             pass  # made (or a file in its way named) below
+        final = Path(name)
         backoff = Backoff(RACE, f"writing object {sha.decode()} under {self.path}")
         while True:
             make_dirs(final.parent)
@@ -262,15 +268,23 @@ class ObjectStore:
                 backoff.wait()
 
     def _tmpfile(self) -> tuple[int, str]:
-        import tempfile
-
-        return tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.path)
+        """A new temporary object file, read-only already (objects are): its descriptor,
+        open for writing, and path. Named by process, thread and a counter; a name left
+        by a killed process of the same pid is skipped."""
+        while True:
+            tmp = (
+                f"{self.path}/{TMP_PREFIX}{os.getpid()}_{threading.get_ident()}_{next(_TMP_COUNT)}"
+            )
+            try:
+                return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444), tmp
+            except FileExistsError:
+                continue
 
     def write_raw(self, type_name: bytes, data: bytes) -> bytes:
         """Write one object given its type and content; return its id."""
         header = b"%s %d\0" % (type_name, len(data))
         sha = hashlib.sha1(header + data).hexdigest().encode()
-        if self._loose_path(sha).exists():
+        if os.path.exists(self._loose_name(sha)):
             return sha
         fd, tmp = self._tmpfile()
         with os.fdopen(fd, "wb") as f:

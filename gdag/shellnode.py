@@ -63,21 +63,36 @@ def run_shell(job: Job, tmp: Path, cancel: threading.Event) -> JobResult:
 def _wait(
     proc: subprocess.Popen[bytes], timeout: float | None, cancel: threading.Event
 ) -> int | None:
-    """The command's exit status; None (its process group killed) on timeout or cancel."""
+    """The command's exit status; None (its process group killed) on timeout or cancel.
+
+    This thread blocks in `wait()`, so it returns the moment the command exits (a wait
+    with a timeout polls, adding milliseconds to every job); a watcher thread stops the
+    process group on cancel or timeout, which ends the wait."""
     import time
 
     deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        left = None if deadline is None else deadline - time.monotonic()
-        try:
-            return proc.wait(timeout=POLL if left is None else max(0.0, min(POLL, left)))
-        except subprocess.TimeoutExpired:
+    finished = threading.Event()
+    stopped = threading.Event()
+
+    def watch() -> None:
+        while not finished.wait(
+            POLL if deadline is None else min(POLL, max(0.0, deadline - time.monotonic()))
+        ):
             if cancel.is_set():
-                _stop_group(proc)
-                return None
+                stopped.set()
+                _stop_group(proc.pid, finished)
+                return
             if deadline is not None and time.monotonic() >= deadline:
-                _kill_group(proc)
-                return None
+                stopped.set()
+                _signal_group(proc.pid, signal.SIGKILL)
+                return
+
+    threading.Thread(target=watch, name=f"gdag-watch-{proc.pid}", daemon=True).start()
+    try:
+        code = proc.wait()
+    finally:
+        finished.set()
+    return None if stopped.is_set() else code
 
 
 def work_dir(job: Job, tmp: Path) -> Path:
@@ -159,21 +174,21 @@ def _tail(path: Path, limit: int = LOG_TAIL) -> bytes:
         return f.read()
 
 
-def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the command's process group, SIGKILL it after a grace period."""
+def _stop_group(pgid: int, finished: threading.Event) -> None:
+    """SIGTERM a command's process group, SIGKILL it after a grace period (or at once
+    when its leader is gone, for what it left behind)."""
+    _signal_group(pgid, signal.SIGTERM)
+    finished.wait(GRACE)
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=GRACE)
+        os.killpg(pgid, sig)
     except ProcessLookupError:
         pass
-    except subprocess.TimeoutExpired:
-        pass
-    _kill_group(proc)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    _signal_group(proc.pid, signal.SIGKILL)
     proc.wait()
