@@ -33,10 +33,12 @@ from gdag.errors import GdagError
 from gdag.log import Build, Event, Log, NotApplicable, log_ref, republishing
 from gdag.remote import Remote, merge_base
 from gdag.repo import Store
+from gdag.retry import CAS, LOCK, Backoff, Policy
 from gdag.trailers import format_message
 
 POLL = 0.5  # seconds: how often an idle pusher looks for events other processes committed
 CLOSE_WAIT = 5.0  # seconds a stopping run waits for a push in flight
+PUSHED, REBUILT, STUCK = "pushed", "rebuilt", "stuck"  # what one push round did
 
 
 class GroupCommit:
@@ -55,6 +57,9 @@ class GroupCommit:
         self._lock = threading.Lock()  # a local commit, or a rebuild of the local chain
         self._changed = threading.Condition()
         self._closed = False
+        # Commits of the local chain a rebuild replaced: a session forked from one read
+        # its inputs on a chain that is gone, and is not merged onto the new one.
+        self._replaced: set[bytes] = set()
         self.error: BaseException | None = None
         self.pushes = 0
         self.rebuilds = 0
@@ -69,14 +74,30 @@ class GroupCommit:
         # Even after the pusher stopped (a remote that refuses, or is gone), work goes on
         # here: `flush` reports it, and the next run or sync pushes what was committed.
         with self._lock:
+            session = trailers.kind(self.store.read_commit(new).message) == trailers.SESSION
+            if session and self._replaced and self._fork_point(new) in self._replaced:
+                # Built while a rebuild replaced the chain it read its inputs on.
+                self.dropped += 1
+                raise NotApplicable
             if not self.store.cas_ref(self.ref, tip, new):
                 return False
-            if trailers.kind(self.store.read_commit(new).message) == trailers.SESSION:
-                offset = log.event(new).offset
-                self._builds[new] = (offset, build)
+            if session:
+                self._builds[new] = (log.event(new).offset, build)
         with self._changed:
             self._changed.notify_all()
         return True
+
+    def _fork_point(self, merge: bytes) -> bytes | None:
+        """The log commit a merged session's branch forked from (its start commit's
+        parent)."""
+        parents = self.store.read_commit(merge).parents
+        cur = parents[1] if len(parents) > 1 else None
+        while cur is not None:
+            commit = self.store.read_commit(cur)
+            if trailers.kind(commit.message) == trailers.SESSION_START:
+                return commit.parents[0] if commit.parents else None
+            cur = commit.parents[0] if commit.parents else None
+        return None
 
     def flush(self) -> None:
         """Wait until the remote's log holds the local tip (raising what stopped the
@@ -99,6 +120,8 @@ class GroupCommit:
     # -- the pusher ------------------------------------------------------------
 
     def _pusher(self) -> None:
+        lost: Backoff | None = None  # pushes that lost to another machine's, in a row
+        stuck: Backoff | None = None  # pushes refused though the remote had not moved
         try:
             while True:
                 with self._changed:
@@ -106,35 +129,62 @@ class GroupCommit:
                         self._changed.wait(POLL)
                     if self._closed:
                         return
-                self._push(self.store.read_ref(self.ref))
+                outcome = self._push(self.store.read_ref(self.ref))
+                if outcome == PUSHED:
+                    lost = stuck = None
+                elif outcome == REBUILT:  # bounded as a lost compare-and-swap is
+                    stuck = None
+                    lost = lost or self._backoff(CAS, "every push lost a race")
+                    lost.wait()
+                else:  # the remote's ref stays locked (a killed push left its lock), say
+                    stuck = stuck or self._backoff(
+                        LOCK, "the remote refused it though its log had not moved: a lock?"
+                    )
+                    stuck.wait()
         except BaseException as exc:  # reported by flush
             self.error = exc
         finally:
             with self._changed:
                 self._changed.notify_all()
 
-    def _push(self, tip: bytes | None) -> None:
+    def _backoff(self, policy: Policy, why: str) -> Backoff:
+        return Backoff(
+            policy,
+            f"pushing log {self.name!r} to {self.remote.name!r} ({why})",
+            hint="nothing was lost: the log here keeps it, and `gdag sync` pushes it later",
+        )
+
+    def _push(self, tip: bytes | None) -> str:
+        """Push the local tip: PUSHED, REBUILT (on the remote's newer tip) or STUCK."""
         if tip is None:
-            return
+            raise GdagError(
+                f"log {self.name!r} was deleted here while a run was pushing it",
+                hint="`gdag sync` fetches it again from the remote",
+            )
         log = Log(self.store, self.name)
         ahead = self.pushed is None or merge_base(log, tip, self.pushed) == self.pushed
         if ahead and self.remote.push_cas(self.ref, self.pushed, tip):
+            at = log.event(tip).offset
+            with self._lock:  # what the remote has now needs no build kept
+                self._builds = {c: b for c, b in self._builds.items() if b[0] > at}
             with self._changed:
                 self.pushed = tip
                 self.pushes += 1
-                at = log.event(tip).offset
-                for commit in [c for c, (offset, _) in self._builds.items() if offset <= at]:
-                    del self._builds[commit]
                 self._changed.notify_all()
-            return
+            return PUSHED
         theirs = self.remote.fetch(self.ref)
         if theirs is None:
             raise GdagError(
                 f"log {self.name!r} is gone from remote {self.remote.name!r}",
                 hint="nothing was lost locally: `gdag sync` pushes it again",
             )
+        if ahead and theirs == self.pushed:
+            return STUCK
         with self._lock:
             self._rebuild(log, theirs)
+        with self._changed:
+            self._changed.notify_all()
+        return REBUILT
 
     def _rebuild(self, log: Log, theirs: bytes) -> None:
         """Make the local events the remote lacks again on its tip `theirs`."""
@@ -152,10 +202,11 @@ class GroupCommit:
         replaced = any(e.kind in (trailers.REPLAY, trailers.INIT) for e in theirs_new)
         tip = theirs
         builds: dict[bytes, tuple[int, Build]] = {}
+        dropped = 0
         for event in ours:
             made = self._remake(log, tip, event, same, ids, replaced)
             if made is None:
-                self.dropped += event.kind == trailers.SESSION
+                dropped += event.kind == trailers.SESSION
                 replaced = replaced or event.kind in (trailers.REPLAY, trailers.INIT)
                 continue
             commit, offset = made
@@ -165,8 +216,10 @@ class GroupCommit:
             tip = commit
         if self.store.cas_ref(self.ref, local, tip):  # else another process appended: again
             self._builds = builds
+            self._replaced.update(e.sha for e in ours)
             self.pushed = theirs
             self.rebuilds += 1
+            self.dropped += dropped
 
     def _remake(
         self,

@@ -412,10 +412,10 @@ class Session:
             if self.spec.speculates_on is None and not self._forked_from_log():
                 raise _Superseded  # the log was replaced (replay) since: these inputs are gone
             _, result.offset = self.log.append(build)
-        except _Superseded:
-            result = Merged("superseded")
         except _AlreadyMerged:
             result = Merged("already merged")
+        except NotApplicable:  # superseded, here or by its commit point
+            result = Merged("superseded")
         self.drop()
         return result
 

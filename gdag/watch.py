@@ -121,14 +121,9 @@ class Watcher:
         if self.store.workdir is not None:  # no node runs now: drop changed modules
             refresh_user_modules(self.store.workdir)
         leases: NodeLeases | None = None
-        group = None
         if self.remote is not None:
-            from gdag.groupcommit import GroupCommit
             from gdag.remote import remote_leases
 
-            # The round's merges commit here; a pusher sends them, many to a push.
-            group = GroupCommit(self.store, name, self.remote)
-            ws = Workspace(self.store, name, group.log())
             if self.cluster and not self.cluster.startswith("local"):
                 from gdag.netsem import ClusterLeases  # the cluster's semaphores
 
@@ -137,6 +132,13 @@ class Watcher:
                 leases = self._netsem
             else:
                 leases = remote_leases(self.store, name, self.remote)
+        group = None
+        if self.remote is not None:
+            from gdag.groupcommit import GroupCommit
+
+            # The round's merges commit here; a pusher sends them, many to a push.
+            group = GroupCommit(self.store, name, self.remote)
+            ws = Workspace(self.store, name, group.log())
         try:
             engine = Engine(ws, self.jobs, self.report, leases=leases)
             if self.executor is None:

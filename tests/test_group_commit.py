@@ -210,3 +210,80 @@ def test_a_remote_that_refuses_the_log_fails_the_run_and_keeps_the_merges(
     subjects = shared.remote_subjects()
     assert subjects.count("session a ok") == 1 and subjects.count("session b ok") == 1
     assert git("for-each-ref", "refs/gdag/sessions", cwd=shared.a) == ""
+
+
+def test_a_remote_log_ref_left_locked_ends_the_run_with_an_error(shared: Shared) -> None:
+    """A push killed on the remote can leave its ref's lock behind: every push is then
+    refused though the remote's log has not moved. The run gives up (bounded, exit 3)
+    instead of pushing for ever, and keeps its merges."""
+    lock = shared.bare / "refs" / "gdag" / "logs" / "main.lock"
+    lock.write_text("")
+    r = gdag("run", "--remote", "origin", cwd=shared.a, timeout=120)
+    assert r.returncode == 3, r.stderr
+    assert "gdag: error: gave up pushing log 'main' to 'origin'" in r.stderr
+    assert "nothing was lost" in r.stderr
+    assert "session b ok" in shared.merged_locally(shared.a)
+    lock.unlink()
+    assert gdag("sync", cwd=shared.a).returncode == 0
+    assert shared.remote_subjects().count("session b ok") == 1
+
+
+SLOW_B = PIPELINE.replace(
+    'echo b >> "$GDAG_REPO/.git/runs.txt";',
+    'while [ ! -e "$GDAG_REPO/.git/release-b" ]; do sleep 0.01; done; '
+    'echo b >> "$GDAG_REPO/.git/runs.txt";',
+)
+PUBLISHES = """
+import sys
+from gdag.main import main
+for i in range(int(sys.argv[1])):
+    assert main(["publish", f"other/{i}", "v", "--no-run"]) == 0
+"""
+
+
+def test_a_session_finishing_while_its_chain_is_rebuilt_is_not_misattributed(
+    shared: Shared,
+) -> None:
+    """Node b runs on this machine's value of a while the push is held; another machine
+    publishes src and pushes its run of a first, so this machine's a is superseded and
+    the chain is rebuilt. b finishes during the rebuild (a long one: 150 local events to make again):
+    its merge read a value the new chain does not have, so it is not merged there, and
+    b runs again on the remote's a."""
+    for clone in (shared.a, shared.b):  # one definition on both machines
+        (clone / "gdag.toml").write_text(textwrap.dedent(SLOW_B))
+        git("commit", "-qam", "slow b", cwd=clone)
+    (shared.b / ".git" / "release-b").write_text("")  # b waits on this machine only
+    run = shared.start_gated()
+    until(lambda: "session a ok" in shared.merged_locally(shared.a), timeout=60)
+    subprocess.run(
+        [sys.executable, "-c", PUBLISHES, "150"],
+        cwd=shared.a,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    assert gdag("publish", "src", "y", "--no-run", cwd=shared.b).returncode == 0
+    # The other machine's run pushes its a, then waits for b's lease (held here).
+    other = subprocess.Popen(
+        [sys.executable, "-m", "gdag", "run", "--remote", "origin"],
+        cwd=shared.b,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    until(lambda: "session a ok" in shared.remote_subjects(), timeout=60)
+    tracking = shared.a / ".git" / "refs" / "gdag" / "remotes" / "origin" / "logs" / "main"
+    before = tracking.read_text()
+    shared.gate.unlink()
+    until(lambda: tracking.read_text() != before, timeout=60)  # fetched: the rebuild starts
+    (shared.a / ".git" / "release-b").write_text("")
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    _, err = other.communicate(timeout=120)
+    assert other.returncode == 0, err
+    assert gdag("sync", cwd=shared.b).returncode == 0
+    assert gdag("lookup", "a", cwd=shared.b).stdout == b"Y"
+    assert gdag("lookup", "b", cwd=shared.b).stdout == b"YY"
+    sessions = remote_sessions(shared.bare)
+    assert len(sessions) == len(set(sessions))
+    assert ("b", '{"a": 1}') in sessions and ("a", '{"src": 1}') not in sessions
+    fsck_bare(shared.bare)

@@ -170,8 +170,16 @@ def run_nodes(
         summary = engine.run(
             targets, dry_run=dry_run, keep_going=keep_going, retry_failed=retry_failed
         )
-        if group is not None:
+        while group is not None:
+            dropped = group.dropped
             group.flush()
+            if group.dropped == dropped or dry_run:
+                break
+            # The last push lost to another machine's, and merges of this run were
+            # dropped on the remote's tip: their nodes are stale again.
+            again = engine.run(targets, keep_going=keep_going, retry_failed=retry_failed)
+            for name in ("ran", "failed", "superseded", "recovered"):
+                getattr(summary, name).extend(getattr(again, name))
     finally:
         view.stop()
         if group is not None:
