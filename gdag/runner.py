@@ -449,16 +449,9 @@ class Engine:
         tip = self.ws.log.require_tip()  # after any `dag` event the line above appended
         if not targets and not dry_run and self._is_quiescent(dag, tip, retry_failed):
             return summary  # the common no-op: answered without building the graph
-        from gdag.graph import traversal
-
-        plan = set(dag.nodes) if not targets else traversal(dag, targets)
         if targets:
             self._check_targets(dag, targets)
-            # A planned node's failure is an event: its watchers (and what follows them)
-            # may have to run too, though no edge of the graph says so.
-            watchers = self._failure_watchers(dag, plan) - plan
-            if watchers:
-                plan |= traversal(dag, sorted(watchers))
+        plan = self._plan(dag, targets)
         shape = self._shape(dag)
         order = [n for n in shape.order if n in plan]
         summary.planned = order
@@ -477,7 +470,14 @@ class Engine:
             self.jobs = max(1, getattr(self.executor, "slots", 0) or os.cpu_count() or 1)
         try:
             self.recover(summary, dag)
-            self._schedule(dag, order, plan, shape, summary, keep_going, retry_failed)
+            while self._schedule(dag, order, plan, shape, summary, keep_going, retry_failed):
+                # Another process recorded a new definition meanwhile (an edited gdag.toml
+                # and a publish, say): go on under the one in force on the log.
+                tip = self.ws.log.require_tip()
+                dag = state.read_dag(self.ws.store, self.ws.store.read_commit(tip).tree) or dag
+                plan = self._plan(dag, targets)
+                shape = self._shape(dag)
+                order = [n for n in shape.order if n in plan]
             if self._refused:
                 names = sorted(self._refused)
                 raise SecretMissingError(
@@ -494,6 +494,20 @@ class Engine:
                 self.executor = None
         return summary
 
+    def _plan(self, dag: Dag, targets: list[str] | None) -> set[str]:
+        """The nodes a run of `targets` (None: all) may have to run."""
+        from gdag.graph import traversal
+
+        if not targets:
+            return set(dag.nodes)
+        plan = traversal(dag, targets)
+        # A planned node's failure is an event: its watchers (and what follows them)
+        # may have to run too, though no edge of the graph says so.
+        watchers = self._failure_watchers(dag, plan) - plan
+        if watchers:
+            plan |= traversal(dag, sorted(watchers))
+        return plan
+
     def _schedule(
         self,
         dag: Dag,
@@ -503,8 +517,10 @@ class Engine:
         summary: Summary,
         keep_going: bool,
         retry_failed: bool,
-    ) -> None:
-        """Start ready nodes on the pool until nothing in the plan is stale or running.
+    ) -> bool:
+        """Start ready nodes on the pool until nothing in the plan is stale or running;
+        True when it stopped early because the log's definition is no longer `dag`
+        (what runs finishes first).
 
         Staleness is recomputed only for nodes whose inputs (or own record) changed
         since the last look, found from the trailers of the events in between, so a
@@ -519,6 +535,7 @@ class Engine:
         retried: set[str] = set()  # --retry-failed re-runs a failed node once per run
         known: dict[str, Pending] = {}  # nodes with work, as of the last look
         dirty, last_tip, stop = set(order), b"", False
+        redefined = False  # the log's definition changed: start nothing more
         # Sessions waiting to retry keep their threads: room for them beside the jobs.
         waiters = sum(1 for name in plan if dag.nodes[name].retries)
         with ThreadPoolExecutor(max_workers=self.jobs + waiters) as pool:
@@ -528,6 +545,9 @@ class Engine:
                     if last_tip and tip != last_tip:
                         changed = self._changed_nodes(last_tip, tip, subscribers)
                         dirty |= set(order) if changed is None else changed & plan
+                        if changed is None and not redefined:
+                            root = self.ws.store.read_commit(tip).tree
+                            redefined = state.read_dag_json(self.ws.store, root) != dag.to_json()
                     last_tip = tip
                     busy = set(running.values())
                     for name in dirty - busy:
@@ -545,6 +565,8 @@ class Engine:
                     elsewhere = []
                     # After a failure stops the run, only what reports failures still starts.
                     startable = known if not stop else self._failure_watchers(dag, summary.failed)
+                    if redefined:
+                        startable = set()
                     for name in sorted(known.keys() & startable, key=rank.__getitem__):
                         if self._busy(running) or shape.upstream[name] & blocked:
                             continue
@@ -568,7 +590,7 @@ class Engine:
                         fut = pool.submit(self._run_one, dag, p, tip, sid, speculator)
                         running[fut] = name
                         started[fut] = p
-                    if speculator is not None and not stop:
+                    if speculator is not None and not stop and not redefined:
                         busy = set(running.values())
                         for prod_node, prod_sid, head, output in speculator.poll():
                             for sub in sorted(subscribers.of(output) & plan - busy):
@@ -586,11 +608,11 @@ class Engine:
                                 running[fut] = sub
                                 busy.add(sub)
                     if not running:
-                        if elsewhere and not stop:
+                        if elsewhere and not stop and not redefined:
                             time.sleep(0.05)  # another process holds a lease: wait for its result
                             dirty.update(elsewhere)
                             continue
-                        return
+                        return redefined
                     done, _ = wait(
                         list(running),
                         return_when=FIRST_COMPLETED,

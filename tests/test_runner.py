@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -428,6 +430,40 @@ def test_code_change_makes_node_stale(repo: Path) -> None:
         cwd=repo,
     ).split()
     assert kinds.count("dag") == 2
+
+
+def test_a_definition_recorded_during_a_run_is_followed_by_it(repo: Path) -> None:
+    """gdag.toml edited while `gdag run` runs, and the edit recorded by another command
+    (a publish from a hook, say): the run finishes the node it runs, then goes on under
+    the definition now in force, instead of running the node again and again only to
+    have each merge superseded by the code check."""
+    toml = """
+        [nodes.greet]
+        run = 'while [ ! -e "$GDAG_REPO/.git/go" ]; do sleep 0.02; done; printf {word} > "$GDAG_OUT/g"'
+        inputs = {{ x = "name" }}
+        publishes = ["g"]
+    """
+    define(repo, toml.format(word="hello"))
+    pub(repo, "name", "ann")
+    running = subprocess.Popen(
+        [sys.executable, "-m", "gdag", "run"],
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not git("for-each-ref", "refs/gdag/sessions", cwd=repo):
+        assert time.monotonic() < deadline and running.poll() is None
+        time.sleep(0.02)
+    define(repo, toml.format(word="bye"))
+    pub(repo, "name", "bob")  # records the new definition
+    (repo / ".git" / "go").write_text("")
+    _, err = running.communicate(timeout=60)
+    assert running.returncode == 0, err
+    assert value(repo, "g") == "bye"
+    states = json.loads(gdag("status", "--json", cwd=repo).stdout)
+    assert states[0]["state"] == "up-to-date", states
 
 
 def test_publishing_outside_publishes_is_refused(repo: Path) -> None:
