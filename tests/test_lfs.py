@@ -550,7 +550,10 @@ def test_a_large_git_blob_input_reaches_nodes_as_a_file_and_leaves_nothing(
     )
     try:
         deadline = time.monotonic() + 60
-        while not (spilled.exists() and list(spilled.glob("*/*"))):
+        # Written a chunk at a time: wait for all of it (the job starts after that).
+        while not (
+            spilled.exists() and [f for f in spilled.glob("*/*") if f.stat().st_size == len(data)]
+        ):
             assert time.monotonic() < deadline and run.poll() is None, "no input was spilled"
             time.sleep(0.05)
         (left,) = spilled.glob("*/*")
