@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import threading
 
-from gdag import layout, state, trailers
+from gdag import state, trailers
 from gdag.errors import GdagError
-from gdag.log import Build, Event, Log, NotApplicable, log_ref, republishing
+from gdag.log import Build, Event, Log, NotApplicable, log_ref, recording_dag, republishing
 from gdag.remote import Remote, merge_base
 from gdag.repo import Store
 from gdag.retry import CAS, LOCK, Backoff, Policy
-from gdag.trailers import format_message
+from gdag.session import find_start, read_done
 
 POLL = 0.5  # seconds: how often an idle pusher looks for events other processes committed
 CLOSE_WAIT = 5.0  # seconds a stopping run waits for a push in flight
@@ -87,17 +87,11 @@ class GroupCommit:
             self._changed.notify_all()
         return True
 
-    def _fork_point(self, merge: bytes) -> bytes | None:
+    def _fork_point(self, merge: bytes) -> bytes:
         """The log commit a merged session's branch forked from (its start commit's
-        parent)."""
-        parents = self.store.read_commit(merge).parents
-        cur = parents[1] if len(parents) > 1 else None
-        while cur is not None:
-            commit = self.store.read_commit(cur)
-            if trailers.kind(commit.message) == trailers.SESSION_START:
-                return commit.parents[0] if commit.parents else None
-            cur = commit.parents[0] if commit.parents else None
-        return None
+        parent; the merge's second parent is the branch's head)."""
+        head = self.store.read_commit(merge).parents[1]
+        return self.store.read_commit(find_start(self.store, head)).parents[0]
 
     def flush(self) -> None:
         """Wait until the remote's log holds the local tip (raising what stopped the
@@ -238,7 +232,8 @@ class GroupCommit:
                     return None  # the remote has it already
                 return log.compose(tip, republishing(self.store, event))
             if event.kind == trailers.DAG:
-                return log.compose(tip, self._dag_again(event))
+                doc = state.read_dag_json(self.store, self.store.read_commit(event.sha).tree)
+                return log.compose(tip, recording_dag(self.store, doc or {}))
             if event.kind != trailers.SESSION or event.sha not in self._builds or replaced:
                 return None  # e.g. a session merged by another process here: it runs again
             if not all(same.holds(name, v) for name, v in self._inputs(event).items()):
@@ -247,27 +242,11 @@ class GroupCommit:
         except NotApplicable:
             return None
 
-    def _dag_again(self, event: Event) -> Build:
-        doc = state.read_dag_json(self.store, self.store.read_commit(event.sha).tree)
-
-        def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
-            if doc is None or state.read_dag_json(self.store, parent) == doc:
-                raise NotApplicable
-            tree = state.write_dag(self.store, parent, doc)
-            lines = [(trailers.OFFSET, str(offset)), (trailers.EVENT, trailers.DAG)]
-            return tree, format_message(event.summary, lines), []
-
-        return build
-
     def _inputs(self, event: Event) -> dict[str, int]:
         """The input versions a merged session read, from the record its merge wrote."""
         node = event.first(trailers.NODE) or ""
-        root = self.store.read_commit(event.sha).tree
-        paths = layout.of(self.store, root)
-        entry = paths.get(self.store, root, paths.node_done_path(node))
-        if entry is None:
-            return {}
-        return dict(state.read_json_blob(self.store, entry.sha).get("inputs", {}))
+        done = read_done(self.store, self.store.read_commit(event.sha).tree, node)
+        return dict((done or {}).get("inputs", {}))
 
 
 class _Versions:

@@ -338,6 +338,20 @@ def republishing(store: Store, event: Event) -> Build:
     return build
 
 
+def recording_dag(store: Store, doc: dict[str, object]) -> Build:
+    """The build of a `dag` event recording the definition `doc` (compiled, as JSON);
+    NotApplicable when the tree it is made on holds that definition already."""
+
+    def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
+        if not doc or state.read_dag_json(store, parent) == doc:
+            raise NotApplicable
+        tree = state.write_dag(store, parent, doc)
+        lines = [(trailers.OFFSET, str(offset)), (trailers.EVENT, trailers.DAG)]
+        return tree, format_message("dag: definition changed", lines), []
+
+    return build
+
+
 def parse_since(text: str) -> float:
     """An epoch time from `2026-11-26`, `2026-11-26T10:00`, or `30m`/`2h`/`7d` (ago)."""
     import datetime as dt

@@ -84,6 +84,13 @@ class Summary:
     def ok(self) -> bool:
         return not self.failed
 
+    def add(self, other: Summary) -> None:
+        """Count another run's nodes in this one (its plan aside)."""
+        self.ran += other.ran
+        self.failed += other.failed
+        self.superseded += other.superseded
+        self.recovered += other.recovered
+
 
 def current_versions(ws: Workspace, root: bytes, node: Node) -> tuple[dict[str, int], bool, bool]:
     """(output -> version of every input present, any present, all present)."""
@@ -451,9 +458,7 @@ class Engine:
             return summary  # the common no-op: answered without building the graph
         if targets:
             self._check_targets(dag, targets)
-        plan = self._plan(dag, targets)
-        shape = self._shape(dag)
-        order = [n for n in shape.order if n in plan]
+        plan, shape, order = self._plan(dag, targets)
         summary.planned = order
         if dry_run:
             for name in order:
@@ -475,9 +480,7 @@ class Engine:
                 # and a publish, say): go on under the one in force on the log.
                 tip = self.ws.log.require_tip()
                 dag = state.read_dag(self.ws.store, self.ws.store.read_commit(tip).tree) or dag
-                plan = self._plan(dag, targets)
-                shape = self._shape(dag)
-                order = [n for n in shape.order if n in plan]
+                plan, shape, order = self._plan(dag, targets)
             if self._refused:
                 names = sorted(self._refused)
                 raise SecretMissingError(
@@ -494,19 +497,21 @@ class Engine:
                 self.executor = None
         return summary
 
-    def _plan(self, dag: Dag, targets: list[str] | None) -> set[str]:
-        """The nodes a run of `targets` (None: all) may have to run."""
+    def _plan(self, dag: Dag, targets: list[str] | None) -> tuple[set[str], Shape, list[str]]:
+        """The nodes a run of `targets` (None: all) may have to run, the definition's
+        shape, and those nodes in its order."""
         from gdag.graph import traversal
 
-        if not targets:
-            return set(dag.nodes)
-        plan = traversal(dag, targets)
-        # A planned node's failure is an event: its watchers (and what follows them)
-        # may have to run too, though no edge of the graph says so.
-        watchers = self._failure_watchers(dag, plan) - plan
-        if watchers:
-            plan |= traversal(dag, sorted(watchers))
-        return plan
+        plan = set(dag.nodes)
+        if targets:
+            plan = traversal(dag, targets)
+            # A planned node's failure is an event: its watchers (and what follows them)
+            # may have to run too, though no edge of the graph says so.
+            watchers = self._failure_watchers(dag, plan) - plan
+            if watchers:
+                plan |= traversal(dag, sorted(watchers))
+        shape = self._shape(dag)
+        return plan, shape, [n for n in shape.order if n in plan]
 
     def _schedule(
         self,

@@ -126,6 +126,16 @@ def read_done(store: Store, root: bytes | None, node: str) -> dict[str, Any] | N
     return state.read_json_blob(store, entry.sha) if entry is not None else None
 
 
+def find_start(store: Store, head: bytes) -> bytes:
+    """The start commit of the session branch whose head is `head`."""
+    cur = head
+    while True:
+        commit = store.read_commit(cur)
+        if trailers.kind(commit.message) == trailers.SESSION_START:
+            return cur
+        cur = commit.parents[0]
+
+
 class Session:
     """A session branch of one log."""
 
@@ -202,7 +212,7 @@ class Session:
                 f"no session {session_id!r} on log {log.name!r}",
                 hint="is GDAG_SESSION left over from a finished run?",
             )
-        start = cls._find_start(log.store, head)
+        start = find_start(log.store, head)
         t = trailers.parse(log.store.read_commit(start).message)
         spec = Spec(
             node=t[trailers.NODE][0],
@@ -218,15 +228,6 @@ class Session:
             redo=bool(t.get(trailers.REDO)),
         )
         return cls(log, session_id, spec, head)
-
-    @staticmethod
-    def _find_start(store: Store, head: bytes) -> bytes:
-        cur = head
-        while True:
-            commit = store.read_commit(cur)
-            if trailers.kind(commit.message) == trailers.SESSION_START:
-                return cur
-            cur = commit.parents[0]
 
     def commits(self) -> Iterator[tuple[bytes, dict[str, list[str]]]]:
         """The session's own commits, newest first, with their trailers."""
@@ -248,7 +249,7 @@ class Session:
     def restart(self) -> None:
         """Back to the start commit, before another attempt: what a failed attempt
         wrote (outputs, `gdag publish` from inside the node) is not merged."""
-        start = self._find_start(self.store, self.head)
+        start = find_start(self.store, self.head)
         while True:
             head = self.store.read_ref(self.ref)
             if head is None:

@@ -121,7 +121,9 @@ class Watcher:
         if self.store.workdir is not None:  # no node runs now: drop changed modules
             refresh_user_modules(self.store.workdir)
         leases: NodeLeases | None = None
+        group = None
         if self.remote is not None:
+            from gdag.groupcommit import GroupCommit
             from gdag.remote import remote_leases
 
             if self.cluster and not self.cluster.startswith("local"):
@@ -132,10 +134,6 @@ class Watcher:
                 leases = self._netsem
             else:
                 leases = remote_leases(self.store, name, self.remote)
-        group = None
-        if self.remote is not None:
-            from gdag.groupcommit import GroupCommit
-
             # The round's merges commit here; a pusher sends them, many to a push.
             group = GroupCommit(self.store, name, self.remote)
             ws = Workspace(self.store, name, group.log())

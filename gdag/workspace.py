@@ -17,7 +17,7 @@ from gdag.errors import (
     UnknownError,
     ValueRefusedError,
 )
-from gdag.log import Log, NotApplicable, format_message
+from gdag.log import Log, NotApplicable, format_message, recording_dag
 from gdag.names import check_output_name, check_simple_name
 from gdag.repo import Entry, Store
 from gdag.state import read_dag
@@ -142,19 +142,10 @@ class Workspace:
         return dag
 
     def _append_dag(self, dag: Dag) -> None:
-        doc = dag.to_json()
-
-        def build(parent: bytes | None, offset: int) -> tuple[bytes, str, list[bytes]]:
-            if state.read_dag_json(self.store, parent) == doc:
-                raise _Unchanged(None)  # another process recorded it first
-            tree = state.write_dag(self.store, parent, doc)
-            lines = [(trailers.OFFSET, str(offset)), (trailers.EVENT, trailers.DAG)]
-            return tree, format_message("dag: definition changed", lines), []
-
         try:
-            self.log.append(build)
-        except _Unchanged:
-            pass
+            self.log.append(recording_dag(self.store, dag.to_json()))
+        except NotApplicable:
+            pass  # another process recorded it first
 
     # -- init ------------------------------------------------------------------
 

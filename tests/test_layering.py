@@ -43,11 +43,8 @@ LAYERS: list[tuple[str, set[str]]] = [
         "state and log",
         {"gdag.layout", "gdag.state", "gdag.values", "gdag.cache", "gdag.log", "gdag.lease"},
     ),
-    (
-        "remote",
-        {"gdag.remote", "gdag.netsem", "gdag.lfsclient", "gdag.lfstransfer", "gdag.groupcommit"},
-    ),
-    ("sessions", {"gdag.session", "gdag.definition"}),
+    ("remote", {"gdag.remote", "gdag.netsem", "gdag.lfsclient", "gdag.lfstransfer"}),
+    ("sessions", {"gdag.session", "gdag.definition", "gdag.groupcommit"}),
     ("workspace", {"gdag.workspace", "gdag.branch"}),
     ("running", {"gdag.execute", "gdag.speculate", "gdag.provenance", "gdag.runner"}),
     (

@@ -177,9 +177,7 @@ def run_nodes(
                 break
             # The last push lost to another machine's, and merges of this run were
             # dropped on the remote's tip: their nodes are stale again.
-            again = engine.run(targets, keep_going=keep_going, retry_failed=retry_failed)
-            for name in ("ran", "failed", "superseded", "recovered"):
-                getattr(summary, name).extend(getattr(again, name))
+            summary.add(engine.run(targets, keep_going=keep_going, retry_failed=retry_failed))
     finally:
         view.stop()
         if group is not None:
