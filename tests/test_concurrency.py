@@ -437,6 +437,13 @@ def test_publish_survives_gc(repo: Path, tmp_path: Path) -> None:
     fsck(repo)
 
 
+def git_hash(data: bytes) -> str:
+    """The id git gives a blob of `data`."""
+    import hashlib
+
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
 def test_directory_pruned_between_mkdir_and_its_check_is_no_error(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -455,12 +462,18 @@ def test_directory_pruned_between_mkdir_and_its_check_is_no_error(
             raise FileExistsError(17, "File exists", str(path))
         return real_mkdir(path, mode, **kw)
 
+    # A value whose fan-out directory is not there yet, so writing it makes one.
+    value = next(
+        v
+        for v in (b"a value written while git prunes %d\n" % i for i in range(1000))
+        if not (repo / ".git" / "objects" / git_hash(v)[:2]).exists()
+    )
     monkeypatch.setattr(os, "mkdir", mkdir_losing_the_race)
-    sha = store.write_blob(b"a value written while git prunes\n")
+    sha = store.write_blob(value)
     assert store.cas_ref("refs/gdag/test/deep/ref", None, sha)
     monkeypatch.undo()
     assert any("/objects/" in p for p in lost) and any("/refs/gdag/test" in p for p in lost)
-    assert git("cat-file", "blob", sha.decode(), cwd=repo) == "a value written while git prunes\n"
+    assert git("cat-file", "blob", sha.decode(), cwd=repo) == value.decode()
     assert git("rev-parse", "refs/gdag/test/deep/ref", cwd=repo).strip() == sha.decode()
     fsck(repo)
 
