@@ -16,6 +16,7 @@ import threading
 import time
 import zlib
 from binascii import unhexlify
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -48,6 +49,23 @@ OBJECT_COST = 1200  # bytes of a parsed object beyond its content (measured)
 ENTRY_COST = 250  # bytes of one cached tree entry (measured)
 TMP_PREFIX = "tmp_obj_"
 _TMP_COUNT = itertools.count()
+
+
+def deflate(raw: bytes) -> bytes:
+    """A loose object's zlib stream. zlib's set-up for its default 32 KB window and
+    memory level costs more than compressing a small object (36 µs of 37 for 300
+    bytes): the window is fitted to the object, and the memory level to small ones,
+    which gives the same bytes out for a fifth of the time. A large object gets
+    level 1, as git's `core.looseCompression` does."""
+    size = len(raw)
+    if size > CHUNK:
+        return zlib.compress(raw, 1)
+    comp = zlib.compressobj(
+        -1, zlib.DEFLATED, min(15, max(9, size.bit_length())), 4 if size <= 1024 else 8
+    )
+    return comp.compress(raw) + comp.flush()
+
+
 _TYPE_NUMS = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 
 
@@ -88,6 +106,8 @@ class ObjectStore:
         self._db: Any = None
         self._cache: dict[bytes, Any] = {}
         self._entries: dict[bytes, dict[bytes, Entry]] = {}
+        # Written trees' sort keys and entry lines, in git's order (`_tree_with`).
+        self._sorted: dict[bytes, tuple[list[bytes], list[bytes]]] = {}
         self._cached_bytes = 0
         # Called once, at this store's first new object (see gdag.maintenance).
         self.on_first_write: Callable[[], None] | None = None
@@ -159,6 +179,7 @@ class ObjectStore:
         if self._cached_bytes > CACHE_BYTES:
             self._cache.clear()
             self._entries.clear()
+            self._sorted.clear()
             self._cached_bytes = cost
         return True
 
@@ -288,7 +309,7 @@ class ObjectStore:
             return sha
         fd, tmp = self._tmpfile()
         with os.fdopen(fd, "wb") as f:
-            f.write(zlib.compress(header + data, 1 if len(data) > CHUNK else -1))
+            f.write(deflate(header + data))
         self._install_loose(tmp, sha)
         return sha
 
@@ -377,12 +398,55 @@ class ObjectStore:
         entry, in git's order (a directory sorts as if its name ended in "/"). Built
         here, not through dulwich's Tree: state trees hold an entry per output and
         node, and are written again by every event."""
-        items = sorted(entries.items(), key=lambda kv: kv[0] + b"/" if kv[1].is_tree else kv[0])
-        data = b"".join(b"%o %s\0%s" % (e.mode, name, unhexlify(e.sha)) for name, e in items)
-        sha = self.write_raw(b"tree", data)
-        if self._charge(ENTRY_COST * len(entries)):
-            self._entries[sha] = dict(entries)
+        items = sorted((_sort_key(name, e), _tree_line(name, e)) for name, e in entries.items())
+        return self._write_sorted(dict(entries), [k for k, _ in items], [line for _, line in items])
+
+    def _write_sorted(
+        self, entries: dict[bytes, Entry], keys: list[bytes], lines: list[bytes]
+    ) -> bytes:
+        sha = self.write_raw(b"tree", b"".join(lines))
+        if self._charge(2 * ENTRY_COST * len(entries)):
+            self._entries[sha] = entries
+            self._sorted[sha] = (keys, lines)
         return sha
+
+    def _sorted_lines(self, sha: bytes | None) -> tuple[list[bytes], list[bytes]]:
+        """Tree `sha`'s sort keys and entry lines, in git's order (copies)."""
+        found = self._sorted.get(sha) if sha is not None else None
+        if found is None:
+            items = sorted(
+                (_sort_key(name, e), _tree_line(name, e))
+                for name, e in self.tree_entries(sha).items()
+            )
+            return [k for k, _ in items], [line for _, line in items]
+        return list(found[0]), list(found[1])
+
+    def _tree_with(self, sha: bytes | None, changes: Mapping[bytes, Entry | None]) -> bytes:
+        """Write tree `sha` (None: empty) with `changes` applied (None removes an entry).
+
+        Each changed entry is found and placed by bisection in the tree's sorted lines,
+        kept from when it was written or read: an event changes one entry of a tree of
+        thousands (`nodes/`, `outputs/`), and sorting and formatting every entry again
+        in Python cost more than writing the object."""
+        entries = dict(self.tree_entries(sha))
+        keys, lines = self._sorted_lines(sha)
+        for name, entry in changes.items():
+            old = entries.get(name)
+            if old is not None:
+                key = _sort_key(name, old)
+                i = bisect_left(keys, key)
+                if i == len(keys) or keys[i] != key:
+                    raise StoreError(f"tree {sha!r}: cached entry order lost {name!r}")
+                del keys[i], lines[i]
+            if entry is None:
+                entries.pop(name, None)
+                continue
+            entries[name] = entry
+            key = _sort_key(name, entry)
+            i = bisect_left(keys, key)
+            keys.insert(i, key)
+            lines.insert(i, _tree_line(name, entry))
+        return self._write_sorted(entries, keys, lines)
 
     def tree_entries(self, sha: bytes | None) -> dict[bytes, Entry]:
         """A tree's entries by name. Cached (trees never change): do not mutate the result."""
@@ -412,22 +476,13 @@ class ObjectStore:
 
         A change of None removes the entry; directories left empty disappear.
         """
-        entries = dict(self.tree_entries(root))
-        if path:
-            child = entries.get(path[0])
-            child_sha = child.sha if child is not None and child.is_tree else None
-            new_child = self.tree_update(child_sha, path[1:], changes)
-            if new_child == EMPTY_TREE:
-                entries.pop(path[0], None)
-            else:
-                entries[path[0]] = Entry(MODE_TREE, new_child)
-        else:
-            for name, entry in changes.items():
-                if entry is None:
-                    entries.pop(name, None)
-                else:
-                    entries[name] = entry
-        return self.write_tree(entries)
+        if not path:
+            return self._tree_with(root, changes)
+        child = self.tree_entries(root).get(path[0])
+        child_sha = child.sha if child is not None and child.is_tree else None
+        new_child = self.tree_update(child_sha, path[1:], changes)
+        entry = None if new_child == EMPTY_TREE else Entry(MODE_TREE, new_child)
+        return self._tree_with(root, {path[0]: entry})
 
     def walk_tree(self, sha: bytes, prefix: bytes = b"") -> Iterator[tuple[bytes, Entry]]:
         """Every non-tree entry below `sha` as (path, entry), depth first, sorted."""
@@ -437,6 +492,15 @@ class ObjectStore:
                 yield from self.walk_tree(entry.sha, path + b"/")
             else:
                 yield path, entry
+
+
+def _sort_key(name: bytes, entry: Entry) -> bytes:
+    """Where git sorts a tree entry: by name, a directory's as if it ended in "/"."""
+    return name + b"/" if entry.is_tree else name
+
+
+def _tree_line(name: bytes, entry: Entry) -> bytes:
+    return b"%o %s\0%s" % (entry.mode, name, unhexlify(entry.sha))
 
 
 def _inflate_blob(f: IO[bytes], sha: bytes) -> Iterator[bytes]:
