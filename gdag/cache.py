@@ -43,7 +43,10 @@ def lookup(store: Store, roots: list[bytes | None], key: str) -> bytes | None:
     return None
 
 
-def record(store: Store, root: bytes | None, key: str, head: bytes) -> bytes:
+def record(
+    store: Store, paths: layout.Layout, key: str, head: bytes
+) -> tuple[list[bytes], dict[bytes, Entry | None]]:
+    """The index entry of a completed session (for `Layout.update`)."""
     blob = store.write_blob(head + b"\n")
-    *where, name = layout.of(store, root).cache_path(key)
-    return store.tree_update(root, where, {name: Entry(MODE_BLOB, blob)})
+    *where, name = paths.cache_path(key)
+    return where, {name: Entry(MODE_BLOB, blob)}

@@ -284,7 +284,8 @@ class Recorder:
         self._publish_blob(name, typ, data)
 
     def collect(self, out_dir: Path) -> None:
-        """Publish every file (or dir-typed directory) a shell node left under $GDAG_OUT."""
+        """Publish every file (or dir-typed directory) a shell node left under $GDAG_OUT,
+        staged: they are committed with the session's @done."""
         from gdag import values
 
         for name, path in sorted(_out_files(out_dir, self._is_dir_output)):
@@ -292,15 +293,15 @@ class Recorder:
             typ = self.type_of(name)
             if path.is_dir():
                 entry, size = values.tree_from_dir(self.store, path)
-                self.session.publish(name, entry, str(typ), size)
+                self.session.publish(name, entry, str(typ), size, staged=True)
             elif typ.kind == "bytes":  # streamed: a file may be larger than memory
                 entry, size, kind = values.blob_from_file(self.store, path, self.large)
-                self.session.publish(name, entry, str(typ), size, kind)
+                self.session.publish(name, entry, str(typ), size, kind, staged=True)
             elif typ.kind == "dir":
                 raise GdagError(f"output {name!r} has type dir: write a directory there")
             else:
                 encoded = canonical_json(decode_text_value(path.read_bytes(), typ, name))
-                self._publish_blob(name, typ, encoded)
+                self._publish_blob(name, typ, encoded, staged=True)
 
     @property
     def large(self) -> int:
@@ -309,11 +310,11 @@ class Recorder:
     def _is_dir_output(self, name: str) -> bool:
         return self.type_of(name).kind == "dir"
 
-    def _publish_blob(self, name: str, typ: Type, data: bytes) -> None:
+    def _publish_blob(self, name: str, typ: Type, data: bytes, staged: bool = False) -> None:
         from gdag.values import blob_from_bytes
 
         entry, size, kind = blob_from_bytes(self.store, data, self.large)
-        self.session.publish(name, entry, str(typ), size, kind)
+        self.session.publish(name, entry, str(typ), size, kind, staged)
 
 
 def _python_value(value: Emitted, name: str) -> Any:

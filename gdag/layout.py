@@ -29,7 +29,7 @@ its `get`, `update` and `children`, never spelling a path below `outputs/` or
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from gdag.errors import StoreError
@@ -152,7 +152,25 @@ class Layout:
         """A new root tree with `changes` applied in the directory at logical `path`; a
         directory on the way left with more than SHARD_AT children is sharded (and the
         root marked version 2)."""
-        tree = store.tree_update(root, self.locate(store, root, path), changes)
+        return self.update_many(store, root, [(path, changes)])
+
+    def update_many(
+        self,
+        store: Store,
+        root: bytes | None,
+        updates: Sequence[tuple[list[bytes], Mapping[bytes, Entry | None]]],
+    ) -> bytes:
+        """`update` of several directories (logical path, changes), each tree on the way
+        written once; changes to one directory are applied in order."""
+        located: dict[tuple[bytes, ...], dict[bytes, Entry | None]] = {}
+        for path, changes in updates:
+            located.setdefault(tuple(self.locate(store, root, path)), {}).update(changes)
+        tree = store.tree_update_many(root, located)
+        for path, _ in updates:
+            tree = self._shard_if_full(store, tree, path)
+        return tree
+
+    def _shard_if_full(self, store: Store, tree: bytes, path: list[bytes]) -> bytes:
         if not path or path[0] not in (self.outputs, self.nodes):
             return tree
         for depth in range(1, len(path) + 1):  # the directories holding path[1:], and path

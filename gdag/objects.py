@@ -476,13 +476,28 @@ class ObjectStore:
 
         A change of None removes the entry; directories left empty disappear.
         """
-        if not path:
-            return self._tree_with(root, changes)
-        child = self.tree_entries(root).get(path[0])
-        child_sha = child.sha if child is not None and child.is_tree else None
-        new_child = self.tree_update(child_sha, path[1:], changes)
-        entry = None if new_child == EMPTY_TREE else Entry(MODE_TREE, new_child)
-        return self._tree_with(root, {path[0]: entry})
+        return self.tree_update_many(root, {tuple(path): changes})
+
+    def tree_update_many(
+        self,
+        root: bytes | None,
+        changes: Mapping[tuple[bytes, ...], Mapping[bytes, Entry | None]],
+    ) -> bytes:
+        """`tree_update` of several directories at once (path -> changes there): each
+        tree on the way is written once, the root too."""
+        here: dict[bytes, Entry | None] = dict(changes.get((), {}))
+        below: dict[bytes, dict[tuple[bytes, ...], Mapping[bytes, Entry | None]]] = {}
+        for path, files in changes.items():
+            if path:
+                below.setdefault(path[0], {})[path[1:]] = files
+        if below:
+            entries = self.tree_entries(root)
+            for name, inner in below.items():
+                child = entries.get(name)
+                child_sha = child.sha if child is not None and child.is_tree else None
+                new_child = self.tree_update_many(child_sha, inner)
+                here[name] = None if new_child == EMPTY_TREE else Entry(MODE_TREE, new_child)
+        return self._tree_with(root, here)
 
     def walk_tree(self, sha: bytes, prefix: bytes = b"") -> Iterator[tuple[bytes, Entry]]:
         """Every non-tree entry below `sha` as (path, entry), depth first, sorted."""

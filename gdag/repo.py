@@ -360,6 +360,13 @@ class Store:
     ) -> bytes:
         return self.objects.tree_update(root, path, changes)
 
+    def tree_update_many(
+        self,
+        root: bytes | None,
+        changes: Mapping[tuple[bytes, ...], Mapping[bytes, Entry | None]],
+    ) -> bytes:
+        return self.objects.tree_update_many(root, changes)
+
     def walk_tree(self, sha: bytes, prefix: bytes = b"") -> Iterator[tuple[bytes, Entry]]:
         return self.objects.walk_tree(sha, prefix)
 

@@ -26,6 +26,8 @@ from gdag.retry import CAS, Backoff
 from gdag.trailers import format_message
 
 SESSION_PREFIX = "refs/gdag/sessions/"
+# A directory of a state tree and the changes to its files (`Layout.update_many`).
+Update = tuple[list[bytes], dict[bytes, Entry | None]]
 LOG_TAIL = 64 * 1024
 FAILURE_LOG_TAIL = 4096  # of a failed session's log, in its gdag/failures/<node> event
 
@@ -148,6 +150,8 @@ class Session:
         self.head = head
         self.overrides: dict[str, Any] = {}
         self.adopted = False
+        # Outputs collected after the node's exit, committed with its @done (`finish`).
+        self._staged: list[tuple[str, Entry, dict[str, Any]]] = []
 
     # -- creating and reopening -----------------------------------------------
 
@@ -256,6 +260,7 @@ class Session:
                 raise GdagError(f"session {self.id} was dropped while it ran")
             if self.store.cas_ref(self.ref, head, start):
                 self.head = start
+                self._staged = []
                 return
 
     def _advance(self, build: Any, summary: str, lines: list[tuple[str, str]]) -> None:
@@ -273,10 +278,18 @@ class Session:
             backoff.wait()
 
     def publish(
-        self, name: str, entry: Entry, type_text: str, size: int, kind: str | None = None
+        self,
+        name: str,
+        entry: Entry,
+        type_text: str,
+        size: int,
+        kind: str | None = None,
+        staged: bool = False,
     ) -> None:
         """Record a new value of `name` on the session branch (visible after merge-back);
-        `kind`: how it is stored (blob, tree, or lfs: a pointer to a git LFS object)."""
+        `kind`: how it is stored (blob, tree, or lfs: a pointer to a git LFS object).
+        `staged`: committed with the @done files by `finish`, not now (an output found
+        after the node's exit: one commit instead of one more per output)."""
         meta = {
             "type": type_text,
             "size": size,
@@ -284,6 +297,9 @@ class Session:
             "session": self.id,
             "node": self.spec.node,
         }
+        if staged:
+            self._staged.append((name, entry, meta))
+            return
 
         def build(root: bytes) -> bytes:
             return state.write_output(self.store, root, name, entry, meta, f"session {self.id}")
@@ -295,18 +311,25 @@ class Session:
         )
 
     def finish(self, outcome: Outcome) -> None:
-        """The @done commit: after it, the session is complete and will be merged back."""
+        """The @done commit: after it, the session is complete and will be merged back.
+        It holds the staged outputs too (those of an ok outcome)."""
+        staged, self._staged = self._staged if outcome.status == "ok" else [], []
         done = self._done_record(outcome)
         log_blob = self.store.write_blob(outcome.log[-LOG_TAIL:])
         done_blob = self.store.write_blob(json.dumps(done, sort_keys=True, indent=1).encode())
 
         def build(root: bytes) -> bytes:
             paths = layout.of(self.store, root)
-            files = {
+            files: dict[bytes, Entry | None] = {
                 paths.node_done: Entry(MODE_BLOB, done_blob),
                 paths.node_log: Entry(MODE_BLOB, log_blob),
             }
-            return paths.update(self.store, root, paths.node_path(self.spec.node), files)
+            updates = [
+                state.output_files(self.store, paths, name, entry, meta, f"session {self.id}")
+                for name, entry, meta in staged
+            ]
+            updates.append((paths.node_path(self.spec.node), files))
+            return paths.update_many(self.store, root, updates)
 
         self._advance(
             build,
@@ -315,6 +338,7 @@ class Session:
                 (trailers.EVENT, trailers.SESSION_DONE),
                 (trailers.STATUS, outcome.status),
                 *(((trailers.CACHE, outcome.cached),) if outcome.cached else ()),
+                *((trailers.OUTPUT, name) for name, _, _ in staged),
             ],
         )
 
@@ -344,8 +368,9 @@ class Session:
                     names.append(name)
         return names[::-1]
 
-    def merge_back(self, recovering: bool = False) -> Merged:
-        """Apply the finished session to the log tip by compare-and-swap, then delete it.
+    def merge_back(self, recovering: bool = False, drop: bool = True) -> Merged:
+        """Apply the finished session to the log tip by compare-and-swap, then delete it
+        (`drop` False: the caller does, later).
 
         `recovering`: the session was left by a dead run, which may have merged it just
         before dying (then it is only deleted: a session is never applied twice)."""
@@ -371,26 +396,28 @@ class Session:
             if self._code_in_force(parent) != self.spec.code:
                 raise _Superseded  # the definition changed meanwhile: a rerun is due anyway
             result.outputs, result.unchanged = {}, []
-            tree = parent
+            paths = layout.of(self.store, parent)
+            updates: list[Update] = []
             for name in outputs:
-                tree = self._merge_output(tree, head_tree, name, offset, result)
+                updates += self._merge_output(paths, parent, head_tree, name, offset, result)
             dag = state.read_dag(self.store, parent)
             node = dag.nodes.get(self.spec.node) if dag is not None else None
             # A failure is an event, unless the node itself watches failure events.
             if done["status"] == "failed" and (node is None or not node.watches_failures):
-                tree = self._record_failure(tree, head_tree, done, offset, result)
+                updates.append(self._record_failure(paths, parent, head_tree, done, offset, result))
             record = {**done, "offset": offset, "outputs": result.outputs}
             if self.spec.speculates_on:
                 record["speculated_on"] = self.spec.speculates_on
             last = read_done(self.store, parent, self.spec.node)
             if not self.spec.redo or (last or {}).get("inputs") == self.spec.inputs:
-                tree = self._copy_node_files(tree, head_tree, record)
+                updates.append(self._node_files(paths, head_tree, record))
             if node is not None and node.mode == "each":
-                tree = self._update_failed(tree, failed, done)
+                updates += self._update_failed(paths, failed, done)
             if done["status"] == "ok" and self.spec.cache_key:
                 from gdag import cache
 
-                tree = cache.record(self.store, tree, self.spec.cache_key, self.head)
+                updates.append(cache.record(self.store, paths, self.spec.cache_key, self.head))
+            tree = paths.update_many(self.store, parent, updates) if updates else parent
             lines = [
                 (trailers.OFFSET, str(offset)),
                 (trailers.EVENT, trailers.SESSION),
@@ -417,7 +444,8 @@ class Session:
             result = Merged("already merged")
         except NotApplicable:  # superseded, here or by its commit point
             result = Merged("superseded")
-        self.drop()
+        if drop:
+            self.drop()
         return result
 
     def _merged_below(self, tip: bytes | None) -> bool:
@@ -467,15 +495,21 @@ class Session:
         return state.node_codes(self.store, root).get(self.spec.node)
 
     def _merge_output(
-        self, tree: bytes | None, head_tree: bytes, name: str, offset: int, result: Merged
-    ) -> bytes | None:
+        self,
+        paths: layout.Layout,
+        parent: bytes | None,
+        head_tree: bytes,
+        name: str,
+        offset: int,
+        result: Merged,
+    ) -> list[Update]:
         new = state.read_output(self.store, head_tree, name)
         if new is None:
-            return tree
-        prev = state.read_output(self.store, tree, name)
+            return []
+        prev = state.read_output(self.store, parent, name)
         if prev is not None and prev.value == new.value:
             result.unchanged.append(name)  # early cutoff: no new version
-            return tree
+            return []
         meta = {
             **new.meta,
             **state.next_version(prev, offset),
@@ -483,11 +517,11 @@ class Session:
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         result.outputs[name] = meta["version"]
-        return state.write_output(self.store, tree, name, new.value, meta, f"session {self.id}")
+        return [state.output_files(self.store, paths, name, new.value, meta, f"session {self.id}")]
 
     def _update_failed(
-        self, tree: bytes | None, failed: list[dict[str, Any]], done: dict[str, Any]
-    ) -> bytes | None:
+        self, paths: layout.Layout, failed: list[dict[str, Any]], done: dict[str, Any]
+    ) -> list[Update]:
         """Keep an "each" node's failed events: add this session's event when it failed
         (a redo that fails again updates its entry), drop it once redone."""
         kept = [e for e in failed if e["inputs"] != self.spec.inputs]
@@ -503,9 +537,8 @@ class Session:
                 }
             )
         if kept == failed:
-            return tree
+            return []
         kept.sort(key=lambda e: int(e["offset"]))
-        paths = layout.of(self.store, tree)
         entry = (
             Entry(
                 MODE_BLOB,
@@ -514,18 +547,17 @@ class Session:
             if kept
             else None
         )
-        return paths.update(
-            self.store, tree, paths.node_path(self.spec.node), {paths.node_failed: entry}
-        )
+        return [(paths.node_path(self.spec.node), {paths.node_failed: entry})]
 
     def _record_failure(
         self,
-        tree: bytes | None,
+        paths: layout.Layout,
+        parent: bytes | None,
         head_tree: bytes,
         done: dict[str, Any],
         offset: int,
         result: Merged,
-    ) -> bytes | None:
+    ) -> Update:
         """Set `gdag/failures/<node>` to what failed, in the merge of the failed session
         (applied once, as the merge is): node, session, inputs, error, exit code and the
         log's last lines, so notifications are nodes subscribing to `gdag/failures/*`."""
@@ -543,7 +575,7 @@ class Session:
         }
         data = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
         blob = self.store.write_blob(data)
-        prev = state.read_output(self.store, tree, name)
+        prev = state.read_output(self.store, parent, name)
         meta = {
             **state.next_version(prev, offset),
             "type": "json",
@@ -555,19 +587,19 @@ class Session:
             "kind": "blob",
         }
         result.outputs[name] = meta["version"]
-        return state.write_output(
-            self.store, tree, name, Entry(MODE_BLOB, blob), meta, f"session {self.id}"
+        return state.output_files(
+            self.store, paths, name, Entry(MODE_BLOB, blob), meta, f"session {self.id}"
         )
 
-    def _copy_node_files(self, tree: bytes | None, head_tree: bytes, record: dict) -> bytes:
+    def _node_files(self, paths: layout.Layout, head_tree: bytes, record: dict) -> Update:
+        """The node's @done.json (`record`) and the session's @log."""
         node = self.spec.node
-        paths = layout.of(self.store, tree)
         log_entry = state.node_log(self.store, head_tree, node)
         blob = self.store.write_blob(json.dumps(record, sort_keys=True, indent=1).encode())
         changes: dict[bytes, Entry | None] = {paths.node_done: Entry(MODE_BLOB, blob)}
         if log_entry is not None:
             changes[paths.node_log] = log_entry
-        return paths.update(self.store, tree, paths.node_path(node), changes)
+        return paths.node_path(node), changes
 
     def drop(self) -> None:
         if self.adopted:

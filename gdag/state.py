@@ -72,14 +72,21 @@ def write_output(
 ) -> bytes:
     """A new root tree with output `name` set to `value`."""
     paths = layout.of(store, root)
+    return paths.update(store, root, *output_files(store, paths, name, value, meta, done))
+
+
+def output_files(
+    store: Store, paths: Layout, name: str, value: Entry, meta: dict[str, Any], done: str
+) -> tuple[list[bytes], dict[bytes, Entry | None]]:
+    """The directory of output `name` and its files for `value` (for `Layout.update`)."""
     meta_blob = store.write_blob(json.dumps(meta, sort_keys=True, indent=1).encode() + b"\n")
     done_blob = store.write_blob(done.encode() + b"\n")
-    files = {
+    files: dict[bytes, Entry | None] = {
         paths.value: value,
         paths.meta: Entry(MODE_BLOB, meta_blob),
         paths.done: Entry(MODE_BLOB, done_blob),
     }
-    return paths.update(store, root, paths.output_path(name), files)
+    return paths.output_path(name), files
 
 
 def list_outputs(store: Store, root: bytes | None, pattern: str | None = None) -> Iterator[str]:
