@@ -66,33 +66,80 @@ def _wait(
     """The command's exit status; None (its process group killed) on timeout or cancel.
 
     This thread blocks in `wait()`, so it returns the moment the command exits (a wait
-    with a timeout polls, adding milliseconds to every job); a watcher thread stops the
-    process group on cancel or timeout, which ends the wait."""
+    with a timeout polls, adding milliseconds to every job); the process's one watcher
+    thread stops the process group on cancel or timeout, which ends the wait."""
     import time
 
     deadline = None if timeout is None else time.monotonic() + timeout
-    finished = threading.Event()
-    stopped = threading.Event()
-
-    def watch() -> None:
-        while not finished.wait(
-            POLL if deadline is None else min(POLL, max(0.0, deadline - time.monotonic()))
-        ):
-            if cancel.is_set():
-                stopped.set()
-                _stop_group(proc.pid, finished)
-                return
-            if deadline is not None and time.monotonic() >= deadline:
-                stopped.set()
-                _signal_group(proc.pid, signal.SIGKILL)
-                return
-
-    threading.Thread(target=watch, name=f"gdag-watch-{proc.pid}", daemon=True).start()
+    watch = _Watched(proc.pid, cancel, deadline)
+    _WATCHER.add(watch)
     try:
         code = proc.wait()
     finally:
-        finished.set()
-    return None if stopped.is_set() else code
+        _WATCHER.remove(watch)
+    return None if watch.stopped else code
+
+
+class _Watched:
+    """A running command: what ends it early."""
+
+    def __init__(self, pgid: int, cancel: threading.Event, deadline: float | None) -> None:
+        self.pgid = pgid
+        self.cancel = cancel
+        self.deadline = deadline
+        self.finished = threading.Event()
+        self.stopped = False
+
+
+class _Watcher:
+    """One thread for every running command of the process: it looks at their cancel
+    requests every POLL seconds and at their deadlines when due (a thread per command
+    cost 0.13 ms to start, on every job). Stopping a cancelled command, with its grace
+    period, runs on a thread of its own so others' deadlines are not held up."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._watched: set[_Watched] = set()
+        self._thread: threading.Thread | None = None
+
+    def add(self, watched: _Watched) -> None:
+        with self._lock:
+            self._watched.add(watched)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="gdag-watch", daemon=True)
+                self._thread.start()
+            else:
+                self._lock.notify()  # asleep with nothing to watch, or due before it looks
+
+    def remove(self, watched: _Watched) -> None:
+        watched.finished.set()
+        with self._lock:
+            self._watched.discard(watched)
+
+    def _run(self) -> None:
+        import time
+
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                for w in list(self._watched):
+                    if w.cancel.is_set():
+                        self._stop(w, cancelled=True)
+                    elif w.deadline is not None and now >= w.deadline:
+                        self._stop(w, cancelled=False)
+                due = [w.deadline - now for w in self._watched if w.deadline is not None]
+                self._lock.wait(max(0.0, min([POLL, *due])) if self._watched else None)
+
+    def _stop(self, w: _Watched, cancelled: bool) -> None:
+        self._watched.discard(w)
+        w.stopped = True
+        if cancelled:
+            threading.Thread(target=_stop_group, args=(w.pgid, w.finished), daemon=True).start()
+        else:
+            _signal_group(w.pgid, signal.SIGKILL)
+
+
+_WATCHER = _Watcher()
 
 
 def work_dir(job: Job, tmp: Path) -> Path:
