@@ -419,8 +419,11 @@ def _point_at_log(executor: Executor, store: Store, log_name: str, job_id: str) 
         return None
     pointer = running_log_pointer(store, log_name, job_id)
     try:
-        make_dirs(pointer.parent)
-        pointer.write_text(str(path))
+        try:
+            pointer.write_text(str(path))
+        except FileNotFoundError:  # the first job of this log (or swept since)
+            make_dirs(pointer.parent)
+            pointer.write_text(str(path))
     except OSError:
         return None  # only a view depends on it
     return pointer

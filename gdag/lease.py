@@ -44,6 +44,14 @@ def process_start_time(pid: int) -> str | None:
 
 
 HOST = socket.gethostname()
+_OWN_START: dict[int, str | None] = {}
+
+
+def _own_start_time(pid: int) -> str | None:
+    """This process's start time, read once (per pid: a forked child reads its own)."""
+    if pid not in _OWN_START:
+        _OWN_START[pid] = process_start_time(pid)
+    return _OWN_START[pid]
 
 
 @dataclass(frozen=True)
@@ -60,7 +68,7 @@ class Holder:
     @classmethod
     def me(cls, session: str | None, ttl: float, clock: Clock = SYSTEM_CLOCK) -> Holder:
         pid = os.getpid()
-        return cls(HOST, pid, process_start_time(pid), session, clock.time() + ttl)
+        return cls(HOST, pid, _own_start_time(pid), session, clock.time() + ttl)
 
     def is_alive(self, clock: Clock = SYSTEM_CLOCK) -> bool:
         """Whether the lease still binds others: held, unexpired, and its owner not dead."""

@@ -110,22 +110,27 @@ class LocalRefs:
         """Create `<ref>.lock` exclusively, breaking a stale one; its open descriptor.
         `timeout`: seconds to wait for another holder (default: the LOCK policy's)."""
         lock = self._ref_path(ref + ".lock")
-        backoff = Backoff(
-            LOCK,
-            f"waiting for the lock of ref {ref} (another process holds it)",
-            hint=f"if no git or gdag process is running, remove {lock}",
-            clock=self.clock,
-            deadline=timeout,
-        )
+        backoff: Backoff | None = None
+        made = False
         while True:
-            make_dirs(lock.parent)
             try:
                 return os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileNotFoundError:  # a concurrent prune removed the directory
-                pass
+            except FileNotFoundError:  # no directory for it yet, or a prune removed it
+                if not made:
+                    make_dirs(lock.parent)
+                    made = True
+                    continue
+                made = False
             except FileExistsError:
                 if self._break_stale_lock(lock):
                     continue
+            backoff = backoff or Backoff(
+                LOCK,
+                f"waiting for the lock of ref {ref} (another process holds it)",
+                hint=f"if no git or gdag process is running, remove {lock}",
+                clock=self.clock,
+                deadline=timeout,
+            )
             backoff.wait()
 
     def _is_stale(self, path: Path) -> bool | None:

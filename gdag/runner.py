@@ -87,11 +87,16 @@ class AfterMerge:
         with self._lock:
             found, self._all = self._all, []
             self._pending.clear()
-        for future in found:
-            if raising:
-                future.result()
-            else:
-                wait([future])
+            pool, self._pool = self._pool, None
+        try:
+            for future in found:
+                if raising:
+                    future.result()
+                else:
+                    wait([future])
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False)  # its thread ends once its last work is done
 
 
 @dataclass

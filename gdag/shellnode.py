@@ -195,9 +195,9 @@ def shell_env(job: Job, tmp: Path) -> dict[str, str]:
             (tmp / "out" / head).mkdir(parents=True, exist_ok=True)
     bin_dir = tmp / "bin"
     bin_dir.mkdir()
-    shim = bin_dir / "gdag"
-    shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m gdag "$@"\n')
-    shim.chmod(0o755)
+    fd = os.open(bin_dir / "gdag", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
+    with os.fdopen(fd, "w") as shim:
+        shim.write(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m gdag "$@"\n')
     env.update(
         {
             "GDAG_INPUTS": str(tmp / "inputs.json"),
