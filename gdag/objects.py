@@ -52,17 +52,16 @@ _TMP_COUNT = itertools.count()
 
 
 def deflate(raw: bytes) -> bytes:
-    """A loose object's zlib stream. zlib's set-up for its default 32 KB window and
+    """A loose object's zlib stream, at level 1 as git writes loose objects (its
+    `core.looseCompression` default). zlib's set-up for its default 32 KB window and
     memory level costs more than compressing a small object (36 µs of 37 for 300
-    bytes): the window is fitted to the object, and the memory level to small ones,
-    which gives the same bytes out for a fifth of the time. A large object gets
-    level 1, as git's `core.looseCompression` does."""
+    bytes), so the window is fitted to the object and the memory level to small
+    ones: the same bytes out for a fifth of the time."""
     size = len(raw)
     if size > CHUNK:
         return zlib.compress(raw, 1)
-    comp = zlib.compressobj(
-        -1, zlib.DEFLATED, min(15, max(9, size.bit_length())), 4 if size <= 1024 else 8
-    )
+    window = min(15, max(9, size.bit_length()))
+    comp = zlib.compressobj(1, zlib.DEFLATED, window, 4 if size <= 1024 else 8)
     return comp.compress(raw) + comp.flush()
 
 
@@ -121,9 +120,6 @@ class ObjectStore:
             self._db = DiskObjectStore(str(self.path))
         return self._db
 
-    def _loose_path(self, sha: bytes) -> Path:
-        return Path(self._loose_name(sha))
-
     def _loose_name(self, sha: bytes) -> str:
         hexs = sha.decode()
         return f"{self.path}/{hexs[:2]}/{hexs[2:]}"
@@ -131,7 +127,7 @@ class ObjectStore:
     def _read_loose(self, sha: bytes) -> ShaFile | None:
         """A loose object read directly: no pack lookup, no directory scan."""
         try:
-            with open(self._loose_path(sha), "rb") as f:
+            with open(self._loose_name(sha), "rb") as f:
                 raw = zlib.decompress(f.read())
         except FileNotFoundError:
             return None
@@ -184,7 +180,7 @@ class ObjectStore:
         return True
 
     def has(self, sha: bytes) -> bool:
-        return self._loose_path(sha).exists() or sha in self._objdb()
+        return os.path.exists(self._loose_name(sha)) or sha in self._objdb()
 
     def _typed(self, sha: bytes, type_name: bytes) -> Any:
         obj = self.read(sha)
@@ -214,7 +210,7 @@ class ObjectStore:
         `git cat-file`. Smaller packed blobs are read whole by dulwich, which is quicker
         than a process. Closing the iterator early stops the git process."""
         try:
-            f = open(self._loose_path(sha), "rb")
+            f = open(self._loose_name(sha), "rb")
         except FileNotFoundError:
             from gdag import gitcmd  # here: a loose value (the common case) needs no git
 
@@ -264,13 +260,16 @@ class ObjectStore:
 
     # -- writing -----------------------------------------------------------------
 
-    def _install_loose(self, tmp: str, sha: bytes) -> None:
+    def _install_loose(self, tmp: str, sha: bytes, looked: bool = False) -> None:
+        """Rename `tmp` to object `sha`'s loose name; `looked`: the caller found none
+        just before (a second look costs a system call per object, and an identical
+        object written meanwhile is replaced by the same bytes)."""
         first = self.on_first_write
         if first is not None:
             self.on_first_write = None
             first()
         name = self._loose_name(sha)
-        if os.path.exists(name):
+        if not looked and os.path.exists(name):
             os.unlink(tmp)
             return
         try:  # the fan-out directory is there nearly always: no mkdir first
@@ -310,7 +309,7 @@ class ObjectStore:
         fd, tmp = self._tmpfile()
         with os.fdopen(fd, "wb") as f:
             f.write(deflate(header + data))
-        self._install_loose(tmp, sha)
+        self._install_loose(tmp, sha, looked=True)
         return sha
 
     def write(self, obj: ShaFile) -> bytes:
@@ -323,7 +322,7 @@ class ObjectStore:
         """Write `size` bytes read from `stream` as a blob, holding one chunk at a time."""
         header = b"blob %d\0" % size
         hasher = hashlib.sha1(header)
-        comp = zlib.compressobj(1 if size > CHUNK else -1)
+        comp = zlib.compressobj(1)
         fd, tmp = self._tmpfile()
         remaining = size
         try:

@@ -10,6 +10,7 @@ snapshot hazards. `remote.RemoteRefs` implements them on a git remote.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from pathlib import Path
@@ -50,10 +51,15 @@ class LocalRefs:
 
     def __init__(self, path: Path, clock: Clock = SYSTEM_CLOCK) -> None:
         self.path = path
+        self._root = str(path)
         self.clock = clock
 
     def _ref_path(self, ref: str) -> Path:
         return self.path / ref
+
+    def _ref_name(self, ref: str) -> str:
+        """`_ref_path` as a string: the hot paths (read, compare-and-swap) skip pathlib."""
+        return f"{self._root}/{ref}"
 
     def _packed_refs(self) -> dict[str, bytes]:
         refs: dict[str, bytes] = {}
@@ -73,7 +79,8 @@ class LocalRefs:
         backoff: Backoff | None = None
         while True:
             try:
-                data = self._ref_path(ref).read_bytes().strip()
+                with open(self._ref_name(ref), "rb") as f:
+                    data = f.read().strip()
             except (FileNotFoundError, NotADirectoryError):
                 return self._packed_refs().get(ref)
             except IsADirectoryError:
@@ -109,20 +116,20 @@ class LocalRefs:
     def _take_lock(self, ref: str, timeout: float | None = None) -> int:
         """Create `<ref>.lock` exclusively, breaking a stale one; its open descriptor.
         `timeout`: seconds to wait for another holder (default: the LOCK policy's)."""
-        lock = self._ref_path(ref + ".lock")
+        lock = self._ref_name(ref + ".lock")
         backoff: Backoff | None = None
         made = False
         while True:
             try:
                 return os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileNotFoundError:  # no directory for it yet, or a prune removed it
-                if not made:
-                    make_dirs(lock.parent)
+            except (FileNotFoundError, NotADirectoryError):  # no directory for it (yet)
+                if not made:  # or a prune removed it; a file in the way is an error there
+                    make_dirs(Path(lock).parent)
                     made = True
                     continue
                 made = False
             except FileExistsError:
-                if self._break_stale_lock(lock):
+                if self._break_stale_lock(Path(lock)):
                     continue
             backoff = backoff or Backoff(
                 LOCK,
@@ -188,18 +195,19 @@ class LocalRefs:
         """Point `ref` at `new` if it still points at `old` (None: must not exist).
         `timeout`: how long to wait for a lock another process holds."""
         fd = self._take_lock(ref, timeout)
-        lock = self._ref_path(ref + ".lock")
+        lock = self._ref_name(ref + ".lock")
         try:
             if self.read_ref(ref) != old:
                 os.close(fd)
-                lock.unlink()
+                os.unlink(lock)
                 return False
             os.write(fd, new + b"\n")
             os.close(fd)
-            os.replace(lock, self._ref_path(ref))
+            os.replace(lock, self._ref_name(ref))
             return True
         except BaseException:
-            lock.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
             raise
 
     def delete_ref(self, ref: str, old: bytes) -> bool:

@@ -331,14 +331,16 @@ class Session:
             updates.append((paths.node_path(self.spec.node), files))
             return paths.update_many(self.store, root, updates)
 
+        names = [name for name, _, _ in staged]
+        carried = ", ".join(names) if len(names) <= 3 else f"{len(names)} outputs"
         self._advance(
             build,
-            f"done {self.spec.node} {outcome.status}",
+            f"done {self.spec.node} {outcome.status}" + (f": {carried}" if names else ""),
             [
                 (trailers.EVENT, trailers.SESSION_DONE),
                 (trailers.STATUS, outcome.status),
                 *(((trailers.CACHE, outcome.cached),) if outcome.cached else ()),
-                *((trailers.OUTPUT, name) for name, _, _ in staged),
+                *((trailers.OUTPUT, name) for name in names),
             ],
         )
 

@@ -877,3 +877,51 @@ def test_renaming_a_node_reuses_its_results_without_a_crash(repo: Path) -> None:
     why = gdag("why", "b", cwd=repo)
     assert why.returncode == 0 and "up-to-date" in why.text and "cache hit of a." in why.text
     fsck(repo)
+
+
+def test_outputs_left_in_gdag_out_are_committed_with_done(repo: Path) -> None:
+    """A shell node's outputs, found after it exits, are one commit with its @done: the
+    session branch is its start and that commit, whose trailers name every output and
+    whose summary names them (or counts them, past three). What a failed attempt left
+    (collected before one of its files was refused) is not in the retry's commit."""
+    define(
+        repo,
+        """
+        [nodes.few]
+        run = 'for o in a b; do echo "$o" > "$GDAG_OUT/$o"; done'
+        inputs = { x = "src" }
+        publishes = ["a", "b"]
+
+        [nodes.many]
+        run = '''
+        if test -e "$GDAG_REPO/.again"; then
+            for o in a b c d; do echo "$o" > "$GDAG_OUT/m/$o"; done
+        else  # m/e is collected, then zz is refused (not published): the attempt fails
+            touch "$GDAG_REPO/.again"; echo e > "$GDAG_OUT/m/e"; echo z > "$GDAG_OUT/zz"
+        fi
+        '''
+        inputs = { x = "src" }
+        publishes = ["m/*"]
+        retries = 1
+        retry_delay = 0.01
+        """,
+    )
+    pub(repo, "src", "1")
+    run(repo)
+    for node, summary, outputs in (
+        ("few", "done few ok: a, b", ["a", "b"]),
+        ("many", "done many ok: 4 outputs", ["m/a", "m/b", "m/c", "m/d"]),
+    ):
+        merge = git(
+            "log", "--first-parent", "--format=%H", "--grep", f"^Gdag-Node: {node}$",
+            "refs/gdag/logs/main", cwd=repo,
+        ).split()[0]  # fmt: skip
+        branch = git(
+            "log", "--format=%s|%(trailers:key=Gdag-Output,valueonly,separator=%x2C)",
+            f"{merge}^1..{merge}^2", cwd=repo,
+        ).splitlines()  # fmt: skip
+        assert branch == [f"{summary}|{','.join(outputs)}", f"start {node}|"]
+    assert [value(repo, o) for o in ("a", "b", "m/a", "m/d")] == ["a\n", "b\n", "a\n", "d\n"]
+    assert gdag("lookup", "m/e", cwd=repo).returncode == 3  # the failed attempt's
+    assert done(repo, "many")["attempts"][0]["error"].startswith("node 'many' may not publish")
+    fsck(repo)

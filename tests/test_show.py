@@ -60,7 +60,8 @@ def test_show_node_and_session(repo: Path) -> None:
     assert [r["inputs"] for r in node["recent"]] == [{"src": 2}, {"src": 1}]
     last = node["last"]
     assert last["status"] == "ok" and "working" in last["log_tail"]
-    assert last["branch"] == ["start up", "output up", "done up ok"]
+    # Outputs left in $GDAG_OUT are committed with @done, which names them.
+    assert last["branch"] == ["start up", "done up ok: up"]
     session = show(repo, node["recent"][1]["session"])
     assert session["kind"] == "session" and session["inputs"] == {"src": 1}
     assert session["outputs"] == {"up": 1}
@@ -79,8 +80,7 @@ def test_log_filters_and_graph(repo: Path) -> None:
     text = gdag("log", "--graph", "--node", "wrap", "-n", "1", cwd=repo).text
     assert text.splitlines()[1:] == [
         "        | start wrap",
-        "        | output wrapped",
-        "        | done wrap ok",
+        "        | done wrap ok: wrapped",
     ]
     r = gdag("log", "--since", "whenever", cwd=repo)
     assert r.returncode == 3 and "not a time" in r.stderr
