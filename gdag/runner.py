@@ -43,62 +43,6 @@ if TYPE_CHECKING:
 Report = Callable[[str, dict[str, Any]], None]
 
 
-class AfterMerge:
-    """What is left of a session once it is merged: deleting its branch, releasing its
-    lease and pool slot. Done in order on one background thread, so the nodes waiting
-    for that merge (in a chain, the next one) start at once instead of after a few
-    more ref updates.
-
-    Nothing rests on it: a process killed before it is done leaves what a kill just
-    after the merge always could, a merged session's branch (the next run's recovery
-    deletes it) and the leases of a dead process. A lease still to be released is
-    waited for before this run looks at it again (`wait_for`); the run waits for all
-    of it before it ends (`flush`), and the first error is raised there."""
-
-    def __init__(self) -> None:
-        self._pool: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
-        self._pending: dict[str, Future[None]] = {}  # lease name -> its release
-        self._all: list[Future[None]] = []
-
-    def submit(self, leases: list[str], *work: Callable[[], None]) -> None:
-        def run() -> None:
-            for step in work:
-                step()
-
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gdag-after")
-            future = self._pool.submit(run)
-            self._all = [f for f in self._all if not f.done()] + [future]
-            for name in leases:
-                self._pending[name] = future
-
-    def wait_for(self, leases: Iterable[str]) -> None:
-        """Until the releases of these leases queued here are done."""
-        with self._lock:
-            found = [self._pending.pop(name) for name in leases if name in self._pending]
-        for future in found:
-            future.result()
-
-    def flush(self, raising: bool = True) -> None:
-        """Wait for all of it; `raising` False: its errors are dropped (another one is
-        on its way up already)."""
-        with self._lock:
-            found, self._all = self._all, []
-            self._pending.clear()
-            pool, self._pool = self._pool, None
-        try:
-            for future in found:
-                if raising:
-                    future.result()
-                else:
-                    wait([future])
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=False)  # its thread ends once its last work is done
-
-
 @dataclass
 class Pending:
     """Why a node should run now, and on what."""
@@ -241,7 +185,6 @@ class Engine:
         self._redone: set[tuple[str, str]] = set()  # failed "each" events tried this run
         # Output name -> {version: offset that published it}, learned by `_offset_of`.
         self._version_offsets: dict[str, dict[int, int]] = {}
-        self._after = AfterMerge()
 
     def _shape(self, dag: Dag) -> Shape:
         """A definition's node order and upstream masks (`graph.node_shape`), computed
@@ -538,7 +481,6 @@ class Engine:
                 tip = self.ws.log.require_tip()
                 dag = state.read_dag(self.ws.store, self.ws.store.read_commit(tip).tree) or dag
                 plan, shape, order = self._plan(dag, targets)
-            self._after.flush()
             if self._refused:
                 names = sorted(self._refused)
                 raise SecretMissingError(
@@ -547,7 +489,6 @@ class Engine:
                     "the log); the other nodes ran",
                 )
         finally:
-            self._after.flush(raising=False)
             if self._local is not None:
                 self._local.close()
                 self._local = None
@@ -634,7 +575,6 @@ class Engine:
                     for name in sorted(known.keys() & startable, key=rank.__getitem__):
                         if self._busy(running) or shape.upstream[name] & blocked:
                             continue
-                        self._after.wait_for([name, *self._pool_slots(dag, dag.nodes[name])])
                         if not self.private and self.leases.holder(name) is not None:
                             elsewhere.append(name)
                             continue
@@ -788,7 +728,6 @@ class Engine:
     ) -> tuple[Outcome, Merged] | None:
         node = dag.nodes[p.node]
         resolution = "dropped"
-        leftover: Session | None = None  # merged back: its branch is deleted after
         held = None if self.private else self.leases.take(p.node, sid)
         if held is None and not self.private:
             if speculator is not None:
@@ -814,8 +753,7 @@ class Engine:
                     return None
                 outcome = ran
                 session.finish(outcome)
-            merged = session.merge_back(drop=False)
-            leftover = session
+            merged = session.merge_back()
             self._report_finish(p.node, sid, outcome, merged, cached=outcome.cached)
             if outcome.status == "ok" and merged.status != "dropped":
                 resolution = "merged"
@@ -823,16 +761,10 @@ class Engine:
         finally:
             if speculator is not None:
                 speculator.resolve(sid, resolution)
-            self._release([p.node, *self._pool_slots(dag, node)], held, slot, leftover)
-
-    def _release(self, leases: list[str], held: Any, slot: Any, merged: Session | None) -> None:
-        """After a session: its branch deleted (`merged`: it was merged back), its pool
-        slot and lease released, on the after-merge thread."""
-        work = [step for step in (merged and merged.drop, slot and slot.release) if step]
-        if held is not None:
-            work.append(held.release)
-        if work:
-            self._after.submit(leases, *work)
+            if slot:
+                slot.release()
+            if held is not None:
+                held.release()
 
     def _pool_slots(self, dag: Dag, node: Node) -> list[str]:
         """The lease names of the node's pool's slots ("@" never starts a node's name);

@@ -370,9 +370,8 @@ class Session:
                     names.append(name)
         return names[::-1]
 
-    def merge_back(self, recovering: bool = False, drop: bool = True) -> Merged:
-        """Apply the finished session to the log tip by compare-and-swap, then delete it
-        (`drop` False: the caller does, later).
+    def merge_back(self, recovering: bool = False) -> Merged:
+        """Apply the finished session to the log tip by compare-and-swap, then delete it.
 
         `recovering`: the session was left by a dead run, which may have merged it just
         before dying (then it is only deleted: a session is never applied twice)."""
@@ -446,8 +445,7 @@ class Session:
             result = Merged("already merged")
         except NotApplicable:  # superseded, here or by its commit point
             result = Merged("superseded")
-        if drop:
-            self.drop()
+        self.drop()
         return result
 
     def _merged_below(self, tip: bytes | None) -> bool:
