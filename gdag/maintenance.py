@@ -363,4 +363,11 @@ def pack_in_background(store: Store) -> int:
 
 
 if __name__ == "__main__":
+    # Housekeeping yields to the commands it packs after. Its session (it is detached)
+    # is an autogroup of its own where the kernel groups by session, and a nice value
+    # weighs only inside its group: the group's is lowered too.
+    with contextlib.suppress(OSError):
+        os.nice(19)
+    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as group:
+        group.write("19")
     sys.exit(pack_in_background(Store.find(".")))
