@@ -9,6 +9,8 @@ and encodes every output by its type and records it on the session branch.
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,7 +131,38 @@ def prepare_job(
         log=log_name,
         files=tuple(node_files(carried, node)) if carried is not None else (),
         source=_source(carried, node) if ship and node.kind == PYTHON else "",
+        bin_dir=None if ship or node.kind == PYTHON else command_dir(store),
     )
+
+
+_COMMAND_DIRS: dict[Path, str] = {}
+
+
+def command_dir(store: Store) -> str | None:
+    """`.git/gdag/bin/<id>`: the directory of the `gdag` command shell nodes run by this
+    Python find on their PATH, one per interpreter (its path's hash), made once and
+    kept, instead of one in every job's directory (two files more to create and remove
+    per job). None when it cannot be made: each job then makes its own."""
+    import hashlib
+
+    from gdag.shellnode import write_command
+
+    name = hashlib.sha1(sys.executable.encode()).hexdigest()[:16]
+    where = store.gdag_dir / "bin" / name
+    found = _COMMAND_DIRS.get(where)
+    if found is not None:
+        return found
+    try:
+        if not (where / "gdag").is_file():
+            make_dirs(where)
+            tmp = where / f"gdag.tmp-{os.getpid()}-{threading.get_ident()}"
+            tmp.unlink(missing_ok=True)
+            write_command(tmp)
+            os.replace(tmp, where / "gdag")  # whole, for a job of another process
+    except (OSError, GdagError):
+        return None
+    _COMMAND_DIRS[where] = str(where)
+    return str(where)
 
 
 def _files_root(store: Store) -> Path | None:

@@ -104,6 +104,10 @@ class Job:
     # A Python node's function source hash as compiled on the coordinator; a runner whose
     # function differs refuses the job ("": not checked, the coordinator runs it itself).
     source: str = ""
+    # A directory holding the `gdag` command a shell node finds first on its PATH, made
+    # once by the coordinator (`execute.command_dir`); None: the job makes one in its
+    # temporary directory (a machine other than the coordinator's).
+    bin_dir: str | None = None
 
 
 @dataclass(frozen=True)

@@ -193,11 +193,12 @@ def shell_env(job: Job, tmp: Path) -> dict[str, str]:
         head = literal_head(target) if is_pattern(target) else target.rpartition("/")[0]
         if head:
             (tmp / "out" / head).mkdir(parents=True, exist_ok=True)
-    bin_dir = tmp / "bin"
-    bin_dir.mkdir()
-    fd = os.open(bin_dir / "gdag", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
-    with os.fdopen(fd, "w") as shim:
-        shim.write(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m gdag "$@"\n')
+    if job.bin_dir is not None:
+        bin_dir = Path(job.bin_dir)
+    else:
+        bin_dir = tmp / "bin"
+        bin_dir.mkdir()
+        write_command(bin_dir / "gdag")
     env.update(
         {
             "GDAG_INPUTS": str(tmp / "inputs.json"),
@@ -211,6 +212,13 @@ def shell_env(job: Job, tmp: Path) -> dict[str, str]:
     if job.workdir is not None and job.in_repository:
         env["GDAG_REPO"] = job.workdir
     return env
+
+
+def write_command(path: Path) -> None:
+    """The `gdag` command of a node's PATH: this Python's gdag, executable."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
+    with os.fdopen(fd, "w") as shim:
+        shim.write(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m gdag "$@"\n')
 
 
 def _tail(path: Path, limit: int = LOG_TAIL) -> bytes:
