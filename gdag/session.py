@@ -315,6 +315,12 @@ class Session:
         It holds the staged outputs too (those of an ok outcome)."""
         staged, self._staged = self._staged if outcome.status == "ok" else [], []
         done = self._done_record(outcome)
+        predicted = self._predict(staged) if staged else None
+        if predicted is not None:
+            offset, metas = predicted
+            staged = [(name, entry, metas.get(name, meta)) for name, entry, meta in staged]
+            done["offset"] = offset
+            done["outputs"] = {name: meta["version"] for name, meta in metas.items()}
         log_blob = self.store.write_blob(outcome.log[-LOG_TAIL:])
         done_blob = self.store.write_blob(json.dumps(done, sort_keys=True, indent=1).encode())
 
@@ -343,6 +349,29 @@ class Session:
                 *((trailers.OUTPUT, name) for name in names),
             ],
         )
+
+    def _predict(
+        self, staged: list[tuple[str, Entry, dict[str, Any]]]
+    ) -> tuple[int, dict[str, dict[str, Any]]] | None:
+        """The offset and outputs' metadata the merge gives this session if the log has
+        not moved since it forked. `finish` writes them so on the branch: the merge then
+        computes the very same files, and finds its outputs' and node's trees written
+        already (a chain's sessions, one after the other, always do). Whatever it finds
+        at the merge, the merge decides: it keeps a predicted file only if it equals
+        what it computes. Not for speculative or redone sessions (forked elsewhere)."""
+        if self.spec.speculates_on is not None or self.spec.redo:
+            return None
+        base = self.store.read_commit(self.spec.base).tree
+        offset = self.log.event(self.spec.base).offset + 1
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        metas = {}
+        for name, entry, meta in staged:
+            prev = state.read_output(self.store, base, name)
+            if prev is not None and prev.value == entry:
+                continue  # cut off at the merge: no new version
+            version = state.next_version(prev, offset)
+            metas[name] = {**meta, **version, "event": trailers.SESSION, "time": stamp}
+        return offset, metas
 
     def _done_record(self, outcome: Outcome) -> dict[str, Any]:
         return {
@@ -510,12 +539,20 @@ class Session:
         if prev is not None and prev.value == new.value:
             result.unchanged.append(name)  # early cutoff: no new version
             return []
-        meta = {
-            **new.meta,
-            **state.next_version(prev, offset),
-            "event": trailers.SESSION,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
+        version = state.next_version(prev, offset)
+        if (
+            "time" in new.meta
+            and new.meta.get("event") == trailers.SESSION
+            and all(k in new.meta and new.meta[k] == v for k, v in version.items())
+        ):
+            meta = new.meta  # as `finish` predicted: the same file, written already
+        else:
+            meta = {
+                **new.meta,
+                **version,
+                "event": trailers.SESSION,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
         result.outputs[name] = meta["version"]
         return [state.output_files(self.store, paths, name, new.value, meta, f"session {self.id}")]
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import define, fsck, gdag, git
+from conftest import define, fsck, gdag, git, wait_for
 
 
 def run(repo: Path, *args: str, code: int = 0) -> str:
@@ -924,4 +924,71 @@ def test_outputs_left_in_gdag_out_are_committed_with_done(repo: Path) -> None:
     assert [value(repo, o) for o in ("a", "b", "m/a", "m/d")] == ["a\n", "b\n", "a\n", "d\n"]
     assert gdag("lookup", "m/e", cwd=repo).returncode == 3  # the failed attempt's
     assert done(repo, "many")["attempts"][0]["error"].startswith("node 'many' may not publish")
+    fsck(repo)
+
+
+def _merge_of(repo: Path, node: str) -> str:
+    return git(
+        "log", "--first-parent", "--format=%H", "--grep", f"^Gdag-Node: {node}$",
+        "refs/gdag/logs/main", cwd=repo,
+    ).split()[0]  # fmt: skip
+
+
+def test_a_merge_keeps_the_versions_its_session_predicted_only_when_they_hold(
+    repo: Path,
+) -> None:
+    """A session's @done commit writes its outputs' metadata as the merge will if the
+    log does not move meanwhile: then the merge finds the session's trees (same ids),
+    else it writes its own. Either way the merged metadata names the merge's offset."""
+    define(
+        repo,
+        """
+        [nodes.quick]
+        run = 'cp "$GDAG_IN_X" "$GDAG_OUT/q"'
+        inputs = { x = "src" }
+        publishes = ["q"]
+
+        [nodes.slow]
+        run = '''
+        echo started > "$GDAG_REPO/.started"
+        i=0; while [ ! -e "$GDAG_REPO/.go" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+        cp "$GDAG_IN_X" "$GDAG_OUT/s"
+        '''
+        inputs = { x = "q" }
+        publishes = ["s"]
+        """,
+    )
+    pub(repo, "src", "1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gdag", "run"], cwd=repo, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_for(repo / ".started")
+        pub(repo, "other", "x")  # the log moves while `slow` runs
+        (repo / ".go").touch()
+        assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        proc.kill()
+    for node, output, moved in (("quick", "q", False), ("slow", "s", True)):
+        merge = _merge_of(repo, node)
+        offset = int(
+            git("log", "-1", "--format=%(trailers:key=Gdag-Offset,valueonly)", merge, cwd=repo)
+        )
+        merged = json.loads(git("show", f"{merge}:outputs/{output}/@meta.json", cwd=repo))
+        predicted = json.loads(git("show", f"{merge}^2:outputs/{output}/@meta.json", cwd=repo))
+        assert (merged["offset"], merged["version"], merged["event"]) == (offset, 1, "session")
+        assert (
+            json.loads(git("show", f"{merge}:nodes/{node}/@done.json", cwd=repo))["offset"]
+            == offset
+        )
+        trees = [
+            git("rev-parse", f"{rev}:outputs/{output}", cwd=repo) for rev in (merge, f"{merge}^2")
+        ]
+        if moved:  # predicted one offset too early: the merge wrote its own
+            assert predicted["offset"] == offset - 1 and trees[0] != trees[1]
+        else:
+            assert predicted == merged and trees[0] == trees[1]
+            assert git("rev-parse", f"{merge}:nodes", cwd=repo) == git(
+                "rev-parse", f"{merge}^2:nodes", cwd=repo
+            )
     fsck(repo)
