@@ -151,15 +151,20 @@ def command_dir(store: Store) -> str | None:
     where = store.gdag_dir / "bin" / name
     found = _COMMAND_DIRS.get(where)
     if found is not None:
-        return found
+        return found or None
     try:
+        if os.pathsep in str(where):
+            raise OSError("a PATH entry cannot hold it")  # `:` in the repository's path
         if not (where / "gdag").is_file():
             make_dirs(where)
             tmp = where / f"gdag.tmp-{os.getpid()}-{threading.get_ident()}"
             tmp.unlink(missing_ok=True)
             write_command(tmp)
             os.replace(tmp, where / "gdag")  # whole, for a job of another process
+        if not os.access(where / "gdag", os.X_OK):
+            raise OSError("not executable there")  # a file system mounted noexec
     except (OSError, GdagError):
+        _COMMAND_DIRS[where] = ""
         return None
     _COMMAND_DIRS[where] = str(where)
     return str(where)

@@ -14,6 +14,7 @@ from a `retry.Clock`, so tests age leases without waiting.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import threading
@@ -25,6 +26,7 @@ from gdag.errors import StoreError
 from gdag.refs import Refs
 from gdag.repo import Store
 from gdag.retry import SYSTEM_CLOCK, Clock
+from gdag.ticker import Ticker
 
 LEASE_PREFIX = "refs/gdag/leases/"
 # How long a lease binds without renewal; GDAG_LEASE_TTL overrides (seconds).
@@ -162,7 +164,9 @@ class Leases:
 
 
 class Held:
-    """A lease this process holds, renewed in the background until released."""
+    """A lease this process holds, renewed in the background until released: every
+    ttl/3 the renewal ticker starts a renewal on a thread of its own (a slow one, a
+    push to a remote say, holds up no other lease's)."""
 
     def __init__(self, leases: Leases, node: str, session: str | None, token: bytes) -> None:
         self.leases = leases
@@ -173,7 +177,18 @@ class Held:
         self.released = False
         self.due = time.monotonic() + leases.ttl / 3  # when it is renewed next
         self._lock = threading.Lock()  # a renewal and the release never overlap
-        _RENEWER.add(self)
+        _RENEWALS.add(self)
+
+    def tick(self, now: float) -> bool:
+        self.due = math.inf  # until this renewal is done
+        threading.Thread(target=self._renew_quietly, name="gdag-renew", daemon=True).start()
+        return True
+
+    def _renew_quietly(self) -> None:
+        try:
+            self.renew()
+        except Exception:  # a store or remote that failed: it expires, as a hung owner's
+            _RENEWALS.remove(self)
 
     def renew(self) -> None:
         with self._lock:
@@ -182,13 +197,15 @@ class Held:
             new = self.leases.renew(self.node, self.token, self.session)
             if new is None:
                 self.lost = True  # taken over after expiry: the merge-back still decides
+                _RENEWALS.remove(self)
                 return
             self.token = new
             self.due = time.monotonic() + self.leases.ttl / 3
+            _RENEWALS.add(self)  # its next renewal is planned
 
     def release(self) -> None:
-        _RENEWER.remove(self)
         with self._lock:
+            _RENEWALS.remove(self)
             if self.released:
                 return
             self.released = True
@@ -196,44 +213,4 @@ class Held:
                 self.leases.release(self.node, self.token)
 
 
-class _Renewer:
-    """One thread renewing every lease the process holds, each when it is due (a
-    thread per lease cost 0.13 ms to start and a join to stop, on every session)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._held: set[Held] = set()
-        self._thread: threading.Thread | None = None
-
-    def add(self, held: Held) -> None:
-        with self._cond:
-            self._held.add(held)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="gdag-renew", daemon=True)
-                self._thread.start()
-            else:
-                self._cond.notify()
-
-    def remove(self, held: Held) -> None:
-        with self._cond:
-            self._held.discard(held)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                now = time.monotonic()
-                due = [h for h in self._held if h.due <= now]
-                if not due:
-                    nearest = min((h.due for h in self._held), default=None)
-                    self._cond.wait(None if nearest is None else nearest - now)
-                    continue
-            for held in due:  # outside the lock: a renewal writes to the store
-                try:
-                    held.renew()
-                except Exception:  # a store or remote that failed: renewed no more
-                    self.remove(held)
-                if held.lost:
-                    self.remove(held)
-
-
-_RENEWER = _Renewer()
+_RENEWALS = Ticker("gdag-leases")

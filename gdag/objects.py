@@ -400,8 +400,8 @@ class ObjectStore:
         entry, in git's order (a directory sorts as if its name ended in "/"). Built
         here, not through dulwich's Tree: state trees hold an entry per output and
         node, and are written again by every event."""
-        items = sorted((_sort_key(name, e), _tree_line(name, e)) for name, e in entries.items())
-        return self._write_sorted(dict(entries), [k for k, _ in items], [line for _, line in items])
+        keys, lines = _sorted(entries)
+        return self._write_sorted(dict(entries), keys, lines)
 
     def _write_sorted(
         self, entries: dict[bytes, Entry], keys: list[bytes], lines: list[bytes]
@@ -416,11 +416,7 @@ class ObjectStore:
         """Tree `sha`'s sort keys and entry lines, in git's order (copies)."""
         found = self._sorted.get(sha) if sha is not None else None
         if found is None:
-            items = sorted(
-                (_sort_key(name, e), _tree_line(name, e))
-                for name, e in self.tree_entries(sha).items()
-            )
-            return [k for k, _ in items], [line for _, line in items]
+            return _sorted(self.tree_entries(sha))
         return list(found[0]), list(found[1])
 
     def _tree_with(self, sha: bytes | None, changes: Mapping[bytes, Entry | None]) -> bytes:
@@ -495,7 +491,8 @@ class ObjectStore:
         if below:
             entries = self.tree_entries(root)
             for name, inner in below.items():
-                child = entries.get(name)
+                # A change to `name` itself comes first, then the changes below it.
+                child = here[name] if name in here else entries.get(name)
                 child_sha = child.sha if child is not None and child.is_tree else None
                 new_child = self.tree_update_many(child_sha, inner)
                 here[name] = None if new_child == EMPTY_TREE else Entry(MODE_TREE, new_child)
@@ -518,6 +515,12 @@ def _sort_key(name: bytes, entry: Entry) -> bytes:
 
 def _tree_line(name: bytes, entry: Entry) -> bytes:
     return b"%o %s\0%s" % (entry.mode, name, unhexlify(entry.sha))
+
+
+def _sorted(entries: Mapping[bytes, Entry]) -> tuple[list[bytes], list[bytes]]:
+    """A tree's sort keys and entry lines, in git's order."""
+    items = sorted((_sort_key(name, e), _tree_line(name, e)) for name, e in entries.items())
+    return [k for k, _ in items], [line for _, line in items]
 
 
 def _inflate_blob(f: IO[bytes], sha: bytes) -> Iterator[bytes]:

@@ -54,12 +54,12 @@ class LocalRefs:
         self._root = str(path)
         self.clock = clock
 
-    def _ref_path(self, ref: str) -> Path:
-        return self.path / ref
-
     def _ref_name(self, ref: str) -> str:
-        """`_ref_path` as a string: the hot paths (read, compare-and-swap) skip pathlib."""
+        """Where `ref` (or its lock) is, as a string: the hot paths skip pathlib."""
         return f"{self._root}/{ref}"
+
+    def _ref_path(self, ref: str) -> Path:
+        return Path(self._ref_name(ref))
 
     def _packed_refs(self) -> dict[str, bytes]:
         refs: dict[str, bytes] = {}

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         {"gdag", "gdag.errors", "gdag.names", "gdag.nodestates", "gdag.trailers", "gdag.retry"}
         | {"gdag.records"}
         | {"gdag.dirs"}
-        | {"gdag.clock", "gdag.cron"},
+        | {"gdag.clock", "gdag.cron", "gdag.ticker"},
     ),
     ("values and user code", {"gdag.types", "gdag.schema", "gdag.usercode"}),
     ("definition model", {"gdag.dag", "gdag.binding", "gdag.graph", "gdag.stubs"}),

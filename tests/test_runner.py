@@ -673,6 +673,32 @@ def test_timeout_env_cwd_and_gdag_on_path(repo: Path) -> None:
     assert value(repo, "w") == "sub hi" and value(repo, "via/cli") == "1"
 
 
+@pytest.mark.parametrize("parent", ["plain", "proj:v2"])
+def test_nodes_find_this_gdag_on_path_whatever_the_repository_path(
+    tmp_path: Path, parent: str
+) -> None:
+    """The `gdag` command a shell node finds first on PATH runs this interpreter's gdag,
+    also when the repository's path holds `:` (which splits a PATH entry)."""
+    repo = tmp_path / parent / "repo"
+    repo.parent.mkdir()
+    assert gdag("init", "-C", str(repo), cwd=tmp_path).returncode == 0
+    define(
+        repo,
+        """
+        [nodes.inner]
+        run = 'command -v gdag > "$GDAG_OUT/which"; gdag publish via/cli 1'
+        inputs = { x = "src" }
+        publishes = ["which", "via/cli"]
+    """,
+    )
+    pub(repo, "src", "s")
+    r = gdag("run", cwd=repo, env={"PATH": "/usr/bin:/bin"})  # no other gdag on PATH
+    assert r.returncode == 0, r.stderr
+    assert value(repo, "via/cli") == "1"
+    which = value(repo, "which").strip()
+    assert (":" in parent) != which.startswith(str(repo / ".git" / "gdag" / "bin")), which
+
+
 def test_publish_detach_runs_in_background(repo: Path) -> None:
     import time
 

@@ -96,3 +96,30 @@ def test_a_lease_of_a_dead_process_on_this_host_binds_nobody(clock: FakeClock) -
     assert elsewhere.is_alive(clock)  # its process cannot be checked from here
     clock.advance(TTL + 1)
     assert not elsewhere.is_alive(clock)
+
+
+def test_a_renewal_stuck_on_a_lock_holds_up_no_other_lease(tmp_path: Path) -> None:
+    """Renewals run each on a thread of their own: while another process holds the ref
+    lock of one lease (its renewal waits), the other leases are still renewed in time."""
+    import time
+
+    subprocess.run(["git", "init", "-q", str(tmp_path / "repo")], check=True)
+    store = Store.find(tmp_path / "repo")
+    ours = Leases(store, "main", ttl=0.6)  # renewed every 0.2 s, real time
+    stuck, free = ours.take("stuck", "s.1"), ours.take("free", "f.1")
+    assert stuck is not None and free is not None
+    lock = tmp_path / "repo" / ".git" / lease_ref("main", "stuck")
+    lock = lock.with_name(lock.name + ".lock")
+    lock.write_text("")  # another process is updating it
+    try:
+        seen = {store.read_ref(lease_ref("main", "free"))}
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            seen.add(store.read_ref(lease_ref("main", "free")))
+            time.sleep(0.05)
+        assert len(seen) >= 4  # renewed all along (about every 0.2 s)
+        assert ours.holder("free") is not None
+    finally:
+        lock.unlink()
+        stuck.release()
+        free.release()

@@ -77,3 +77,16 @@ def test_a_nested_update_writes_each_tree_on_the_path(store: Store) -> None:
         ["git", "fsck", "--strict", "--no-dangling"], cwd=store.workdir, capture_output=True
     )
     assert fsck.returncode == 0, fsck.stderr
+
+
+def test_a_change_to_a_directory_comes_before_changes_below_it(store: Store) -> None:
+    """Replacing (or removing) a directory and adding a file in it, in one batch, is the
+    same as doing the two one after the other."""
+    blob = Entry(MODE_BLOB, store.write_blob(b"x"))
+    root = store.tree_update(None, [b"a"], {b"old": blob})
+    batched = store.tree_update_many(root, {(): {b"a": None}, (b"a",): {b"new": blob}})
+    one_by_one = store.tree_update(
+        store.tree_update(root, [], {b"a": None}), [b"a"], {b"new": blob}
+    )
+    assert batched == one_by_one
+    assert store.tree_entries(store.tree_entries(batched)[b"a"].sha) == {b"new": blob}
