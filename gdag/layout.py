@@ -166,28 +166,31 @@ class Layout:
         for path, changes in updates:
             located.setdefault(tuple(self.locate(store, root, path)), {}).update(changes)
         tree = store.tree_update_many(root, located)
+        # Each directory on the way, once (a node's 10,000 outputs share their parents),
+        # parents first: one left with more than SHARD_AT children is sharded.
+        dirs: dict[tuple[bytes, ...], None] = {}
         for path, _ in updates:
-            tree = self._shard_if_full(store, tree, path)
+            if path and path[0] in (self.outputs, self.nodes):
+                dirs.update(dict.fromkeys(tuple(path[:depth]) for depth in range(1, len(path) + 1)))
+        for where in sorted(dirs, key=len):
+            tree = self._shard_if_full(store, tree, list(where))
         return tree
 
     def _shard_if_full(self, store: Store, tree: bytes, path: list[bytes]) -> bytes:
-        if not path or path[0] not in (self.outputs, self.nodes):
+        """Tree `tree` with the directory at logical `path` sharded if it holds more than
+        SHARD_AT children (its own `@` files do not count)."""
+        where = self.locate(store, tree, path)
+        entry = store.tree_get(tree, where)
+        if entry is None or not entry.is_tree:
             return tree
-        for depth in range(1, len(path) + 1):  # the directories holding path[1:], and path
-            where = self.locate(store, tree, path[:depth])
-            entry = store.tree_get(tree, where)
-            if entry is None or not entry.is_tree:
-                break
-            entries = store.tree_entries(entry.sha)
-            if SHARDED in entries or len(entries) <= SHARD_AT:
-                continue
-            if sum(not name.startswith(b"@") for name in entries) <= SHARD_AT:
-                continue  # its own files (@value, @meta.json, @done) do not count
-            tree = store.tree_update(tree, where[:-1], {where[-1]: _sharded(store, entries)})
-            if LAYOUTS[2] is not of(store, tree):
-                tree = store.tree_update(
-                    tree, [], {LAYOUT_FILE: Entry(MODE_BLOB, _version(store, 2))}
-                )
+        entries = store.tree_entries(entry.sha)
+        if SHARDED in entries or len(entries) <= SHARD_AT:
+            return tree
+        if sum(not name.startswith(b"@") for name in entries) <= SHARD_AT:
+            return tree
+        tree = store.tree_update(tree, where[:-1], {where[-1]: _sharded(store, entries)})
+        if LAYOUTS[2] is not of(store, tree):
+            tree = store.tree_update(tree, [], {LAYOUT_FILE: Entry(MODE_BLOB, _version(store, 2))})
         return tree
 
 

@@ -392,12 +392,10 @@ class Session:
     # -- merging back ------------------------------------------------------------
 
     def written_outputs(self) -> list[str]:
-        names: list[str] = []
+        names: dict[str, None] = {}  # ordered, and a member test in O(1) (10,000 outputs)
         for _, found in self.commits():
-            for name in found.get(trailers.OUTPUT, []):
-                if name not in names:
-                    names.append(name)
-        return names[::-1]
+            names.update(dict.fromkeys(found.get(trailers.OUTPUT, [])))
+        return list(names)[::-1]
 
     def merge_back(self, recovering: bool = False) -> Merged:
         """Apply the finished session to the log tip by compare-and-swap, then delete it.

@@ -170,3 +170,36 @@ def test_the_outputs_and_nodes_directories_shard_too(store: Store) -> None:
         assert state.read_output(store, root, f"o{i}") is not None
         assert state.node_log(store, root, f"n{i}") == blob
     assert state.node_log(store, root, "absent") is None
+
+
+def test_a_batch_of_updates_gives_the_tree_of_the_same_updates_one_by_one(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`update_many` (a session's outputs and node files at once) writes the tree that
+    `update` after `update` writes, sharding included (here past 4 children)."""
+    import random
+
+    monkeypatch.setattr(layout, "SHARD_AT", 4)
+    rng = random.Random(1)
+    blobs = [Entry(MODE_BLOB, store.write_blob(b"%d" % i)) for i in range(4)]
+    names = ["a", "b", "c", "d", "e", "f", "fam/x", "fam/y", "fam/z", "fam/w", "fam/v"]
+    names += ["a/b", "a/c", "q/r/s"]
+    root: bytes | None = None
+    for _ in range(150):
+        paths = layout.of(store, root)
+        updates = []
+        for _ in range(rng.randint(1, 5)):
+            if rng.random() < 0.6:
+                path = paths.output_path(rng.choice(names))
+                files = [paths.value, paths.meta, paths.done]
+            else:
+                path = paths.node_path(f"n{rng.randint(0, 7)}")
+                files = [paths.node_done, paths.node_log, paths.node_failed]
+            picked = rng.sample(files, rng.randint(1, 3))
+            updates.append((path, {f: rng.choice([*blobs, None]) for f in picked}))
+        one_by_one = root
+        for path, changes in updates:
+            one_by_one = layout.of(store, one_by_one).update(store, one_by_one, path, changes)
+        root = paths.update_many(store, root, updates)
+        assert root == one_by_one
+    assert layout.of(store, root) is layout.LAYOUTS[2]  # it did shard
