@@ -106,9 +106,9 @@ class RunView:
             line.append(("  speculative, confirmed", "cyan"))
         outs = data.get("outputs") or {}
         if outs:
-            line.append(("  -> " + ", ".join(f"{k} v{v}" for k, v in outs.items()), "dim"))
+            line.append(("  -> " + _listed([f"{k} v{v}" for k, v in outs.items()]), "dim"))
         if data.get("unchanged"):
-            line.append(("  unchanged: " + ", ".join(data["unchanged"]), "dim"))
+            line.append(("  unchanged: " + _listed(data["unchanged"]), "dim"))
         if not ok and data.get("error"):
             line.append((f"  ({data['error']})", "red"))
         if not ok and data.get("log"):
@@ -203,3 +203,11 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
+
+
+def _listed(items: list[str], limit: int = 8) -> str:
+    """`items` joined by commas, the first `limit` of a longer list and how many more
+    (a node publishing 10,000 outputs made one line of 200 KB)."""
+    if len(items) <= limit:
+        return ", ".join(items)
+    return ", ".join(items[:limit]) + f" and {len(items) - limit:,} more"

@@ -392,9 +392,11 @@ class Session:
     # -- merging back ------------------------------------------------------------
 
     def written_outputs(self) -> list[str]:
+        """The outputs the session published, in the order it published them (newest
+        commit first, so each commit's own list is walked backwards, then all reversed)."""
         names: dict[str, None] = {}  # ordered, and a member test in O(1) (10,000 outputs)
         for _, found in self.commits():
-            names.update(dict.fromkeys(found.get(trailers.OUTPUT, [])))
+            names.update(dict.fromkeys(reversed(found.get(trailers.OUTPUT, []))))
         return list(names)[::-1]
 
     def merge_back(self, recovering: bool = False) -> Merged:

@@ -930,10 +930,20 @@ def test_outputs_left_in_gdag_out_are_committed_with_done(repo: Path) -> None:
         publishes = ["m/*"]
         retries = 1
         retry_delay = 0.01
+
+        [nodes.lots]
+        run = 'for i in 01 02 03 04 05 06 07 08 09 10 11 12; do echo $i > "$GDAG_OUT/l/$i"; done'
+        inputs = { x = "src" }
+        publishes = ["l/*"]
         """,
     )
     pub(repo, "src", "1")
-    run(repo)
+    said = run(repo)
+    # The run's line for a node with many outputs names the first few and counts the rest.
+    assert (
+        "l/01 v1, l/02 v1, l/03 v1, l/04 v1, l/05 v1, l/06 v1, l/07 v1, l/08 v1 and 4 more" in said
+    )
+    assert "l/12" not in said
     for node, summary, outputs in (
         ("few", "done few ok: a, b", ["a", "b"]),
         ("many", "done many ok: 4 outputs", ["m/a", "m/b", "m/c", "m/d"]),
@@ -947,6 +957,14 @@ def test_outputs_left_in_gdag_out_are_committed_with_done(repo: Path) -> None:
             f"{merge}^1..{merge}^2", cwd=repo,
         ).splitlines()  # fmt: skip
         assert branch == [f"{summary}|{','.join(outputs)}", f"start {node}|"]
+        merged = git(
+            "log",
+            "-1",
+            "--format=%(trailers:key=Gdag-Output,valueonly,separator=%x2C)",
+            merge,
+            cwd=repo,
+        )
+        assert merged.strip() == ",".join(outputs)  # in the order they were published
     assert [value(repo, o) for o in ("a", "b", "m/a", "m/d")] == ["a\n", "b\n", "a\n", "d\n"]
     assert gdag("lookup", "m/e", cwd=repo).returncode == 3  # the failed attempt's
     assert done(repo, "many")["attempts"][0]["error"].startswith("node 'many' may not publish")
