@@ -43,9 +43,7 @@ def lookup(store: Store, roots: list[bytes | None], key: str) -> bytes | None:
     return None
 
 
-def record(
-    store: Store, paths: layout.Layout, key: str, head: bytes
-) -> tuple[list[bytes], dict[bytes, Entry | None]]:
+def record(store: Store, paths: layout.Layout, key: str, head: bytes) -> layout.Update:
     """The index entry of a completed session (for `Layout.update`)."""
     blob = store.write_blob(head + b"\n")
     *where, name = paths.cache_path(key)

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from gdag.repo import Store
 
 LAYOUT_FILE = b"@layout"
+# A directory of a state tree (logical path) and the changes to its files: one update
+# of `Layout.update_many`.
+Update = tuple[list[bytes], dict[bytes, Entry | None]]
 SHARDED = b"@sharded"
 SHARD_AT = 1000  # children a directory keeps unsharded (a tree of about 40 KB)
 

@@ -26,8 +26,6 @@ from gdag.retry import CAS, Backoff
 from gdag.trailers import format_message
 
 SESSION_PREFIX = "refs/gdag/sessions/"
-# A directory of a state tree and the changes to its files (`Layout.update_many`).
-Update = tuple[list[bytes], dict[bytes, Entry | None]]
 LOG_TAIL = 64 * 1024
 FAILURE_LOG_TAIL = 4096  # of a failed session's log, in its gdag/failures/<node> event
 
@@ -427,7 +425,7 @@ class Session:
                 raise _Superseded  # the definition changed meanwhile: a rerun is due anyway
             result.outputs, result.unchanged = {}, []
             paths = layout.of(self.store, parent)
-            updates: list[Update] = []
+            updates: list[layout.Update] = []
             for name in outputs:
                 updates += self._merge_output(paths, parent, head_tree, name, offset, result)
             dag = state.read_dag(self.store, parent)
@@ -531,7 +529,7 @@ class Session:
         name: str,
         offset: int,
         result: Merged,
-    ) -> list[Update]:
+    ) -> list[layout.Update]:
         new = state.read_output(self.store, head_tree, name)
         if new is None:
             return []
@@ -558,7 +556,7 @@ class Session:
 
     def _update_failed(
         self, paths: layout.Layout, failed: list[dict[str, Any]], done: dict[str, Any]
-    ) -> list[Update]:
+    ) -> list[layout.Update]:
         """Keep an "each" node's failed events: add this session's event when it failed
         (a redo that fails again updates its entry), drop it once redone."""
         kept = [e for e in failed if e["inputs"] != self.spec.inputs]
@@ -594,7 +592,7 @@ class Session:
         done: dict[str, Any],
         offset: int,
         result: Merged,
-    ) -> Update:
+    ) -> layout.Update:
         """Set `gdag/failures/<node>` to what failed, in the merge of the failed session
         (applied once, as the merge is): node, session, inputs, error, exit code and the
         log's last lines, so notifications are nodes subscribing to `gdag/failures/*`."""
@@ -628,7 +626,7 @@ class Session:
             self.store, paths, name, Entry(MODE_BLOB, blob), meta, f"session {self.id}"
         )
 
-    def _node_files(self, paths: layout.Layout, head_tree: bytes, record: dict) -> Update:
+    def _node_files(self, paths: layout.Layout, head_tree: bytes, record: dict) -> layout.Update:
         """The node's @done.json (`record`) and the session's @log."""
         node = self.spec.node
         log_entry = state.node_log(self.store, head_tree, node)

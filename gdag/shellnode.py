@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +70,6 @@ def _wait(
     This thread blocks in `wait()`, so it returns the moment the command exits (a wait
     with a timeout polls, adding milliseconds to every job); the process's one watcher
     thread stops the process group on cancel or timeout, which ends the wait."""
-    import time
-
     deadline = None if timeout is None else time.monotonic() + timeout
     watch = _Watched(proc.pid, cancel, deadline)
     _WATCHER.add(watch)
@@ -88,8 +87,6 @@ class _Watched:
     own), its deadline kills it."""
 
     def __init__(self, pgid: int, cancel: threading.Event, deadline: float | None) -> None:
-        import time
-
         self.pgid = pgid
         self.cancel = cancel
         self.deadline = deadline

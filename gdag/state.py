@@ -77,7 +77,7 @@ def write_output(
 
 def output_files(
     store: Store, paths: Layout, name: str, value: Entry, meta: dict[str, Any], done: str
-) -> tuple[list[bytes], dict[bytes, Entry | None]]:
+) -> layout.Update:
     """The directory of output `name` and its files for `value` (for `Layout.update`)."""
     meta_blob = store.write_blob(json.dumps(meta, sort_keys=True, indent=1).encode() + b"\n")
     done_blob = store.write_blob(done.encode() + b"\n")

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from gdag import layout, state
 from gdag.errors import StoreError
 from gdag.repo import MODE_BLOB, Entry, Store
+from unit.conftest import ls_tree
 
 V1 = layout.LAYOUTS[1]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    subprocess.run(["git", "init", "-q", str(tmp_path / "repo")], check=True)
-    return Store.find(tmp_path / "repo")
 
 
 @pytest.mark.parametrize(
@@ -43,14 +37,7 @@ def test_files_of_an_output_as_git_lists_them(store: Store) -> None:
     value = Entry(MODE_BLOB, store.write_blob(b"v"))
     root = state.write_output(store, None, "a/b", value, {"version": 1}, "publish p1")
     root = state.write_dag(store, root, {"nodes": {}})
-    listed = subprocess.run(
-        ["git", "ls-tree", "-r", "--name-only", root.decode()],
-        cwd=store.workdir,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    assert listed == [
+    assert ls_tree(store, root.decode(), recursive=True) == [
         "dag.json",
         "outputs/a/b/@done",
         "outputs/a/b/@meta.json",
@@ -92,16 +79,6 @@ def test_an_unreadable_layout_file_is_named(store: Store) -> None:
     root = with_layout(store, None, b"two\n")
     with pytest.raises(StoreError, match="unreadable @layout"):
         layout.of(store, root)
-
-
-def ls_tree(store: Store, treeish: str) -> list[str]:
-    return subprocess.run(
-        ["git", "ls-tree", "--name-only", treeish],
-        cwd=store.workdir,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
 
 
 def test_a_directory_past_shard_at_is_sharded_and_reads_the_same(store: Store) -> None:

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import random
 import subprocess
-from pathlib import Path
 
-import pytest
+from conftest import fsck
 
 from gdag.objects import MODE_BLOB, MODE_TREE
 from gdag.repo import Entry, Store
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    subprocess.run(["git", "init", "-q", str(tmp_path / "repo")], check=True)
-    return Store.find(tmp_path / "repo")
+from unit.conftest import ls_tree
 
 
 def git_mktree(store: Store, entries: dict[bytes, Entry]) -> bytes:
@@ -65,18 +59,9 @@ def test_a_nested_update_writes_each_tree_on_the_path(store: Store) -> None:
     root = store.tree_update(None, [b"outputs", b"a"], {b"@value": blob})
     root = store.tree_update(root, [b"outputs", b"a.b"], {b"@value": blob})
     root = store.tree_update(root, [b"outputs", b"a"], {b"@value": None})  # empties `a`
-    listed = subprocess.run(
-        ["git", "ls-tree", "-r", "--name-only", root.decode()],
-        cwd=store.workdir,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    assert listed == ["outputs/a.b/@value"]
-    fsck = subprocess.run(
-        ["git", "fsck", "--strict", "--no-dangling"], cwd=store.workdir, capture_output=True
-    )
-    assert fsck.returncode == 0, fsck.stderr
+    assert ls_tree(store, root.decode(), recursive=True) == ["outputs/a.b/@value"]
+    assert store.workdir is not None
+    fsck(store.workdir)
 
 
 def test_a_change_to_a_directory_comes_before_changes_below_it(store: Store) -> None:
