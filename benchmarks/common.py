@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import statistics
 import sys
+import time
 from pathlib import Path
 
 
@@ -28,3 +30,48 @@ def clean_env(home: Path, drop: tuple[str, ...] = ()) -> dict[str, str]:
         HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), GIT_CONFIG_NOSYSTEM="1", LC_ALL="C"
     )
     return env
+
+
+def filesystem(path: Path) -> str:
+    """The file system `path` is on, as /proc/mounts names it: its type and, for ext4,
+    whether it has a journal (an ext4 without one skips recently freed inodes when it
+    allocates one, which makes creating files slow after many deletions)."""
+    try:
+        with open("/proc/mounts") as f:
+            mounts = [line.split() for line in f]
+    except OSError:
+        return "unknown file system"
+    real = os.path.realpath(path)
+    best = max(
+        (m for m in mounts if real == m[1] or real.startswith(m[1].rstrip("/") + "/")),
+        key=lambda m: len(m[1]),
+        default=None,
+    )
+    if best is None:
+        return "unknown file system"
+    device, mount, kind = best[0], best[1], best[2]
+    if kind == "ext4":
+        name = os.path.basename(os.path.realpath(device))
+        try:
+            journaled = any(e.startswith(name + "-") for e in os.listdir("/proc/fs/jbd2"))
+        except OSError:
+            journaled = False
+        kind += "" if journaled else " without a journal"
+    return f"{kind} on {mount}"
+
+
+def create_cost(directory: Path, files: int = 200) -> float:
+    """Median seconds to create (and close) an empty file in `directory`; the files are
+    removed again."""
+    costs = []
+    names = [directory / f"bench-create-{os.getpid()}-{i}" for i in range(files)]
+    try:
+        for name in names:
+            t0 = time.perf_counter()
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            costs.append(time.perf_counter() - t0)
+            os.close(fd)
+    finally:
+        for name in names:
+            name.unlink(missing_ok=True)
+    return statistics.median(costs)

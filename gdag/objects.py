@@ -17,6 +17,7 @@ import time
 import zlib
 from binascii import unhexlify
 from bisect import bisect_left
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -41,8 +42,10 @@ BIG_PACKED = 1 << 20
 DEFAULT_IDENTITY = (b"gdag", b"gdag@localhost")
 # Objects are immutable, so reads are cached: commits, blobs up to SMALL_BLOB bytes
 # (metadata, @done.json), and the entries of trees read or written (`tree_entries`).
-# The cache is emptied whenever its rough size passes CACHE_BYTES: a long run writes
-# a state tree per event, so it must not keep them all.
+# When its rough size passes CACHE_BYTES, the least recently used items go: a long
+# run writes a state tree per event, so it must not keep them all, but it reads the
+# latest ones again and again (emptying the whole cache instead cost a 10,000-node
+# chain two tree reads per node in its value checks alone).
 SMALL_BLOB = 16 * 1024
 CACHE_BYTES = 32 << 20
 OBJECT_COST = 1200  # bytes of a parsed object beyond its content (measured)
@@ -107,6 +110,10 @@ class ObjectStore:
         self._entries: dict[bytes, dict[bytes, Entry]] = {}
         # Written trees' sort keys and entry lines, in git's order (`_tree_with`).
         self._sorted: dict[bytes, tuple[list[bytes], list[bytes]]] = {}
+        # What each cached sha costs, least recently used first; guarded by _cache_lock
+        # (threads of a run share the store; a hit only moves its sha to the end).
+        self._costs: OrderedDict[bytes, int] = OrderedDict()
+        self._cache_lock = threading.Lock()
         self._cached_bytes = 0
         # Called once, at this store's first new object (see gdag.maintenance).
         self.on_first_write: Callable[[], None] | None = None
@@ -141,6 +148,7 @@ class ObjectStore:
         """Read one object; its absence is a damaged store."""
         obj = self._cache.get(sha)
         if obj is not None:
+            self._used(sha)
             return obj
         for look in range(2):
             try:
@@ -162,22 +170,43 @@ class ObjectStore:
         # Trees are kept as their entries (`tree_entries`), not as parsed objects: a
         # parsed tree costs several times its entries.
         if obj.type_name == b"commit" or obj.type_name == b"blob" and size <= SMALL_BLOB:
-            if self._charge(OBJECT_COST + size):
-                self._cache[sha] = obj
+            self._keep(sha, OBJECT_COST + size, obj=obj)
         return obj
 
-    def _charge(self, cost: int) -> bool:
-        """Count `cost` bytes about to be cached, emptying the caches first when full;
-        False (cache nothing) for an item over a quarter of the budget."""
+    def _keep(
+        self,
+        sha: bytes,
+        cost: int,
+        obj: ShaFile | None = None,
+        entries: dict[bytes, Entry] | None = None,
+        sorted_lines: tuple[list[bytes], list[bytes]] | None = None,
+    ) -> None:
+        """Cache what is given for `sha` (costing about `cost` bytes in all), evicting
+        the least recently used items while over budget; nothing over a quarter of it."""
         if cost > CACHE_BYTES // 4:
-            return False
-        self._cached_bytes += cost
-        if self._cached_bytes > CACHE_BYTES:
-            self._cache.clear()
-            self._entries.clear()
-            self._sorted.clear()
-            self._cached_bytes = cost
-        return True
+            return
+        with self._cache_lock:
+            self._cached_bytes += cost - self._costs.pop(sha, 0)
+            self._costs[sha] = cost
+            if obj is not None:
+                self._cache[sha] = obj
+            if entries is not None:
+                self._entries[sha] = entries
+            if sorted_lines is not None:
+                self._sorted[sha] = sorted_lines
+            while self._cached_bytes > CACHE_BYTES:
+                old, old_cost = self._costs.popitem(last=False)
+                self._cached_bytes -= old_cost
+                self._cache.pop(old, None)
+                self._entries.pop(old, None)
+                self._sorted.pop(old, None)
+
+    def _used(self, sha: bytes) -> None:
+        """Mark a cached sha as just used (last to be evicted)."""
+        try:
+            self._costs.move_to_end(sha)
+        except KeyError:  # evicted by another thread meanwhile
+            pass
 
     def has(self, sha: bytes) -> bool:
         return os.path.exists(self._loose_name(sha)) or sha in self._objdb()
@@ -407,16 +436,15 @@ class ObjectStore:
         self, entries: dict[bytes, Entry], keys: list[bytes], lines: list[bytes]
     ) -> bytes:
         sha = self.write_raw(b"tree", b"".join(lines))
-        if self._charge(2 * ENTRY_COST * len(entries)):
-            self._entries[sha] = entries
-            self._sorted[sha] = (keys, lines)
+        self._keep(sha, 2 * ENTRY_COST * len(entries), entries=entries, sorted_lines=(keys, lines))
         return sha
 
     def _sorted_lines(self, sha: bytes | None) -> tuple[list[bytes], list[bytes]]:
         """Tree `sha`'s sort keys and entry lines, in git's order (copies)."""
         found = self._sorted.get(sha) if sha is not None else None
-        if found is None:
+        if sha is None or found is None:
             return _sorted(self.tree_entries(sha))
+        self._used(sha)
         return list(found[0]), list(found[1])
 
     def _tree_with(self, sha: bytes | None, changes: Mapping[bytes, Entry | None]) -> bytes:
@@ -451,11 +479,12 @@ class ObjectStore:
         if sha is None:
             return {}
         entries = self._entries.get(sha)
-        if entries is None:
-            tree = self.read_tree(sha)
-            entries = {item.path: Entry(item.mode, item.sha) for item in tree.iteritems()}
-            if self._charge(ENTRY_COST * len(entries)):
-                self._entries[sha] = entries
+        if entries is not None:
+            self._used(sha)
+            return entries
+        tree = self.read_tree(sha)
+        entries = {item.path: Entry(item.mode, item.sha) for item in tree.iteritems()}
+        self._keep(sha, ENTRY_COST * len(entries), entries=entries)
         return entries
 
     def tree_get(self, root: bytes | None, path: Iterable[bytes]) -> Entry | None:
