@@ -351,7 +351,16 @@ class ObjectStore:
         return self.write_raw(b"blob", data)
 
     def write_blob_stream(self, stream: IO[bytes], size: int) -> bytes:
-        """Write `size` bytes read from `stream` as a blob, holding one chunk at a time."""
+        """Write `size` bytes read from `stream` as a blob, holding one chunk at a time.
+        A value of one chunk or less is read whole and hashed first, so one already
+        stored (an output that did not change) costs no file."""
+        if size <= CHUNK:
+            data = stream.read(size)
+            if len(data) < size:
+                raise StoreError("the value ended before its announced size")
+            if stream.read(1):
+                raise StoreError("the value changed size while it was being read")
+            return self.write_raw(b"blob", data)
         header = b"blob %d\0" % size
         hasher = hashlib.sha1(header)
         comp = zlib.compressobj(1)
