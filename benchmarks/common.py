@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
+
+_PROBES = itertools.count()
 
 
 def gdag_command() -> list[str]:
@@ -51,27 +54,29 @@ def filesystem(path: Path) -> str:
         return "unknown file system"
     device, mount, kind = best[0], best[1], best[2]
     if kind == "ext4":
+        # Known only when /proc lists the device under ext4 (not for /dev/root, say):
+        # then a journal shows as /proc/fs/jbd2/<device>-<journal inode>.
         name = os.path.basename(os.path.realpath(device))
         try:
-            journaled = any(e.startswith(name + "-") for e in os.listdir("/proc/fs/jbd2"))
+            if os.path.isdir(f"/proc/fs/ext4/{name}"):
+                jbd2 = os.listdir("/proc/fs/jbd2")
+                kind += "" if any(e.startswith(name + "-") for e in jbd2) else " without a journal"
         except OSError:
-            journaled = False
-        kind += "" if journaled else " without a journal"
+            pass
     return f"{kind} on {mount}"
 
 
-def create_cost(directory: Path, files: int = 200) -> float:
-    """Median seconds to create (and close) an empty file in `directory`; the files are
-    removed again."""
+def create_cost(directory: Path, aside: Path, files: int = 100) -> float:
+    """Median seconds to create (and close) an empty file in `directory`. The files are
+    then moved into `aside`, not deleted: on an ext4 without a journal a deletion makes
+    the next minute's creations slower, which is what is being measured."""
+    aside.mkdir(parents=True, exist_ok=True)
     costs = []
-    names = [directory / f"bench-create-{os.getpid()}-{i}" for i in range(files)]
-    try:
-        for name in names:
-            t0 = time.perf_counter()
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-            costs.append(time.perf_counter() - t0)
-            os.close(fd)
-    finally:
-        for name in names:
-            name.unlink(missing_ok=True)
+    for _ in range(files):
+        name = f"bench-create-{os.getpid()}-{next(_PROBES)}"
+        t0 = time.perf_counter()
+        fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        costs.append(time.perf_counter() - t0)
+        os.close(fd)
+        os.rename(directory / name, aside / name)
     return statistics.median(costs)

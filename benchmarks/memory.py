@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument(
         "--large",
         default="0",
-        help='[values] large of the repository (default 0: values are git blobs, packed '
+        help="[values] large of the repository (default 0: values are git blobs, packed "
         'or loose; e.g. "32MiB" to measure them as git LFS objects)',
     )
     ap.add_argument(

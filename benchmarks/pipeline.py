@@ -216,7 +216,9 @@ class GdagRepo:
             repo.wait_for_packer()
         # What the file system charges now for a new file where gdag writes objects: on
         # some (ext4 without a journal) it grows with the files deleted in the last minute.
-        self.creates.append(create_cost(self.path / ".git" / "objects"))
+        self.creates.append(
+            create_cost(self.path / ".git" / "objects", self.path.parent / "probes")
+        )
         t = timed(cmd, self.path, self.env)
         self.check(value, len(self.outputs), since)
         return t
@@ -549,7 +551,7 @@ def main() -> int:
             )
         )
         print(
-            "  file creation where objects are written (`.git/objects`, median of 200 new "
+            "  file creation where objects are written (`.git/objects`, median of 100 new "
             "files just before each timed propagation): "
             + ", ".join(
                 f"{fmt(statistics.median(r.creates))} in the {r.path.name}"

@@ -44,8 +44,7 @@ DEFAULT_IDENTITY = (b"gdag", b"gdag@localhost")
 # (metadata, @done.json), and the entries of trees read or written (`tree_entries`).
 # When its rough size passes CACHE_BYTES, the least recently used items go: a long
 # run writes a state tree per event, so it must not keep them all, but it reads the
-# latest ones again and again (emptying the whole cache instead cost a 10,000-node
-# chain two tree reads per node in its value checks alone).
+# latest ones again and again (the trees on the way to the outputs it checks).
 SMALL_BLOB = 16 * 1024
 CACHE_BYTES = 32 << 20
 OBJECT_COST = 1200  # bytes of a parsed object beyond its content (measured)
@@ -186,7 +185,11 @@ class ObjectStore:
         if cost > CACHE_BYTES // 4:
             return
         with self._cache_lock:
-            self._cached_bytes += cost - self._costs.pop(sha, 0)
+            # The larger cost stays: a tree read (its entries) while another thread
+            # wrote it (entries and sorted lines) keeps both.
+            old_cost = self._costs.pop(sha, 0)
+            cost = max(cost, old_cost)
+            self._cached_bytes += cost - old_cost
             self._costs[sha] = cost
             if obj is not None:
                 self._cache[sha] = obj
@@ -203,10 +206,9 @@ class ObjectStore:
 
     def _used(self, sha: bytes) -> None:
         """Mark a cached sha as just used (last to be evicted)."""
-        try:
-            self._costs.move_to_end(sha)
-        except KeyError:  # evicted by another thread meanwhile
-            pass
+        with self._cache_lock:
+            if sha in self._costs:  # else evicted by another thread meanwhile
+                self._costs.move_to_end(sha)
 
     def has(self, sha: bytes) -> bool:
         return os.path.exists(self._loose_name(sha)) or sha in self._objdb()
@@ -355,9 +357,12 @@ class ObjectStore:
         A value of one chunk or less is read whole and hashed first, so one already
         stored (an output that did not change) costs no file."""
         if size <= CHUNK:
-            data = stream.read(size)
-            if len(data) < size:
-                raise StoreError("the value ended before its announced size")
+            data = b""
+            while len(data) < size:  # a raw stream may return less than asked
+                chunk = stream.read(size - len(data))
+                if not chunk:
+                    raise StoreError("the value ended before its announced size")
+                data += chunk
             if stream.read(1):
                 raise StoreError("the value changed size while it was being read")
             return self.write_raw(b"blob", data)
