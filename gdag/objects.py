@@ -355,7 +355,7 @@ class ObjectStore:
     def write_blob_stream(self, stream: IO[bytes], size: int) -> bytes:
         """Write `size` bytes read from `stream` as a blob, holding one chunk at a time.
         A value of one chunk or less is read whole and hashed first, so one already
-        stored (an output that did not change) costs no file."""
+        stored as a loose object (an output that did not change) costs no file."""
         if size <= CHUNK:
             data = b""
             while len(data) < size:  # a raw stream may return less than asked
