@@ -80,3 +80,23 @@ def create_cost(directory: Path, aside: Path, files: int = 100) -> float:
         os.close(fd)
         os.rename(directory / name, aside / name)
     return statistics.median(costs)
+
+
+def wait_for_packer(repo: Path, limit: float = 600.0) -> float:
+    """Wait until the background packer a gdag command last started in `repo` (its pid
+    in `.git/gdag/pack.pid`, written before that command exits) is gone; the seconds
+    waited. Its lock would not do: a packer just started may not hold it yet."""
+    try:
+        pid = int((repo / ".git" / "gdag" / "pack.pid").read_text())
+    except (OSError, ValueError):
+        return 0.0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"gdag.maintenance" not in f.read():
+                    break  # that pid is another process now
+        except OSError:
+            break  # gone
+        time.sleep(0.05)
+    return time.perf_counter() - t0

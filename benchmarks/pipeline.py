@@ -55,7 +55,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common import clean_env, create_cost, filesystem, gdag_command
+from common import clean_env, create_cost, filesystem, gdag_command, wait_for_packer
 
 CHAIN = 100
 FANOUT = 100
@@ -157,21 +157,7 @@ class GdagRepo:
         self.check("build", len(outputs) + 1)
 
     def wait_for_packer(self) -> None:
-        """Until the packer an earlier command started here (`pack.pid`) is gone."""
-        try:
-            pid = int((self.path / ".git" / "gdag" / "pack.pid").read_text())
-        except (OSError, ValueError):
-            return
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < 600:
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if b"gdag.maintenance" not in f.read():
-                        break  # that pid is another process now
-            except OSError:
-                break  # gone
-            time.sleep(0.05)
-        self.waited += time.perf_counter() - t0
+        self.waited += wait_for_packer(self.path)
 
     def publish(self, value: str) -> None:
         run([*self.gdag, "publish", "o0", value, "--no-run"], self.path, self.env)

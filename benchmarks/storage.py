@@ -16,7 +16,6 @@ Standard library only.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import clean_env, gdag_command  # noqa: E402
+from common import clean_env, gdag_command, wait_for_packer  # noqa: E402
 
 DEFINITION = """\
 [store]
@@ -40,13 +39,6 @@ publishes = ["copy"]
 
 def files_under(path: Path) -> int:
     return sum(len(files) for _, _, files in os.walk(path))
-
-
-def wait_for_packer(repo: Path) -> None:
-    lock = repo / ".git" / "gdag" / "pack.lock"
-    if lock.exists():
-        with open(lock, "a") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # until a packer at work is done
 
 
 def run_gdag(events: int, every: int, auto_pack: bool, tmp: Path, env: dict[str, str]) -> tuple:

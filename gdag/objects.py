@@ -365,7 +365,7 @@ class ObjectStore:
                 data += chunk
             if stream.read(1):
                 raise StoreError("the value changed size while it was being read")
-            return self.write_raw(b"blob", data)
+            return self.write_blob(data)
         header = b"blob %d\0" % size
         hasher = hashlib.sha1(header)
         comp = zlib.compressobj(1)
